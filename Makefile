@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - install, then infer + evaluate the shared pretrained model on LFW
+#   make test   - install, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.massface-installed
+SHARED ?= $(abspath ../shared)
+OUT ?= work_dirs/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/massface-infer --model $(SHARED)/models/mobilefacenet-sirius/mobilefacenet_sirius.onnx \
+		--lfw $(SHARED)/data/lfw/lfw-112x112 --pairs $(SHARED)/data/lfw/pairs.txt --out $(OUT)
+	$(BIN)/massface-eval $(OUT) --json $(OUT)/eval.json --markdown $(OUT)/eval.md
+
+test: $(STAMP)
+	MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check massface tests bench
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do MASSFACE_SHARED=$(SHARED) $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) work_dirs

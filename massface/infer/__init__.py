@@ -1,0 +1,1 @@
+"""massface.infer."""

@@ -1,0 +1,1 @@
+"""Dataset and file-format utilities shared by the stages (no TensorFlow here)."""

@@ -1,0 +1,133 @@
+"""Verification pair lists: LFW ``pairs.txt`` and massface's path-pairs format.
+
+Two formats are read, both giving pairs in file order (file order decides the folds):
+
+* LFW View 2 (``pairs.txt``): an optional header ``<sets> <pairs-per-class>``, then
+  ``name i j`` (same person) or ``name1 i name2 j`` (different). The image is
+  ``<name>/<name>_%04d`` with the extension found on disk (``.jpg`` or ``.png``).
+* Path pairs (written by :func:`write_path_pairs`, for datasets whose files are not
+  named the LFW way): a first line ``# massface-pairs v1``, then
+  ``<path_a>\\t<path_b>\\t<1|0>`` with paths relative to the dataset root.
+
+A pair refers to images by *reference*: the relative path, without extension for LFW.
+:func:`resolve_reference` finds the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from massface.errors import InputError
+
+PATH_PAIRS_HEADER = "# massface-pairs v1"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One verification pair: two image references and whether they show one person."""
+
+    a: str
+    b: str
+    issame: bool
+
+
+def _lfw_ref(name: str, number: str, path: Path, lineno: int) -> str:
+    try:
+        idx = int(number)
+    except ValueError:
+        raise InputError(f"{path}:{lineno}: image number {number!r} is not an integer") from None
+    return f"{name}/{name}_{idx:04d}"
+
+
+def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
+    """Read an LFW ``pairs.txt`` or a massface path-pairs file, in file order."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read pairs file: {exc}") from exc
+    lines = text.splitlines()
+    if lines and lines[0].strip() == PATH_PAIRS_HEADER:
+        return _read_path_pairs(path, lines)
+    return _read_lfw_pairs(path, lines)
+
+
+def _read_lfw_pairs(path: Path, lines: list[str]) -> list[Pair]:
+    pairs: list[Pair] = []
+    for lineno, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if lineno == 1 and len(fields) == 2 and all(f.isdigit() for f in fields):
+            continue  # header: number of sets, pairs per class
+        if len(fields) == 3:
+            name, i, j = fields
+            pairs.append(
+                Pair(_lfw_ref(name, i, path, lineno), _lfw_ref(name, j, path, lineno), True)
+            )
+        elif len(fields) == 4:
+            n1, i, n2, j = fields
+            pairs.append(Pair(_lfw_ref(n1, i, path, lineno), _lfw_ref(n2, j, path, lineno), False))
+        else:
+            raise InputError(
+                f"{path}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {line.strip()!r}"
+            )
+    if not pairs:
+        raise InputError(f"{path}: no pairs found")
+    return pairs
+
+
+def _read_path_pairs(path: Path, lines: list[str]) -> list[Pair]:
+    pairs: list[Pair] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) != 3 or fields[2] not in ("0", "1"):
+            raise InputError(f"{path}:{lineno}: expected '<path_a>\\t<path_b>\\t<1|0>'")
+        pairs.append(Pair(fields[0], fields[1], fields[2] == "1"))
+    if not pairs:
+        raise InputError(f"{path}: no pairs found")
+    return pairs
+
+
+def write_path_pairs(path: str | os.PathLike[str], pairs: list[Pair]) -> None:
+    """Write pairs in the massface path-pairs format (atomically)."""
+    from massface.tools.atomic import write_text
+
+    for p in pairs:
+        for ref in (p.a, p.b):
+            if "\t" in ref or "\n" in ref:
+                raise InputError(f"{path}: image path {ref!r} contains a tab or newline")
+    body = "".join(f"{p.a}\t{p.b}\t{int(p.issame)}\n" for p in pairs)
+    write_text(path, PATH_PAIRS_HEADER + "\n" + body)
+
+
+def strip_extension(ref: str) -> str:
+    """A reference without a known image extension (how LFW pairs name images)."""
+    root, ext = os.path.splitext(ref)
+    return root if ext.lower() in IMAGE_EXTENSIONS else ref
+
+
+def resolve_reference(root: str | os.PathLike[str], ref: str) -> Path | None:
+    """The file under ``root`` that ``ref`` names (exact path, else with an image extension)."""
+    base = Path(root) / ref
+    if base.is_file():
+        return base
+    for ext in IMAGE_EXTENSIONS:
+        candidate = base.with_name(base.name + ext)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def pair_references(pairs: list[Pair]) -> list[str]:
+    """Distinct image references in first-use order (each image embedded once)."""
+    seen: dict[str, None] = {}
+    for p in pairs:
+        seen.setdefault(p.a)
+        seen.setdefault(p.b)
+    return list(seen)
