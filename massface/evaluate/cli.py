@@ -1,11 +1,120 @@
-"""`massface-eval`: not built yet (see the project's issues)."""
+"""``massface-eval``: score embeddings with the LFW 10-fold protocol.
+
+Reads massface embedding folders, msame/ais_bench output folders and ``.npy``/``.npz``
+arrays (see :mod:`massface.evaluate.inputs`), scores each with
+:func:`massface.evaluate.verify` and prints one comparison table; ``--json``,
+``--markdown`` and ``--roc`` write reports atomically. Bad input exits with status 2 and
+a message naming the file.
+"""
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from massface.errors import InputError
+from massface.evaluate.distances import DISTANCES
+from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
+from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
+from massface.evaluate.report import Run, print_report, write_json, write_markdown, write_roc
+from massface.evaluate.verification import verify
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Score face embeddings with the LFW k-fold verification protocol.")
+
+
+def _choice(value: str, options: dict | tuple, name: str) -> str:
+    if value not in options:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(options)}", param_hint=name)
+    return value
+
+
+@app.command()
+def evaluate(
+    inputs: Annotated[list[Path], typer.Argument(
+        help="Embedding folders, msame/ais_bench output folders, or .npy/.npz arrays in "
+             "pair order. Several are compared in one table.", show_default=False)],
+    labels: Annotated[Path | None, typer.Option(
+        help="Pair labels: actual_issame.txt, pairs.txt (LFW or massface path-pairs), a JSON "
+             "list or a .npy array. Default: the input's own (pairs.txt of an embedding "
+             "folder, 'issame' in an .npz, actual_issame.txt in an output folder).")] = None,
+    kind: Annotated[str, typer.Option(
+        help=f"Input kind: auto, {', '.join(INPUT_KINDS)}.")] = "auto",
+    dtype: Annotated[str, typer.Option(
+        help="Raw .bin output type: float32, float16, or auto (from file size and --dim).")
+    ] = "auto",
+    dim: Annotated[int | None, typer.Option(help="Embedding size, to check or infer dtype.")
+                   ] = None,
+    output_index: Annotated[int, typer.Option(
+        help="Which model output k of <i>_output_<k>.bin to read.")] = 0,
+    normalization: Annotated[str, typer.Option(
+        help="l2 (default), massface (row-mean-centred then L2), or none.")] = "l2",
+    flip: Annotated[str, typer.Option(
+        help="Flip fusion when flip embeddings exist: none, concat (facenet), sum "
+             "(insightface).")] = "none",
+    distance: Annotated[str, typer.Option(
+        help="euclidean (squared L2) or cosine (arccos/pi).")] = "euclidean",
+    subtract_mean: Annotated[bool, typer.Option(
+        "--subtract-mean", help="Subtract the training folds' mean embedding per fold.")
+    ] = False,
+    folds: Annotated[int, typer.Option(help="Number of contiguous folds.")] = 10,
+    step: Annotated[float, typer.Option(
+        help="Accuracy threshold step (thresholds arange(0, 4, step)).")] = 0.01,
+    far: Annotated[float, typer.Option(help="FAR target of VAL@FAR.")] = 1e-3,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="Drop pairs whose image has no output (reported, folds kept "
+        "by original pair index) instead of failing.")] = False,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Write every metric, the protocol and input sha256s as JSON.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown report.")] = None,
+    roc: Annotated[Path | None, typer.Option(help="Write the ROC curves (PNG).")] = None,
+) -> None:
+    """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
+    _choice(normalization, NORMALIZATIONS, "--normalization")
+    _choice(flip, FLIPS, "--flip")
+    _choice(distance, DISTANCES, "--distance")
+    _choice(dtype, ("auto", "float32", "float16"), "--dtype")
+    _choice(kind, ("auto", *INPUT_KINDS), "--kind")
+    console = Console()
+    try:
+        _evaluate(inputs, LoadOptions(labels=labels, kind=kind, dtype=dtype, dim=dim,
+                                      output_index=output_index, allow_missing=allow_missing,
+                                      n_folds=folds),
+                  dict(flip=flip, normalization=normalization, distance=distance,
+                       subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
+                       far_target=far),
+                  json_path, markdown, roc, console)
+    except InputError as exc:
+        Console(stderr=True, soft_wrap=True).print(f"[red]massface-eval: {exc}[/red]",
+                                                  highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,
+              markdown: Path | None, roc: Path | None, console: Console) -> None:
+    runs = []
+    for path in inputs:
+        data = load_input(path, opts)
+        try:
+            result = verify(data.embeddings, data.issame, flip_embeddings=data.flip_embeddings,
+                            fold_ids=data.fold_ids, **protocol)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        runs.append(Run(data, result))
+    print_report(runs, console)
+    if json_path is not None:
+        write_json(json_path, runs)
+    if markdown is not None:
+        write_markdown(markdown, runs)
+    if roc is not None:
+        write_roc(roc, runs)
 
 
 def main() -> None:
-    """Say plainly that this command does not exist yet, and exit non-zero."""
-    print("massface-eval: not implemented yet in this version of massface", file=sys.stderr)
-    sys.exit(2)
+    """Console entry point (``massface-eval``)."""
+    app()

@@ -1,11 +1,227 @@
-"""`massface-infer`: not built yet (see the project's issues)."""
+"""``massface-infer``: batched offline inference writing embeddings for ``massface-eval``.
+
+    massface-infer --model M.onnx --lfw LFW_DIR --pairs pairs.txt --out OUTDIR
+    massface-infer --model M.pb --images DATASET --out OUTDIR [--flip]
+    massface-infer --model M.om --input-bins BINS --out OUTDIR --format msame
+    massface-infer --lfw LFW_DIR --pairs pairs.txt --to-input-bins BINS      (the 2bin step)
+    massface-infer --model M.onnx --lfw ... --shard 0/4 --out part0           (then merge)
+    massface-infer merge part0 part1 part2 part3 --out OUTDIR
+
+Bad input (a file that cannot be read or cannot feed the model) is reported with its
+name and exit status 2; nothing that looks like complete output is left behind.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from massface.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Batched offline inference (ONNX Runtime, TensorFlow .pb, Ascend .om) "
+                       "writing embeddings for massface-eval or msame-style outputs.")
+err = Console(stderr=True, soft_wrap=True)
+
+PathOpt = Annotated[Path | None, typer.Option()]
+
+
+def _fail(exc: InputError) -> None:
+    err.print(f"[red]massface-infer: {exc}[/red]", markup=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _parse_size(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size {text!r}: expected HxW, e.g. 112x112") from None
+    return [h, w]
+
+
+def _dataset(lfw: Path | None, pairs: Path | None, images: Path | None, list_file: Path | None,
+             root: Path | None, bin_file: Path | None, input_bins: Path | None,
+             labels: Path | None, skip_bad: bool):
+    from massface.infer import sources
+
+    chosen = [name for name, v in (("--lfw", lfw), ("--images", images), ("--list", list_file),
+                                   ("--bin", bin_file), ("--input-bins", input_bins)) if v]
+    if len(chosen) != 1:
+        got = ", ".join(chosen) or "none"
+        raise InputError("give exactly one input: --lfw DIR --pairs FILE, --images DIR, --list "
+                         f"FILE, --bin FILE or --input-bins DIR (got {got})")
+    if lfw is not None:
+        if pairs is None:
+            raise InputError(f"{lfw}: --lfw needs --pairs (use --images to embed every image)")
+        return sources.lfw_dataset(lfw, pairs, keep_missing=skip_bad)
+    if pairs is not None and (bin_file is not None or input_bins is not None):
+        raise InputError("--pairs does not apply to --bin / --input-bins (they carry labels)")
+    if images is not None:
+        return sources.images_dataset(images, pairs)
+    if list_file is not None:
+        return sources.list_dataset(list_file, root, pairs)
+    if bin_file is not None:
+        return sources.insightface_dataset(bin_file)
+    return sources.input_bins_dataset(input_bins, labels)  # type: ignore[arg-type]
+
+
+@app.callback(invoke_without_command=True)
+def infer(
+    ctx: typer.Context,
+    model: Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")] = None,
+    lfw: Annotated[Path | None, typer.Option(help="LFW-style image root (with --pairs)")] = None,
+    pairs: Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path "
+                                                    "pairs")] = None,
+    images: Annotated[Path | None, typer.Option(help="folder-per-identity dataset")] = None,
+    list_file: Annotated[Path | None, typer.Option("--list", help="file of image paths, one "
+                                                                  "per line")] = None,
+    root: Annotated[Path | None, typer.Option(help="base of --list paths (default: the "
+                                                   "list's folder)")] = None,
+    bin_file: Annotated[Path | None, typer.Option("--bin", help="insightface .bin "
+                                                                "(lfw.bin ...)")] = None,
+    input_bins: Annotated[Path | None, typer.Option(help="folder of preprocessed <i>.bin "
+                                                         "inputs")] = None,
+    labels: Annotated[Path | None, typer.Option(help="actual_issame.txt for "
+                                                     "--input-bins")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+        "embeddings",
+    to_input_bins: Annotated[Path | None, typer.Option(help="write preprocessed msame inputs "
+                                                            "here instead of running a model")]
+        = None,
+    batch_size: Annotated[int, typer.Option(help="images per model call")] = 32,
+    threads: Annotated[int | None, typer.Option(help="runtime intra-op threads "
+                                                     "(default: runtime's choice)")] = None,
+    workers: Annotated[int, typer.Option(help="decode threads")] = 1,
+    prefetch: Annotated[int, typer.Option(help="batches decoded ahead")] = 3,
+    device: Annotated[str, typer.Option(help="ONNX Runtime: auto | cpu | cuda")] = "auto",
+    device_id: Annotated[int, typer.Option(help="Ascend device id (.om)")] = 0,
+    input_name: Annotated[str | None, typer.Option(help="model input to feed")] = None,
+    output_name: Annotated[str | None, typer.Option(help="model output to read")] = None,
+    color: Annotated[str | None, typer.Option(help="RGB | BGR")] = None,
+    mean: Annotated[float | None, typer.Option(help="x' = (x - mean) / std")] = None,
+    std: Annotated[float | None, typer.Option()] = None,
+    size: Annotated[str | None, typer.Option(help="HxW (default: the model's)")] = None,
+    resize: Annotated[bool, typer.Option(help="resize images to the model's input")] = True,
+    flip: Annotated[bool, typer.Option(help="also embed mirrored images "
+                                            "(embeddings_flip.npy)")] = False,
+    skip_bad: Annotated[bool, typer.Option(help="skip unreadable images, listing them in "
+                                                "skipped.txt and meta.json")] = False,
+    overwrite: Annotated[bool, typer.Option(help="discard earlier (partial) output")] = False,
+    shard: Annotated[str | None, typer.Option(help="K/N: embed the K-th (from 0) of N "
+                                                   "slices")] = None,
+    chunk_batches: Annotated[int, typer.Option(help="batches per resumable chunk")] = 16,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Embed a dataset with a model; see `massface-infer --help`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        ds = _dataset(lfw, pairs, images, list_file, root, bin_file, input_bins, labels,
+                      skip_bad)
+        overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
+        if to_input_bins is not None:
+            _to_input_bins(ds, to_input_bins, model, overrides, resize, batch_size, workers,
+                           overwrite)
+            return
+        if model is None or out is None:
+            raise InputError("--model and --out are required (or --to-input-bins DIR)")
+        from massface.infer.runner import InferOptions, parse_shard, run_inference
+
+        opts = InferOptions(
+            out=out, output_format=output_format, batch_size=batch_size, threads=threads,
+            workers=workers, prefetch=prefetch, device=device, device_id=device_id,
+            input_name=input_name, output_name=output_name, preprocessing=overrides,
+            resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
+            shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
+            progress=not quiet and sys.stderr.isatty(),
+        )
+        result = run_inference(model, ds, opts)
+    except InputError as exc:
+        _fail(exc)
+        return
+    s = result.summary
+    if s.already_complete:
+        err.print(f"{out}: already complete for this model, input and settings "
+                  "(--overwrite to recompute)")
+        return
+    msg = (f"{s.images} images in {s.wall_s:.1f} s ({s.images_per_s:.1f} img/s, batch "
+           f"latency p50 {s.latency_ms.get('p50', 0):.1f} ms, p95 "
+           f"{s.latency_ms.get('p95', 0):.1f} ms) -> {out}")
+    if s.resumed_rows:
+        msg += f" (resumed after {s.resumed_rows} rows)"
+    err.print(msg, highlight=False)
+    if result.skipped:
+        err.print(f"[yellow]skipped {len(result.skipped)} bad images: see {out}/skipped.txt"
+                  "[/yellow]")
+
+
+def _to_input_bins(ds, dest: Path, model: Path | None, overrides: dict, resize: bool,
+                   batch_size: int, workers: int, overwrite: bool) -> None:
+    from massface.infer.input_bins import write_input_bins
+    from massface.infer.preprocess import choose_preprocessing
+
+    channels, model_size = 3, None
+    if model is not None:
+        from massface.infer.backends import open_backend
+
+        with open_backend(model) as backend:
+            channels, model_size = backend.info.channels, backend.info.size
+    choice = choose_preprocessing(model or Path("."), overrides, model_size)
+    info = write_input_bins(ds, dest, choice, channels=channels, resize=resize,
+                            batch_size=batch_size, workers=workers, overwrite=overwrite)
+    err.print(f"{info['files']} input bins -> {dest}/inputs"
+              + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
+              highlight=False)
+
+
+@app.command("merge")
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="folders written with --shard")],
+    out: Annotated[Path, typer.Option(help="merged output folder")],
+    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+        "embeddings",
+) -> None:
+    """Assemble --shard K/N outputs, in order, into one output folder."""
+    from massface.infer.merge import merge_shards
+
+    try:
+        merge_shards(list(shard_dirs), out, output_format=output_format)
+    except InputError as exc:
+        _fail(exc)
+    err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
+
+
+@app.command("info")
+def info(model: Annotated[Path, typer.Argument(help="model file")],
+         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print what the backend reads from a model (input, layout, batch, output)."""
+    from massface.infer.backends import open_backend
+
+    try:
+        with open_backend(model) as backend:
+            d = backend.info.to_dict()
+    except InputError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    for k, v in d.items():
+        print(f"{k:14s} {v}")
 
 
 def main() -> None:
-    """Say plainly that this command does not exist yet, and exit non-zero."""
-    print("massface-infer: not implemented yet in this version of massface", file=sys.stderr)
-    sys.exit(2)
+    """Console entry point (``massface-infer``)."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

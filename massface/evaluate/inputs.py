@@ -1,0 +1,374 @@
+"""What ``massface-eval`` can score, each read into pair-ordered embeddings + labels.
+
+Input kinds (a registry: name -> detector and loader), tried in this order by ``auto``:
+
+``embeddings``
+    a massface embedding folder (``massface.tools.embedding_dir``): one row per distinct
+    image, ``index.txt`` naming them; the pairs file (its own ``pairs.txt`` or ``--labels``)
+    names each pair's two images, which are looked up with ``EmbeddingSet.row_of()``.
+    Flip embeddings are used when present and a flip mode asks for them.
+``npy`` / ``npz``
+    arrays already in pair order ``[p0a, p0b, p1a, ...]``; an ``.npz`` may carry
+    ``embeddings`` (or its only array), ``embeddings_flip`` and ``issame``.
+``outputs``
+    a folder of msame (``<i>_output_<k>.bin|txt``) or ais_bench (``<i>_<k>.bin|txt|npy``)
+    output files, directly or in its single ``<timestamp>`` subfolder; ``i`` is the image
+    index in pair order (calAcc's ``emb_array``). Raw ``.bin`` is float32 or float16.
+
+Every loaded row is checked: NaN/Inf or all-zero rows are refused, naming the rows and
+their files. ``allow_missing`` drops pairs whose image has no output/embedding, reports
+how many, and keeps the survivors in the fold of their ORIGINAL pair index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.evaluate.embeddings import _rows
+from massface.evaluate.folds import contiguous_fold_ids
+from massface.evaluate.labels import Labels, read_labels
+from massface.tools import embedding_dir, msame
+from massface.tools.pairs import strip_extension
+
+MANY_FILES = 2000  # show a progress bar from this many output files on
+
+
+@dataclass
+class LoadOptions:
+    """Settings that change how inputs are read (all recorded in the report)."""
+
+    labels: Path | None = None
+    kind: str = "auto"
+    dtype: str = "auto"
+    dim: int | None = None
+    output_index: int = 0
+    allow_missing: bool = False
+    n_folds: int = 10
+    progress: bool = True
+
+
+@dataclass
+class PairInput:
+    """One run's pair-ordered embeddings and labels, plus where they came from."""
+
+    name: str
+    kind: str
+    embeddings: np.ndarray
+    issame: np.ndarray
+    flip_embeddings: np.ndarray | None = None
+    fold_ids: np.ndarray | None = None
+    n_pairs_total: int = 0
+    dropped_pairs: list[int] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.name,
+            "kind": self.kind,
+            "pairs_total": self.n_pairs_total,
+            "pairs_scored": int(self.issame.size),
+            "pairs_dropped": len(self.dropped_pairs),
+            "dropped_pair_indices": self.dropped_pairs,
+            "dim": int(self.embeddings.shape[1]),
+            "flip_embeddings": self.flip_embeddings is not None,
+            "sha256": self.files,
+            **self.details,
+        }
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable: {exc}") from exc
+    return h.hexdigest()
+
+
+def check_rows(emb: np.ndarray, source: Path, names: Callable[[int], str] | None = None) -> None:
+    """Refuse NaN/Inf and all-zero rows, naming rows (and their files when known)."""
+    finite = np.isfinite(emb).all(axis=1)
+    nonzero = emb.any(axis=1)
+    for mask, what in ((~finite, "contain NaN or Inf"), (finite & ~nonzero, "are all zero")):
+        if mask.any():
+            idx = np.flatnonzero(mask)
+            shown = _rows(mask)
+            if names is not None:
+                shown = ", ".join(names(int(i)) for i in idx[:10])
+                shown += f" and {idx.size - 10} more" if idx.size > 10 else ""
+            raise InputError(f"{source}: {idx.size} embedding row(s) {what}: rows {shown}")
+
+
+def _pair_count_check(rows: int, n_labels: int, source: Path, labels: Path | None) -> None:
+    if rows % 2:
+        raise InputError(f"{source}: odd number of embeddings ({rows}): pairs need 2 rows each")
+    if rows != 2 * n_labels:
+        where = f" ({labels})" if labels else ""
+        raise InputError(f"{source}: {rows} embeddings make {rows // 2} pairs but there are "
+                         f"{n_labels} labels{where}: need 2 embedding rows per label")
+
+
+def _drop(missing_pairs: np.ndarray, n_pairs: int, opts: LoadOptions, source: Path,
+          why: list[str]) -> tuple[np.ndarray, np.ndarray | None, list[int]]:
+    """Keep-mask, fold ids of the kept pairs (original numbering), dropped indices."""
+    keep = ~missing_pairs
+    if not missing_pairs.any():
+        return keep, None, []
+    if not opts.allow_missing:
+        shown = "; ".join(why[:10]) + (f"; and {len(why) - 10} more" if len(why) > 10 else "")
+        raise InputError(f"{source}: {len(why)} image(s) missing, needed by "
+                         f"{int(missing_pairs.sum())} pair(s): {shown} (--allow-missing drops "
+                         "those pairs and keeps the others in their original folds)")
+    folds = contiguous_fold_ids(n_pairs, opts.n_folds)[keep]
+    return keep, folds, [int(i) for i in np.flatnonzero(missing_pairs)]
+
+
+def _labels_or_default(source: Path, opts: LoadOptions, default: Path | None) -> Labels:
+    if opts.labels is not None:
+        return read_labels(opts.labels)
+    if default is not None and default.is_file():
+        return read_labels(default)
+    raise InputError(f"{source}: no labels: pass --labels (actual_issame.txt, pairs.txt, a "
+                     "JSON list or a .npy array)")
+
+
+# --- embedding folder -----------------------------------------------------------------
+
+
+def _is_embedding_dir(path: Path) -> bool:
+    return embedding_dir.is_embedding_dir(path)
+
+
+def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
+    es = embedding_dir.read_embedding_dir(path)
+    labels = _labels_or_default(path, opts, es.pairs_file)
+    if labels.pairs is None:
+        raise InputError(f"{path}: an embedding folder holds one row per distinct image; bare "
+                         f"labels ({labels.path}) cannot say which rows pair up: give a pairs "
+                         "file (LFW pairs.txt or massface path-pairs)")
+    rows = es.row_of()
+    n = len(labels.pairs)
+    idx = np.full((n, 2), -1, dtype=np.int64)
+    why: list[str] = []
+    missing_refs: set[str] = set()
+    for i, p in enumerate(labels.pairs):
+        for side, ref in enumerate((p.a, p.b)):
+            r = rows.get(ref)
+            if r is None:
+                r = rows.get(strip_extension(ref))
+            if r is None:
+                if ref not in missing_refs:
+                    missing_refs.add(ref)
+                    why.append(f"{ref} (pair {i})")
+            else:
+                idx[i, side] = r
+    missing = (idx < 0).any(axis=1)
+    keep, folds, dropped = _drop(missing, n, opts, path / embedding_dir.INDEX, why)
+    order = idx[keep].reshape(-1)
+    used = np.unique(order)  # check each image used by a pair once, by its name
+    check_rows(es.embeddings[used], path / embedding_dir.EMBEDDINGS,
+               lambda r: f"{used[r]} ({es.paths[used[r]]})")
+    emb = es.embeddings[order]
+    flip = es.flip[order] if es.flip is not None else None
+    if es.flip is not None:
+        check_rows(es.flip[used], path / embedding_dir.EMBEDDINGS_FLIP,
+                   lambda r: f"{used[r]} ({es.paths[used[r]]})")
+    files = {str(path / name): sha256_file(path / name)
+             for name in (embedding_dir.EMBEDDINGS, embedding_dir.EMBEDDINGS_FLIP,
+                          embedding_dir.INDEX, embedding_dir.META)
+             if (path / name).is_file()}
+    files[str(labels.path)] = sha256_file(labels.path)
+    return PairInput(str(path), "embeddings", emb, labels.issame[keep], flip, folds, n, dropped,
+                     files, {"labels": str(labels.path), "labels_kind": labels.kind,
+                             "images": len(es.paths), "model": es.meta.get("model")})
+
+
+# --- arrays in pair order -------------------------------------------------------------
+
+
+def _load_array_file(path: Path) -> Any:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: unreadable array file: {exc}") from exc
+
+
+def _as_matrix(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if arr.ndim != 2 or arr.dtype.kind not in "fiu":
+        raise InputError(f"{path}: {what} must be a 2-D numeric array [rows, dim], got "
+                         f"shape {arr.shape} dtype {arr.dtype}")
+    return arr
+
+
+def _pair_order_input(path: Path, kind: str, emb: np.ndarray, flip: np.ndarray | None,
+                      labels: Labels, extra_files: dict[str, str]) -> PairInput:
+    _pair_count_check(emb.shape[0], labels.issame.size, path, labels.path)
+    check_rows(emb, path)
+    if flip is not None:
+        if flip.shape != emb.shape:
+            raise InputError(f"{path}: flip embeddings {flip.shape} differ from {emb.shape}")
+        check_rows(flip, path)
+    files = {str(path): sha256_file(path), **extra_files}
+    return PairInput(str(path), kind, emb, labels.issame, flip, None, labels.issame.size, [],
+                     files, {"labels": str(labels.path), "labels_kind": labels.kind})
+
+
+def _label_files(labels: Labels, path: Path) -> dict[str, str]:
+    return {} if labels.path == path else {str(labels.path): sha256_file(labels.path)}
+
+
+def load_npy(path: Path, opts: LoadOptions) -> PairInput:
+    emb = _as_matrix(_load_array_file(path), path, "embeddings")
+    labels = _labels_or_default(path, opts, None)
+    return _pair_order_input(path, "npy", emb, None, labels, _label_files(labels, path))
+
+
+def load_npz(path: Path, opts: LoadOptions) -> PairInput:
+    with _load_array_file(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "embeddings" in arrays:
+        emb = arrays["embeddings"]
+    else:
+        matrices = [k for k, v in arrays.items() if v.ndim == 2]
+        if len(matrices) != 1:
+            raise InputError(f"{path}: no 'embeddings' array and {len(matrices)} 2-D arrays "
+                             f"({', '.join(matrices)}): name the embeddings 'embeddings'")
+        emb = arrays[matrices[0]]
+    emb = _as_matrix(emb, path, "embeddings")
+    flip = arrays.get("embeddings_flip")
+    if opts.labels is not None:
+        labels = read_labels(opts.labels)
+    elif "issame" in arrays:
+        from massface.evaluate.verification import as_labels
+
+        labels = Labels(as_labels(arrays["issame"], f"{path}: issame"), path, "npz")
+    else:
+        raise InputError(f"{path}: no 'issame' array in it: pass --labels")
+    return _pair_order_input(path, "npz", emb, flip, labels, _label_files(labels, path))
+
+
+# --- msame / ais_bench output folders -------------------------------------------------
+
+
+def _is_output_folder(path: Path) -> bool:
+    try:
+        msame.find_output_folder(path)
+    except InputError:
+        return False
+    return True
+
+
+def _manifest_sha256(paths: list[Path]) -> str:
+    """sha256 of ``sha256sum``-style lines (``<sha256>  <name>``) in index order."""
+    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in paths)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def load_output_folder(path: Path, opts: LoadOptions) -> PairInput:
+    outputs = msame.scan_output_folder(path, opts.output_index)
+    default = next((d / msame.LABELS_FILE for d in (path, outputs.folder)
+                    if (d / msame.LABELS_FILE).is_file()), None)
+    labels = _labels_or_default(path, opts, default)
+    n_pairs = labels.issame.size
+    expected = 2 * n_pairs
+    extra = outputs.extra(expected)
+    if extra:
+        shown = ", ".join(outputs.files[i].name for i in extra[:10])
+        raise InputError(f"{outputs.folder}: {len(extra)} output file(s) beyond the "
+                         f"{expected} images that {n_pairs} labels ({labels.path}) need: "
+                         f"{shown}{' ...' if len(extra) > 10 else ''}")
+    missing_images = outputs.missing(expected)
+    if missing_images and not opts.allow_missing:
+        shown = ", ".join(str(i) for i in missing_images[:10])
+        raise InputError(f"{outputs.folder}: {len(missing_images)} of {expected} output files "
+                         f"missing; first missing indices: {shown} (e.g. "
+                         f"{outputs.expected_name(missing_images[0])}); --allow-missing drops "
+                         "their pairs and keeps the others in their original folds")
+    missing_pairs = np.zeros(n_pairs, dtype=bool)
+    missing_pairs[np.array(missing_images, dtype=np.int64) // 2] = True
+    why = [outputs.expected_name(i) for i in missing_images]
+    keep, folds, dropped = _drop(missing_pairs, n_pairs, opts, outputs.folder, why)
+    indices = [i for p in np.flatnonzero(keep) for i in (2 * int(p), 2 * int(p) + 1)]
+    emb = _read_with_progress(outputs, indices, opts)
+    paths = [outputs.files[i] for i in indices]
+    check_rows(emb, outputs.folder, lambda r: f"{indices[r]} ({paths[r].name})")
+    files = {str(labels.path): sha256_file(labels.path)}
+    details = {
+        "labels": str(labels.path),
+        "labels_kind": labels.kind,
+        "tool": outputs.tool,
+        "output_folder": str(outputs.folder),
+        "output_files": len(paths),
+        "output_format": outputs.ext,
+        "output_dtype": _dtype_name(outputs, paths, opts),
+        "outputs_manifest_sha256": _manifest_sha256(paths),
+    }
+    return PairInput(str(path), "outputs", emb, labels.issame[keep], None, folds, n_pairs,
+                     dropped, files, details)
+
+
+def _dtype_name(outputs: msame.OutputFolder, paths: list[Path], opts: LoadOptions) -> str:
+    if outputs.ext != "bin":
+        return "text" if outputs.ext == "txt" else "npy"
+    sizes = {paths[0].stat().st_size: [paths[0]]}
+    return str(msame.bin_dtype(sizes, opts.dtype, opts.dim))
+
+
+def _read_with_progress(outputs: msame.OutputFolder, indices: list[int],
+                        opts: LoadOptions) -> np.ndarray:
+    if not opts.progress or len(indices) < MANY_FILES:
+        return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"reading {len(indices)} outputs", total=len(indices))
+        return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim,
+                                  progress=lambda n: bar.update(task, completed=n))
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputKind:
+    detect: Callable[[Path], bool]
+    load: Callable[[Path, LoadOptions], PairInput]
+
+
+INPUT_KINDS: dict[str, InputKind] = {
+    "embeddings": InputKind(_is_embedding_dir, load_embedding_dir),
+    "npy": InputKind(lambda p: p.is_file() and p.suffix == ".npy", load_npy),
+    "npz": InputKind(lambda p: p.is_file() and p.suffix == ".npz", load_npz),
+    "outputs": InputKind(_is_output_folder, load_output_folder),
+}
+
+
+def load_input(path: str | Path, opts: LoadOptions) -> PairInput:
+    """Read one input of kind ``opts.kind`` (``auto``: the first kind that recognises it)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if opts.kind != "auto":
+        if opts.kind not in INPUT_KINDS:
+            raise InputError(f"unknown input kind {opts.kind!r}: choose auto or "
+                             f"{', '.join(INPUT_KINDS)}")
+        return INPUT_KINDS[opts.kind].load(p, opts)
+    for kind in INPUT_KINDS.values():
+        if kind.detect(p):
+            return kind.load(p, opts)
+    if p.is_dir() and (p / embedding_dir.EMBEDDINGS).is_file():
+        return load_embedding_dir(p, opts)  # incomplete folder: say why (no meta.json)
+    if p.is_dir():
+        msame.find_output_folder(p)  # raises with the reason
+    raise InputError(f"{p}: not an embedding folder, .npy/.npz array or msame/ais_bench "
+                     "output folder")

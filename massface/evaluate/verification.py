@@ -1,0 +1,248 @@
+"""LFW k-fold verification, vectorised, identical to the loop-based reference.
+
+The reference (facenet's ``lfw.evaluate``, which MassFace's ``calAcc`` calls) loops over
+every threshold and compares every pair with it. Here each fold's distances are sorted
+once per class, and ``searchsorted(sorted, thresholds, 'left')`` gives, for all thresholds
+at once, how many distances are strictly below each threshold: exactly the reference's
+``dist < threshold`` counts, as integers, so accuracies and chosen thresholds are
+identical, not merely close. See ``../shared/docs/SPEC.md`` section 1 for the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.evaluate.distances import DISTANCES, pair_distances
+from massface.evaluate.embeddings import prepare_embeddings
+from massface.evaluate.folds import contiguous_fold_ids, fold_ranges
+from massface.evaluate.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
+
+DEFAULT_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 names it trapz
+
+
+def as_labels(issame: np.ndarray | Sequence, what: str = "labels") -> np.ndarray:
+    """Same/different flags as a bool array; anything but bool or 0/1 is refused."""
+    arr = np.asarray(issame)
+    if arr.ndim != 1:
+        raise InputError(f"{what}: expected one flag per pair (1-D), got shape {arr.shape}")
+    if arr.dtype == bool:
+        return arr
+    if arr.dtype.kind not in "iuf":
+        raise InputError(f"{what}: labels must be 0/1 or true/false, got dtype {arr.dtype}")
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:10]
+        shown = ", ".join(f"#{i}={arr[i]!r}" for i in idx)
+        raise InputError(f"{what}: {int(bad.sum())} label(s) are not 0/1: {shown}")
+    return arr.astype(bool)
+
+
+def far_threshold(far_train: np.ndarray, thresholds: np.ndarray, target: float) -> float:
+    """The pinned reference interpolation of (FAR -> threshold) at ``target``.
+
+    Old scipy's ``interp1d(far, thresholds, kind='slinear')(target)``: linear between
+    ``j = searchsorted(far, target, 'right') - 1`` and ``j + 1``; 0 when the largest
+    training FAR is below the target; the last threshold when the target equals the last
+    FAR (nothing to interpolate towards).
+    """
+    if far_train[-1] < target:  # FAR never decreases with the threshold: [-1] is the max
+        return 0.0
+    j = max(int(np.searchsorted(far_train, target, side="right")) - 1, 0)
+    if j >= far_train.size - 1:
+        return float(thresholds[-1])
+    x0, x1 = float(far_train[j]), float(far_train[j + 1])
+    y0, y1 = float(thresholds[j]), float(thresholds[j + 1])
+    return y0 + (target - x0) * (y1 - y0) / (x1 - x0)
+
+
+def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Root in [0, 1] of ``1 - x - interp(x, fpr, tpr)``, solved exactly.
+
+    ``interp`` is piecewise linear and non-decreasing, so ``h(x) = x + interp(x) - 1`` is
+    increasing: find the first ROC vertex where ``h >= 0`` and solve on the segment before
+    it (a vertical ROC step, duplicated FPR, puts the root on the step). Agrees with the
+    reference's ``brentq`` to its tolerance (2e-12).
+    """
+    c = fpr + tpr - 1.0
+    above = np.flatnonzero(c >= 0)
+    if above.size == 0:  # beyond the last vertex interp is flat at tpr[-1]
+        return float(min(1.0, 1.0 - tpr[-1]))
+    k = int(above[0])
+    if k == 0:  # before the first vertex interp is flat at tpr[0]
+        return float(max(0.0, 1.0 - tpr[0]))
+    if fpr[k] == fpr[k - 1]:
+        return float(fpr[k])
+    x0, x1, c0, c1 = fpr[k - 1], fpr[k], c[k - 1], c[k]
+    return float(x0 + (-c0) * (x1 - x0) / (c1 - c0))
+
+
+def _count_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many values are strictly below each threshold (``dist < thr``), all at once."""
+    return np.searchsorted(sorted_values, thresholds, side="left")
+
+
+def _rate(count: np.ndarray, total: int) -> np.ndarray:
+    """count / total, 0 where total is 0 (the reference's rule for TPR and FPR)."""
+    if total == 0:
+        return np.zeros(np.shape(count), dtype=np.float64)
+    return np.asarray(count) / total
+
+
+def _check_pairs(embeddings: np.ndarray, labels: np.ndarray) -> None:
+    rows = embeddings.shape[0]
+    if rows % 2:
+        raise InputError(f"odd number of embeddings ({rows}): pairs need 2 rows each")
+    if rows != 2 * labels.size:
+        raise InputError(f"{rows} embeddings make {rows // 2} pairs but there are "
+                         f"{labels.size} labels: need 2 embedding rows per label")
+
+
+def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.ndarray:
+    if fold_ids.shape != same.shape:
+        raise InputError(f"fold_ids has shape {fold_ids.shape}, labels {same.shape}")
+    if fold_ids.size and (fold_ids.min() < 0 or fold_ids.max() >= n_folds):
+        raise InputError(f"fold_ids must lie in 0..{n_folds - 1}")
+    ranges = fold_ranges(fold_ids, n_folds)
+    sizes = np.bincount(fold_ids, minlength=n_folds)
+    pos = np.bincount(fold_ids, weights=same, minlength=n_folds).astype(np.int64)
+    for f in range(n_folds):
+        if sizes[f] == 0:
+            raise InputError(f"fold {f + 1} of {n_folds} has no pairs")
+        if pos[f] == 0:
+            raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no same-person "
+                             "pairs (positives): TPR and VAL are undefined")
+        if pos[f] == sizes[f]:
+            raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no different-person "
+                             "pairs (negatives): FAR is undefined")
+    return sizes
+
+
+def verify(
+    embeddings: np.ndarray,
+    issame: np.ndarray | Sequence,
+    *,
+    flip_embeddings: np.ndarray | None = None,
+    flip: str = "none",
+    normalization: str = "l2",
+    distance: str = "euclidean",
+    subtract_mean: bool = False,
+    n_folds: int = 10,
+    threshold_step: float = 0.01,
+    far_target: float = 1e-3,
+    far_targets: Sequence[float] = DEFAULT_FAR_TARGETS,
+    val_threshold_step: float = 0.001,
+    fold_ids: np.ndarray | None = None,
+) -> VerificationResult:
+    """Score pair-ordered embeddings ``[p0a, p0b, p1a, p1b, ...]`` with the LFW protocol.
+
+    ``fold_ids`` (one fold number per pair) replaces the contiguous split; it is how
+    ``--allow-missing`` keeps each surviving pair in the fold of its original index.
+    Raises :class:`InputError` for inputs the protocol cannot score honestly.
+    """
+    same = as_labels(issame)
+    emb = np.asarray(embeddings)
+    if emb.ndim != 2:
+        raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
+    _check_pairs(emb, same)
+    if distance not in DISTANCES:
+        raise InputError(f"unknown distance {distance!r}: choose one of {', '.join(DISTANCES)}")
+    if not threshold_step > 0 or not val_threshold_step > 0:
+        raise InputError("threshold steps must be positive")
+    for t in (far_target, *far_targets):
+        if not 0 < t <= 1:
+            raise InputError(f"FAR target {t} is not in (0, 1]")
+    folds_kind = "contiguous"
+    if fold_ids is None:
+        fold_ids = contiguous_fold_ids(same.size, n_folds)
+    else:
+        fold_ids = np.asarray(fold_ids, dtype=np.int64)
+        folds_kind = "given"
+    sizes = _check_folds(fold_ids, same, n_folds)
+
+    prepared = prepare_embeddings(emb, flip_embeddings, normalization=normalization, flip=flip)
+    e1, e2 = prepared[0::2], prepared[1::2]
+    thresholds = np.arange(0, 4, threshold_step)
+    val_thresholds = np.arange(0, 4, val_threshold_step)
+    n_diff_total = int(same.size - same.sum())
+    targets = [float(far_target), *[float(t) for t in far_targets]]
+
+    tprs = np.zeros((n_folds, thresholds.size))
+    fprs = np.zeros((n_folds, thresholds.size))
+    fold_acc = np.zeros(n_folds)
+    fold_thr = np.zeros(n_folds)
+    val = np.zeros((len(targets), n_folds))
+    far = np.zeros((len(targets), n_folds))
+    val_thr = np.zeros((len(targets), n_folds))
+
+    shared_dist = None if subtract_mean else pair_distances(e1, e2, distance)
+    for f in range(n_folds):
+        test = fold_ids == f
+        train = ~test
+        if shared_dist is None:
+            tr = np.flatnonzero(train)
+            mean = np.mean(np.concatenate([e1[tr], e2[tr]]), axis=0)
+            dist = pair_distances(e1, e2, distance, mean)
+        else:
+            dist = shared_dist
+        tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
+        te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
+
+        # Accuracy: the first threshold with the most correct training pairs.
+        tp_tr = _count_below(tr_pos, thresholds)
+        fp_tr = _count_below(tr_neg, thresholds)
+        best = int(np.argmax(tp_tr + (tr_neg.size - fp_tr)))
+        tp_te = _count_below(te_pos, thresholds)
+        fp_te = _count_below(te_neg, thresholds)
+        tprs[f] = _rate(tp_te, te_pos.size)
+        fprs[f] = _rate(fp_te, te_neg.size)
+        correct = int(tp_te[best]) + te_neg.size - int(fp_te[best])
+        fold_acc[f] = correct / int(sizes[f])
+        fold_thr[f] = thresholds[best]
+
+        # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
+        far_train = _count_below(tr_neg, val_thresholds) / tr_neg.size
+        for i, target in enumerate(targets):
+            t = far_threshold(far_train, val_thresholds, target)
+            val_thr[i, f] = t
+            val[i, f] = int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size
+            far[i, f] = int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size
+
+    tpr, fpr = np.mean(tprs, 0), np.mean(fprs, 0)
+    tpr_at_far = []
+    for i, target in enumerate(targets[1:], start=1):
+        if target * n_diff_total < 1:
+            tpr_at_far.append(TprAtFar(target, None, None, None, NOT_ENOUGH_NEGATIVES))
+        else:
+            tpr_at_far.append(TprAtFar(target, float(np.mean(val[i])), float(np.std(val[i])),
+                                       float(np.mean(far[i]))))
+    protocol = Protocol(normalization=normalization, flip=flip, distance=distance,
+                        subtract_mean=bool(subtract_mean), n_folds=n_folds,
+                        threshold_step=float(threshold_step), far_target=float(far_target),
+                        val_threshold_step=float(val_threshold_step), folds=folds_kind)
+    return VerificationResult(
+        accuracy=float(np.mean(fold_acc)),
+        accuracy_std=float(np.std(fold_acc)),
+        fold_accuracy=fold_acc,
+        fold_threshold=fold_thr,
+        val=float(np.mean(val[0])),
+        val_std=float(np.std(val[0])),
+        far=float(np.mean(far[0])),
+        fold_val=val[0],
+        fold_far=far[0],
+        fold_val_threshold=val_thr[0],
+        auc=float(_trapezoid(tpr, fpr)),
+        eer=equal_error_rate(fpr, tpr),
+        thresholds=thresholds,
+        tpr=tpr,
+        fpr=fpr,
+        tpr_at_far=tpr_at_far,
+        protocol=protocol,
+        n_pairs=int(same.size),
+        n_same=int(same.sum()),
+        n_diff=n_diff_total,
+        fold_sizes=sizes,
+    )

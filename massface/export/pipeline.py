@@ -1,0 +1,310 @@
+"""The export pipelines: checkpoint -> .pb -> ONNX -> (.om), and TFLite -> ONNX -> (.om).
+
+Every artifact is written into a staging folder beside ``--out``, checked against its
+source on real faces as soon as it exists (from the written file, not from memory), and
+the folder is renamed to ``--out`` only after ``export.json`` is written last: an export
+that fails leaves nothing behind that looks finished. The one exception is a failing ATC
+run: the verified ``.pb``/``.onnx`` are still published, ``export.json`` records the
+failure (``atc.status == "failed"``, ATC's log in ``atc.log``) and the command fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.export import atc as atc_mod
+from massface.export.faces import FaceBatch, FacePreprocessing, load_face_batch
+from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
+from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
+from massface.export.parity import MIN_COSINE, Parity, compare, require
+from massface.tools.atomic import write_bytes, write_json
+
+INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
+Log = Callable[[str], None]
+
+
+class AtcMissingError(InputError):
+    """``--require-om`` was given and no ``atc`` is on PATH."""
+
+
+@dataclass
+class ExportOptions:
+    """Options shared by both pipelines (validated by :meth:`validate`, before any work)."""
+
+    normalize: bool = False
+    opset: int = DEFAULT_OPSET
+    om: bool = True
+    om_from: str = "pb"  # "pb" (ATC framework 3) or "onnx" (framework 5)
+    require_om: bool = False
+    soc: str = atc_mod.DEFAULT_SOC
+    trust_soc: bool = False
+    gears: tuple[int, ...] = atc_mod.DEFAULT_GEARS
+    precision_mode: str = atc_mod.DEFAULT_PRECISION_MODE
+    name: str = "model"
+    parity_images: str | None = None
+    parity_count: int = 16
+    min_cosine: float = MIN_COSINE
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        validate_opset(self.opset)
+        if self.om_from not in ("pb", "onnx"):
+            raise InputError(f"--om-from {self.om_from!r}: choose pb or onnx")
+        atc_mod.validate_soc(self.soc, trust=self.trust_soc)
+        self.gears = atc_mod.parse_gears(self.gears)
+        atc_mod.validate_precision_mode(self.precision_mode)
+        if not self.name or any(c in self.name for c in "/\\ \t\n") or self.name[0] == ".":
+            raise InputError(f"--name {self.name!r}: use a plain file stem such as 'model'")
+        if not 0.0 < self.min_cosine <= 1.0:
+            raise InputError(f"--min-cosine {self.min_cosine}: must be in (0, 1]")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    manifest: dict
+    parities: list[Parity] = field(default_factory=list)
+    atc: atc_mod.AtcResult | None = None
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to "
+                         "replace it)")
+
+
+@contextmanager
+def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """A fresh folder beside ``out``; renamed onto ``out`` on success, removed on error."""
+    out = Path(out)
+    _check_out(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if out.is_dir() and any(out.iterdir()):
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old)  # onto the empty temp folder
+    elif out.is_dir():
+        out.rmdir()
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -> dict:
+    """Run (or script) ATC; returns the manifest's ``atc`` section. Failure is recorded,
+    not raised: the caller publishes the verified artifacts, then raises."""
+    if not options.om:
+        return {"status": "skipped", "reason": "--no-om"}
+    spec = atc_mod.AtcSpec(model=model_file, output=options.name, soc=options.soc,
+                           gears=options.gears, precision_mode=options.precision_mode,
+                           input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    if options.require_om and atc_mod.find_atc() is None:
+        raise AtcMissingError("--require-om: atc is not on PATH (source CANN's set_env.sh); the "
+                         f"command would be: {spec.shell_command()}")
+    if atc_mod.find_atc() is not None:
+        log(f"running ATC: {spec.shell_command()}")
+    try:
+        result = atc_mod.run_atc(spec, folder)
+    except atc_mod.AtcError as exc:
+        return {"status": "failed", "error": str(exc), **spec.to_dict(),
+                "script": "atc.sh", "log_file": "atc.log"}
+    return {**spec.to_dict(), **result.to_dict()}
+
+
+def _om_step(options: ExportOptions, staging: Path, model_file: str, manifest: dict,
+             log: Log) -> None:
+    """The ATC step, recorded in ``manifest["atc"]`` (and ``artifacts.om`` when built)."""
+    manifest["atc"] = _atc_step(options, staging, model_file, log)
+    if manifest["atc"].get("status") == "built":
+        manifest["artifacts"]["om"] = artifact_entry(
+            staging / manifest["atc"]["om_file"], built_from=model_file, soc=options.soc,
+            precision_mode=options.precision_mode, gears=list(options.gears),
+            parity="not measured here (needs Ascend hardware: run massface-infer on it)")
+
+
+def _faces(options: ExportOptions, prep: FacePreprocessing) -> FaceBatch:
+    return load_face_batch(options.parity_images, count=options.parity_count,
+                           preprocessing=prep)
+
+
+def _preprocessing_from_config(config: dict) -> tuple[FacePreprocessing, str]:
+    """The preprocessing the run trained with (``data.mean/std/color/image_size`` in
+    massface-train's config.yaml), so that inference cannot use another one."""
+    data = config.get("data") or {}
+    keys = {"mean": "mean", "std": "std", "color": "color", "image_size": "size"}
+    found = {ours: data[theirs] for theirs, ours in keys.items() if theirs in data}
+    if not found:
+        return FacePreprocessing(), "massface default (the run config names none)"
+    prep = FacePreprocessing.from_dict(found)
+    if tuple(prep.size) != (112, 112):
+        raise InputError(f"run config: data.image_size {list(prep.size)}: the MobileFaceNet "
+                         "export takes 112x112 input")
+    return prep, "run config.yaml (data.mean/std/color/image_size)"
+
+
+def _finish(result: ExportResult) -> ExportResult:
+    atc = result.manifest["atc"]
+    if atc.get("status") == "failed":
+        raise atc_mod.AtcError(f"{atc['error']}\nThe verified .pb/.onnx were still written "
+                                f"to {result.out} (export.json records the ATC failure).")
+    return result
+
+
+def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
+                      options: ExportOptions | None = None, *,
+                      log: Log = lambda _msg: None) -> ExportResult:
+    """Checkpoint -> frozen ``.pb`` -> ONNX (-> ``.om``), each proven against the
+    checkpoint on real faces; see the module docstring for what lands where."""
+    options = options or ExportOptions()
+    options.validate()
+    out = Path(out)
+    _check_out(out, options.overwrite)
+    import tensorflow as tf
+
+    from massface.export import freeze as freeze_mod
+    from massface.export.onnx_convert import graph_def_to_onnx
+    from massface.export.onnx_graph import OnnxRunner, op_histogram, prelu_form
+    from massface.train.checkpoints import load_backbone, resolve_checkpoint
+
+    log(f"loading checkpoint {ckpt}")
+    prefix, run_dir = resolve_checkpoint(ckpt)
+    model, config = load_backbone(ckpt)
+    prep, prep_source = _preprocessing_from_config(config)
+    faces = _faces(options, prep)
+    dim = int(model.embedding_size)
+
+    ref = model(tf.constant(faces.images), training=False)
+    if options.normalize:
+        ref = tf.math.l2_normalize(ref, axis=1)
+    ref = ref.numpy().astype(np.float32)
+    reference = "checkpoint (TensorFlow eager, training=False)"
+
+    manifest = new_manifest(
+        source={"kind": "checkpoint", "path": str(ckpt), "prefix": prefix,
+                "run_dir": str(run_dir) if run_dir else None, "embedding_size": dim},
+        input_spec={"name": INPUT_NAME, "shape": [-1, *freeze_mod.IMAGE_SHAPE],
+                    "layout": "NHWC", "dtype": "float32"},
+        output_spec={"name": OUTPUT_NAME, "shape": [-1, dim], "dim": dim,
+                     "normalized": bool(options.normalize), "dtype": "float32"},
+        preprocessing={**prep.to_dict(), "source": prep_source},
+    )
+    parities: list[Parity] = []
+    with staged_folder(out, options.overwrite) as staging:
+        log("freezing the inference graph (BatchNorm folded)")
+        graph_def, report = freeze_mod.freeze(model, normalize=options.normalize,
+                                              input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+        pb_path = staging / f"{options.name}.pb"
+        write_bytes(pb_path, graph_def.SerializeToString(deterministic=True))
+        pb_out = freeze_mod.GraphRunner(pb_path.read_bytes(), input_name=INPUT_NAME,
+                                        output_name=OUTPUT_NAME)(faces.images)
+        parities.append(compare("pb", reference, ref, pb_out, batch_sizes=(1, len(ref) - 1),
+                                bound=options.min_cosine))
+        log(parities[-1].describe())
+        require(parities)
+        manifest["artifacts"]["pb"] = artifact_entry(pb_path, graph=report.to_dict())
+
+        log(f"converting to ONNX (tf2onnx, opset {options.opset})")
+        onnx_model = graph_def_to_onnx(graph_def, input_name=INPUT_NAME,
+                                       output_name=OUTPUT_NAME, opset=options.opset,
+                                       label=str(pb_path.name))
+        onnx_path = staging / f"{options.name}.onnx"
+        write_bytes(onnx_path, onnx_model.SerializeToString())
+        onnx_out = OnnxRunner(onnx_path)(faces.images)
+        parities.append(compare("onnx", reference, ref, onnx_out,
+                                batch_sizes=(1, len(ref) - 1), bound=options.min_cosine))
+        log(parities[-1].describe())
+        require(parities)
+        manifest["artifacts"]["onnx"] = artifact_entry(
+            onnx_path, opset=options.opset, ops=op_histogram(onnx_model),
+            prelu=prelu_form(onnx_model), runtime="onnxruntime CPUExecutionProvider")
+        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
+                              "images": faces.to_dict(),
+                              **{p.artifact: p.to_dict() for p in parities}}
+
+        model_file = pb_path.name if options.om_from == "pb" else onnx_path.name
+        _om_step(options, staging, model_file, manifest, log)
+        write_json(staging / MANIFEST_NAME, manifest)
+    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+
+
+def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                  options: ExportOptions | None = None, *,
+                  log: Log = lambda _msg: None) -> ExportResult:
+    """TFLite -> ONNX with a dynamic batch (-> ``.om`` from the ONNX), proven against the
+    TFLite interpreter on real faces."""
+    options = options or ExportOptions()
+    options.validate()
+    if options.normalize:
+        raise InputError("--normalize is not available with --tflite: the imported model is "
+                         "kept exactly as published (normalise at evaluation time)")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--tflite {path}: file not found")
+    out = Path(out)
+    _check_out(out, options.overwrite)
+
+    from massface.export.manifest import sha256
+    from massface.export.onnx_convert import tflite_to_onnx
+    from massface.export.onnx_graph import OnnxRunner, op_histogram, prelu_form
+    from massface.export.tflite_import import TFLiteRunner
+
+    log(f"loading {path}")
+    runner = TFLiteRunner(path)
+    prep = FacePreprocessing(size=runner.image_shape[:2])
+    faces = _faces(options, prep)
+    ref = runner(faces.images)
+    reference = f"TFLite interpreter (native batch {runner.batch})"
+    dim = runner.output_dim
+    manifest = new_manifest(
+        source={"kind": "tflite", "path": str(path), "sha256": sha256(path),
+                **runner.describe()},
+        input_spec={"name": INPUT_NAME, "shape": [-1, *runner.image_shape], "layout": "NHWC",
+                    "dtype": "float32"},
+        output_spec={"name": OUTPUT_NAME, "shape": [-1, dim], "dim": dim, "normalized": False,
+                     "dtype": "float32"},
+        preprocessing={**prep.to_dict(),
+                       "source": "assumed: MobileFaceNet convention, RGB (x-127.5)/128"},
+    )
+    if options.om and options.om_from == "pb":
+        options.om_from = "onnx"  # there is no .pb on this path
+    parities: list[Parity] = []
+    with staged_folder(out, options.overwrite) as staging:
+        log(f"converting to ONNX (tf2onnx, opset {options.opset}), batch made dynamic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+            onnx_model, batch_rewrite = tflite_to_onnx(
+                path, input_name=INPUT_NAME, output_name=OUTPUT_NAME, opset=options.opset)
+        onnx_path = staging / f"{options.name}.onnx"
+        write_bytes(onnx_path, onnx_model.SerializeToString())
+        onnx_out = OnnxRunner(onnx_path)(faces.images)
+        parities.append(compare("onnx", reference, ref, onnx_out,
+                                batch_sizes=(1, len(ref) - 1), bound=options.min_cosine))
+        log(parities[-1].describe())
+        require(parities)
+        manifest["artifacts"]["onnx"] = artifact_entry(
+            onnx_path, opset=options.opset, ops=op_histogram(onnx_model),
+            prelu=prelu_form(onnx_model), dynamic_batch=batch_rewrite,
+            runtime="onnxruntime CPUExecutionProvider")
+        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
+                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
+        _om_step(options, staging, onnx_path.name, manifest, log)
+        write_json(staging / MANIFEST_NAME, manifest)
+    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))

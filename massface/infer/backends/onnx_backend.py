@@ -1,0 +1,110 @@
+"""ONNX Runtime backend (``.onnx``): CPU, or CUDA where the installed runtime has it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.infer.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
+
+DEVICES = ("auto", "cpu", "cuda")
+_ONNX_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
+                "tensor(double)": "float64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+def _dim(d: object) -> int | None:
+    return d if isinstance(d, int) and d > 0 else None
+
+
+def _providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device not in DEVICES:
+        raise InputError(f"--device {device!r}: ONNX Runtime devices are {DEVICES}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise InputError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                         f"(available: {', '.join(available)}); install onnxruntime-gpu")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxBackend(Backend):
+    """One ``onnxruntime.InferenceSession``; ``threads`` sets intra-op parallelism."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 device: str = "auto", input_name: str | None = None,
+                 output_name: str | None = None, **_: object) -> None:
+        import onnxruntime as ort
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+        p = model_path(path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads or 0)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        load_errors = (ort_state.InvalidProtobuf, ort_state.InvalidGraph, ort_state.Fail,
+                       ort_state.NoSuchFile, ort_state.InvalidArgument,
+                       ort_state.NotImplemented, ort_state.RuntimeException)
+        try:
+            self.session = ort.InferenceSession(str(p), opts, providers=_providers(device))
+        except load_errors as exc:
+            raise InputError(f"{p}: not a loadable ONNX model: {exc}") from exc
+        inputs = self.session.get_inputs()
+        if input_name is None:
+            if len(inputs) != 1:
+                raise InputError(f"{p}: model has {len(inputs)} inputs "
+                                 f"({', '.join(i.name for i in inputs)}); name the image one "
+                                 "with --input-name")
+            inp = inputs[0]
+        else:
+            matches = [i for i in inputs if i.name == input_name]
+            if not matches:
+                raise InputError(f"{p}: no input named {input_name!r} "
+                                 f"(inputs: {', '.join(i.name for i in inputs)})")
+            inp = matches[0]
+            if len(inputs) != 1:
+                raise InputError(f"{p}: model has {len(inputs)} inputs; massface-infer feeds "
+                                 "only single-input image models")
+        outputs = self.session.get_outputs()
+        if output_name is None:
+            out = outputs[0]
+        else:
+            matches = [o for o in outputs if o.name == output_name]
+            if not matches:
+                raise InputError(f"{p}: no output named {output_name!r} "
+                                 f"(outputs: {', '.join(o.name for o in outputs)})")
+            out = matches[0]
+        if inp.type != "tensor(float)":
+            raise InputError(f"{p}: input {inp.name!r} is {inp.type}, not float32")
+        shape = [_dim(d) for d in inp.shape]
+        layout, h, w, c = image_input(p, inp.name, shape)
+        batch, sizes = batch_kind(shape[0])
+        out_shape = [_dim(d) for d in (out.shape or [])]
+        dim = None
+        if len(out_shape) >= 2 and all(d is not None for d in out_shape[1:]):
+            dim = int(np.prod(out_shape[1:]))
+        self.info = ModelInfo(
+            backend=self.name, path=str(p), input_name=inp.name, input_shape=shape,
+            layout=layout, height=h, width=w, channels=c, batch=batch, batch_sizes=sizes,
+            output_name=out.name, output_dtype=_ONNX_DTYPES.get(out.type, out.type),
+            output_dim=dim,
+            extra={"providers": self.session.get_providers(),
+                   "intra_op_threads": int(threads or 0)},
+        )
+        self._output_names = [out.name]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(self._output_names, {self.info.input_name: batch})[0]
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

@@ -1,0 +1,62 @@
+"""The seed's ``2bin`` step: write preprocessed msame inputs for users who run msame.
+
+``massface-infer --to-input-bins DIR`` writes ``DIR/inputs/<i>.bin`` (raw float32 NHWC
+``[1, H, W, C]``, one per pair slot in pair order ``0..2N-1`` when there are pairs, else
+one per image) and, outside the input folder because msame feeds every file in it,
+``DIR/actual_issame.txt`` and ``DIR/inputs.json`` (written last: the preprocessing and
+what each file holds). Run ``msame --model M.om --input DIR/inputs --output OUT``;
+``massface-infer --input-bins DIR`` reads the same layout back.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.infer.loader import LoaderOptions, iter_batches
+from massface.infer.preprocess import PreprocessingChoice
+from massface.infer.sources import INPUTS_SUBDIR, Dataset
+from massface.tools import atomic, msame
+
+INPUTS_META = "inputs.json"
+
+
+def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
+                     channels: int = 3, resize: bool = True, batch_size: int = 64,
+                     workers: int = 1, overwrite: bool = False) -> dict[str, Any]:
+    """Write the inputs; returns the description also saved as ``inputs.json``."""
+    if ds.tensors:
+        raise InputError(f"{ds.root}: already preprocessed input bins")
+    inputs = out / INPUTS_SUBDIR
+    if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
+        if not overwrite:
+            raise InputError(f"{out}: already holds input bins; rerun with --overwrite")
+        shutil.rmtree(inputs, ignore_errors=True)
+        (out / INPUTS_META).unlink(missing_ok=True)
+        (out / msame.LABELS_FILE).unlink(missing_ok=True)
+    inputs.mkdir(parents=True, exist_ok=True)
+    slots = ds.slots if ds.slots is not None else list(range(len(ds.keys)))
+    slots_of: dict[int, list[int]] = {}
+    for i, row in enumerate(slots):
+        slots_of.setdefault(row, []).append(i)
+    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False)
+    for batch in iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers):
+        for row, tensor in zip(batch.good, batch.array, strict=True):
+            data = np.ascontiguousarray(tensor[None], dtype=np.float32).tobytes()
+            for i in slots_of.get(row, []):
+                atomic.write_bytes(inputs / msame.input_name(i), data)
+    if ds.pairs is not None:
+        atomic.write_text(out / msame.LABELS_FILE,
+                          " ".join("1" if p.issame else "0" for p in ds.pairs) + "\n")
+    h, w = choice.preprocessing.size
+    info = {"format": "massface-input-bins", "version": 1, "files": len(slots),
+            "shape": [1, h, w, channels], "dtype": "float32", "layout": "NHWC",
+            "preprocessing": choice.to_dict(), "dataset": ds.describe(),
+            "order": [ds.keys[r] for r in slots],
+            "labels": msame.LABELS_FILE if ds.pairs is not None else None}
+    atomic.write_json(out / INPUTS_META, info)
+    return info

@@ -1,0 +1,124 @@
+"""Assemble ``--shard K/N`` embedding folders into the folder one unsharded run writes.
+
+The shards must come from the same model, input list and settings (their fingerprints
+agree except for the shard), and their slices must cover the list exactly, each once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
+from massface.infer.sources import Dataset, _slots_for
+from massface.tools import embedding_dir
+from massface.tools.pairs import read_pairs
+
+
+def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+                 output_format: str = "embeddings") -> Path:
+    """Merge shard folders (any order) into ``out``; returns ``out``."""
+    if output_format not in WRITERS:
+        raise InputError(f"--format {output_format!r}: choose one of {', '.join(WRITERS)}")
+    if not shard_dirs:
+        raise InputError("merge: no shard folders given")
+    sets = []
+    for d in shard_dirs:
+        es = embedding_dir.read_embedding_dir(d)
+        shard = es.meta.get("shard")
+        if not isinstance(shard, dict):
+            raise InputError(f"{d}: not a shard (its meta.json has no 'shard'); merge takes "
+                             "the folders written with --shard K/N")
+        sets.append((Path(d), es, shard))
+    first_dir, first, s0 = sets[0]
+    fp0 = {k: v for k, v in first.meta.get("fingerprint", {}).items() if k != "shard"}
+    for d, es, shard in sets[1:]:
+        fp = {k: v for k, v in es.meta.get("fingerprint", {}).items() if k != "shard"}
+        diff = sorted(k for k in set(fp) | set(fp0) if fp.get(k) != fp0.get(k))
+        if diff:
+            raise InputError(f"{d}: not from the same run as {first_dir} (differs in: "
+                             f"{', '.join(diff)})")
+        if shard["count"] != s0["count"] or shard["total"] != s0["total"]:
+            raise InputError(f"{d}: shard {shard['index']}/{shard['count']} of {shard['total']} "
+                             f"images does not match {first_dir}: {s0['index']}/{s0['count']} "
+                             f"of {s0['total']}")
+    sets.sort(key=lambda t: t[2]["start"])
+    indices = [s["index"] for _, _, s in sets]
+    if sorted(indices) != list(range(s0["count"])):
+        missing = sorted(set(range(s0["count"])) - set(indices))
+        dup = sorted({i for i in indices if indices.count(i) > 1})
+        raise InputError(f"merge: shards {indices} do not cover 0..{s0['count'] - 1} exactly "
+                         f"(missing {missing}, repeated {dup})")
+    pos = 0
+    for d, _, s in sets:
+        if s["start"] != pos:
+            raise InputError(f"{d}: starts at row {s['start']}, expected {pos}")
+        pos = s["stop"]
+    if pos != s0["total"]:
+        raise InputError(f"merge: shards end at row {pos} of {s0['total']}")
+
+    keys: list[str] = []
+    rows: list[int] = []
+    skipped: list[tuple[int, str]] = []
+    for _, es, s in sets:
+        keys.extend(_slice_keys(es, s))
+        skipped_here = {x["row"]: x["error"] for x in es.meta.get("skipped", [])}
+        rows.extend(r for r in range(s["start"], s["stop"]) if r not in skipped_here)
+        skipped.extend(skipped_here.items())
+    emb = np.concatenate([es.embeddings for _, es, _ in sets])
+    flips = [es.flip for _, es, _ in sets]
+    flip = None if any(f is None for f in flips) else np.concatenate(flips)  # type: ignore[arg-type]
+    meta0 = first.meta
+    ds_info = meta0.get("dataset", {})
+    ds = Dataset(ds_info.get("kind", "merged"), Path(ds_info.get("root", ".")), keys,
+                 [Path(k) for k in keys], tensors=ds_info.get("kind") == "input-bins")
+    pairs_path = first_dir / SHARD_PAIRS
+    if pairs_path.is_file():
+        ds.pairs = read_pairs(pairs_path)
+        ds.pairs_file = pairs_path
+        ds.slots = _slots_for(ds.pairs, keys, pairs_path)
+    summaries = [_read_json(d / SUMMARY) for d, _, _ in sets]
+    result = FinalResult(ds, rows, emb, flip, sorted(skipped),
+                         meta={k: v for k, v in meta0.items()
+                               if k in ("model", "preprocessing", "dataset", "resize",
+                                        "batch_size")},
+                         summary={"merged_shards": [str(d) for d, _, _ in sets],
+                                  "shard_summaries": summaries})
+    fp = dict(meta0.get("fingerprint", {}))
+    fp["shard"] = None
+    fp["format"] = output_format
+    result.meta["fingerprint"] = fp
+    result.meta["merged_from"] = [str(d) for d, _, _ in sets]
+    out_path = Path(out)
+    scratch = out_path / ".partial"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        WRITERS[output_format](out_path, result, scratch)
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out_path
+
+
+def _slice_keys(es: embedding_dir.EmbeddingSet, shard: dict) -> list[str]:
+    """All keys of the shard's slice (skipped ones included) from meta + index."""
+    n = shard["stop"] - shard["start"]
+    skipped = {x["row"]: x["path"] for x in es.meta.get("skipped", [])}
+    it = iter(es.paths)
+    keys = []
+    for r in range(shard["start"], shard["start"] + n):
+        keys.append(skipped[r] if r in skipped else next(it))
+    return keys
+
+
+def _read_json(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,177 @@
+"""Turn an encoded image into the float array a face model expects.
+
+The default is what MobileFaceNet (and the seed's ``2bin`` step) use: RGB,
+``(x - 127.5) / 128``, 112x112, NHWC. ``export.json`` beside a model carries its own
+:class:`Preprocessing`; explicit command-line options override it.
+
+Decoding is PIL's, which releases the GIL, so a thread pool decodes in parallel with
+inference. Images are converted to 8-bit RGB (grey replicated to three channels, palette
+and alpha images flattened); modes that do not convert faithfully (16-bit, float) are
+refused rather than silently clipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+
+COLORS = ("RGB", "BGR")
+LAYOUTS = ("NHWC", "NCHW")
+# PIL modes that convert to 8-bit RGB without losing meaning.
+_CONVERTIBLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
+
+
+@dataclass
+class Preprocessing:
+    """How raw pixels become model input: ``(x - mean) / std`` after colour order."""
+
+    color: str = "RGB"
+    mean: float = 127.5
+    std: float = 128.0
+    size: tuple[int, int] = (112, 112)  # (height, width)
+    layout: str = "NHWC"
+
+    def __post_init__(self) -> None:
+        self.size = (int(self.size[0]), int(self.size[1]))
+        self.mean = float(self.mean)
+        self.std = float(self.std)
+        if self.color not in COLORS:
+            raise InputError(f"preprocessing: color {self.color!r} is not one of {COLORS}")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"preprocessing: layout {self.layout!r} is not one of {LAYOUTS}")
+        if self.std == 0:
+            raise InputError("preprocessing: std must not be 0")
+        if min(self.size) <= 0:
+            raise InputError(f"preprocessing: size {self.size} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        known = {k: d[k] for k in ("color", "mean", "std", "size", "layout") if k in d}
+        return cls(**known)
+
+
+@dataclass
+class PreprocessingChoice:
+    """The preprocessing a run uses and where each field came from (for meta.json)."""
+
+    preprocessing: Preprocessing
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.preprocessing.to_dict(), "sources": dict(self.sources)}
+
+
+def read_export_json(model: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``export.json`` beside ``model``, or None when there is none."""
+    path = Path(model).parent / "export.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable export description: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != "massface-export":
+        raise InputError(f"{path}: not a massface-export description (format "
+                         f"{data.get('format') if isinstance(data, dict) else None!r})")
+    return data
+
+
+def choose_preprocessing(
+    model: str | os.PathLike[str],
+    overrides: dict[str, Any],
+    model_size: tuple[int, int] | None = None,
+) -> PreprocessingChoice:
+    """Combine defaults, ``export.json`` and explicit options (in rising priority).
+
+    ``model_size`` is the (H, W) the model's input fixes; it wins over the default size
+    (and an explicit size that disagrees with it is refused, since it cannot feed).
+    """
+    values: dict[str, Any] = Preprocessing().to_dict()
+    sources = dict.fromkeys(values, "default")
+    export = read_export_json(model)
+    if export is not None and isinstance(export.get("preprocessing"), dict):
+        for k, v in export["preprocessing"].items():
+            if k in values:
+                values[k] = v
+                sources[k] = "export.json"
+    if model_size is not None and sources["size"] == "default":
+        values["size"] = list(model_size)
+        sources["size"] = "model"
+    for k, v in overrides.items():
+        if v is not None:
+            values[k] = v
+            sources[k] = "option"
+    prep = Preprocessing.from_dict(values)
+    if model_size is not None and tuple(prep.size) != tuple(model_size):
+        raise InputError(f"{model}: model input is {model_size[0]}x{model_size[1]} but the "
+                         f"preprocessing size is {prep.size[0]}x{prep.size[1]} "
+                         f"(from {sources['size']})")
+    return PreprocessingChoice(prep, sources)
+
+
+def decode_image(
+    data: bytes | os.PathLike[str] | str, name: str, size: tuple[int, int], *,
+    resize: bool = True, channels: int = 3,
+) -> np.ndarray:
+    """Decode to uint8 ``[H, W, channels]`` RGB (or grey), resized to ``size`` if allowed.
+
+    ``name`` is used in error messages (the file, or ``archive#index``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+        with Image.open(src) as im:
+            im.load()
+            mode = im.mode
+            if mode not in _CONVERTIBLE_MODES:
+                raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
+                                 "8-bit RGB or grey images")
+            target = "RGB" if channels == 3 else "L"
+            if mode in ("RGBA", "LA", "PA", "La") or (mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA").convert(target)
+            elif mode != target:
+                im = im.convert(target)
+            height, width = size
+            if im.size != (width, height):
+                if not resize:
+                    raise InputError(f"{name}: image is {im.size[1]}x{im.size[0]} (HxW) but the "
+                                     f"model takes {height}x{width} and resizing is off")
+                im = im.resize((width, height), Image.Resampling.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InputError(f"{name}: cannot decode image: {exc}") from exc
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def normalize_batch(
+    pixels: np.ndarray, prep: Preprocessing, out: np.ndarray | None = None
+) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` RGB -> float32 ``(x - mean) / std`` in the preprocessing's colour."""
+    if prep.color == "BGR" and pixels.shape[-1] == 3:
+        pixels = pixels[..., ::-1]
+    result = np.subtract(pixels, np.float32(prep.mean), out=out, dtype=np.float32)
+    result /= np.float32(prep.std)
+    return result
+
+
+def flip_batch(batch: np.ndarray) -> np.ndarray:
+    """Mirror NHWC images left-right (the flip pass)."""
+    return np.ascontiguousarray(batch[:, :, ::-1, :])

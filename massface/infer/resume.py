@@ -1,0 +1,136 @@
+"""Completed chunks of an interrupted run, kept in ``OUTDIR/.partial/``.
+
+Every ``chunk_rows`` rows (a whole number of batches) the embeddings are saved as
+``chunk_NNNNN.npy`` (and ``chunk_NNNNN.flip.npy``), then ``chunk_NNNNN.json`` (the rows
+it covers and any skipped ones) marks the chunk complete; each file is written atomically.
+``run.json`` holds the run's fingerprint (model hash, input list hash, preprocessing,
+batch and chunk sizes, shard): a rerun with the same fingerprint continues after the last
+complete chunk and gives the same result as an uninterrupted run; a rerun with another
+fingerprint is refused unless ``--overwrite``. Final files are assembled only at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.tools import atomic
+
+PARTIAL = ".partial"
+RUN_FILE = "run.json"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (the model's identity in fingerprints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def keys_sha256(keys: list[str]) -> str:
+    """Hex SHA-256 of an ordered key list."""
+    h = hashlib.sha256()
+    for k in keys:
+        h.update(k.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def fingerprint_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Names of the fingerprint fields that differ."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+@dataclass
+class Chunk:
+    """One completed chunk: rows ``start..stop``, embeddings of its good rows."""
+
+    index: int
+    start: int
+    stop: int
+    good: list[int]
+    bad: list[tuple[int, str]]
+
+
+class PartialStore:
+    """The ``.partial`` folder of one output folder."""
+
+    def __init__(self, outdir: Path, fingerprint: dict[str, Any]) -> None:
+        self.dir = outdir / PARTIAL
+        self.fingerprint = fingerprint
+
+    def open(self, overwrite: bool) -> list[Chunk]:
+        """Start or resume; returns the complete chunks found (in order, contiguous)."""
+        run_file = self.dir / RUN_FILE
+        if overwrite and self.dir.exists():
+            shutil.rmtree(self.dir)
+        if run_file.is_file():
+            try:
+                old = json.loads(run_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{run_file}: unreadable ({exc}); rerun with --overwrite") from exc
+            diff = fingerprint_diff(old, self.fingerprint)
+            if diff:
+                raise InputError(f"{self.dir.parent}: holds an unfinished run with other settings "
+                                 f"(differs in: {', '.join(diff)}); rerun with --overwrite to "
+                                 "start again, or choose another --out")
+            return self._complete_chunks()
+        if self.dir.exists():
+            shutil.rmtree(self.dir)  # a folder without run.json was never started properly
+        self.dir.mkdir(parents=True)
+        atomic.write_json(run_file, self.fingerprint)
+        return []
+
+    def _complete_chunks(self) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        index = 0
+        while True:
+            info_path = self.dir / f"chunk_{index:05d}.json"
+            if not info_path.is_file():
+                break
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            if not (self.dir / f"chunk_{index:05d}.npy").is_file():
+                break
+            chunks.append(Chunk(index, info["start"], info["stop"], info["good"],
+                                [tuple(b) for b in info["bad"]]))
+            index += 1
+        for stale in self.dir.glob("chunk_*"):
+            if int(stale.name[6:11]) >= index:
+                stale.unlink()
+        return chunks
+
+    def save(self, chunk: Chunk, embeddings: np.ndarray, flip: np.ndarray | None) -> None:
+        """Write one chunk; its ``.json`` goes last and marks it complete."""
+        stem = self.dir / f"chunk_{chunk.index:05d}"
+        atomic.save_npy(stem.with_suffix(".npy"), embeddings.astype(np.float32, copy=False))
+        if flip is not None:
+            atomic.save_npy(stem.with_name(stem.name + ".flip.npy"), flip.astype(np.float32))
+        atomic.write_json(stem.with_suffix(".json"), {
+            "start": chunk.start, "stop": chunk.stop, "good": chunk.good,
+            "bad": [list(b) for b in chunk.bad]})
+
+    def load(self, chunk: Chunk, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        stem = self.dir / f"chunk_{chunk.index:05d}"
+        emb = np.load(stem.with_suffix(".npy"), allow_pickle=False)
+        f = np.load(stem.with_name(stem.name + ".flip.npy"), allow_pickle=False) if flip else None
+        return emb, f
+
+    def iter_arrays(self, chunks: list[Chunk], flip: bool
+                    ) -> Iterator[tuple[Chunk, np.ndarray, np.ndarray | None]]:
+        for c in chunks:
+            emb, f = self.load(c, flip)
+            yield c, emb, f
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

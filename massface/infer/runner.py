@@ -1,0 +1,338 @@
+"""One ``massface-infer`` run: load the model, stream batches through it, write results.
+
+Decoding runs on a thread pool ahead of the model (:mod:`massface.infer.loader`);
+completed chunks go to ``OUTDIR/.partial`` (:mod:`massface.infer.resume`) so an
+interrupted run continues where it stopped; the final files are written only at the end
+(:mod:`massface.infer.outputs`). The summary mirrors ais_bench's: images, batches, wall
+time, images/s, per-batch latency percentiles.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.infer.backends import Backend, open_backend
+from massface.infer.loader import LoaderOptions, iter_batches
+from massface.infer.outputs import (
+    WRITERS,
+    FinalResult,
+    completed_fingerprint,
+    remove_outputs,
+)
+from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
+from massface.infer.preprocess import flip_batch as mirror
+from massface.infer.resume import Chunk, PartialStore, file_sha256, keys_sha256
+from massface.infer.sources import Dataset
+
+
+@dataclass
+class InferOptions:
+    """Everything a run needs besides the model and the dataset."""
+
+    out: Path
+    output_format: str = "embeddings"
+    batch_size: int = 32
+    threads: int | None = None  # runtime intra-op threads (None: the runtime's default)
+    workers: int = 1  # decode threads
+    prefetch: int = 3  # batches decoded ahead
+    device: str = "auto"
+    device_id: int = 0
+    input_name: str | None = None
+    output_name: str | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # explicit overrides
+    resize: bool = True
+    flip: bool = False
+    skip_bad: bool = False
+    overwrite: bool = False
+    shard: tuple[int, int] | None = None  # (index, count), index 0-based
+    chunk_batches: int = 16
+    progress: bool = True
+
+
+@dataclass
+class InferSummary:
+    """Throughput and latency of a run, like ais_bench's summary."""
+
+    images: int = 0
+    batches: int = 0
+    wall_s: float = 0.0
+    images_per_s: float = 0.0
+    model_load_s: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    input_wait_s: float = 0.0  # time the model waited for decoded batches
+    resumed_rows: int = 0
+    already_complete: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class InferResult:
+    """Where the run wrote, and how it went."""
+
+    out: Path
+    summary: InferSummary
+    skipped: list[tuple[int, str]]
+    meta: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"out": str(self.out), "summary": self.summary.to_dict(),
+                "skipped": [list(s) for s in self.skipped], "meta": self.meta}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected K/N, e.g. 0/4") from None
+    if n < 1 or not 0 <= k < n:
+        raise InputError(f"--shard {text!r}: K counts from 0 and must be below N (0/{n} .. "
+                         f"{max(n - 1, 0)}/{n})")
+    return k, n
+
+
+def shard_bounds(total: int, shard: tuple[int, int] | None) -> tuple[int, int]:
+    """Rows of the K-th of N contiguous, disjoint slices covering ``0..total``."""
+    if shard is None:
+        return 0, total
+    k, n = shard
+    return total * k // n, total * (k + 1) // n
+
+
+def _percentiles(lat: list[float]) -> dict[str, float]:
+    if not lat:
+        return {}
+    a = np.asarray(lat) * 1000.0
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
+
+
+class _Progress:
+    """A rich progress bar with images/s (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.bar = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
+                            TimeRemainingColumn(), transient=False)
+        self.task = self.bar.add_task("embed", total=total, completed=done, rate="-")
+        self.start = time.perf_counter()
+        self.base = done
+        self.bar.start()
+
+    def advance(self, n: int, done: int) -> None:
+        if self.bar is None:
+            return
+        rate = (done - self.base) / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
+                 opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
+    return {
+        "model_sha256": file_sha256(model), "model_input": info["input_name"],
+        "model_output": info["output_name"], "dataset": ds.kind,
+        "keys_sha256": keys_sha256(ds.keys), "rows": len(ds.keys),
+        "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
+        "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
+        "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
+        "format": opts.output_format,
+    }
+
+
+def _check_options(opts: InferOptions, ds: Dataset) -> None:
+    if opts.output_format not in WRITERS:
+        raise InputError(f"--format {opts.output_format!r}: choose one of {', '.join(WRITERS)}")
+    if opts.batch_size < 1 or opts.chunk_batches < 1:
+        raise InputError("--batch-size and --chunk-batches must be at least 1")
+    if opts.output_format == "msame" and opts.flip:
+        raise InputError("--format msame has no place for flip embeddings; use the default "
+                         "format with --flip")
+    if opts.output_format == "msame" and opts.shard is not None:
+        raise InputError("--shard writes embedding folders; merge them with "
+                         "`massface-infer merge ... --format msame`")
+    if ds.tensors and opts.flip:
+        raise InputError(f"{ds.root}: --flip needs images; preprocessed input bins cannot be "
+                         "mirrored reliably (their layout is the model's)")
+
+
+def run_inference(model: str | os.PathLike[str], ds: Dataset, opts: InferOptions,
+                  backend: Backend | None = None) -> InferResult:
+    """Embed ``ds`` with ``model`` and write ``opts.out`` in ``opts.output_format``."""
+    _check_options(opts, ds)
+    model = Path(model)
+    t_load = time.perf_counter()
+    own_backend = backend is None
+    if backend is None:
+        backend = open_backend(model, threads=opts.threads, device=opts.device,
+                               device_id=opts.device_id, input_name=opts.input_name,
+                               output_name=opts.output_name)
+    try:
+        load_s = time.perf_counter() - t_load
+        return _run(model, ds, opts, backend, load_s)
+    finally:
+        if own_backend:
+            backend.close()
+
+
+def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
+         load_s: float) -> InferResult:
+    info = backend.info
+    if info.channels not in (1, 3):
+        raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
+    choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
+    prep = choice.preprocessing
+    chunk_rows = opts.batch_size * opts.chunk_batches
+    start, stop = shard_bounds(len(ds.keys), opts.shard)
+    if start == stop:
+        raise InputError(f"{ds.root}: nothing to embed (shard {opts.shard} of {len(ds.keys)} "
+                         "images is empty)")
+    fingerprint = _fingerprint(model, info.to_dict(), ds, prep, opts, chunk_rows)
+    out = opts.out
+    summary = InferSummary(model_load_s=round(load_s, 3))
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: --out exists and is not a folder")
+    done_fp = completed_fingerprint(out, opts.output_format) if out.is_dir() else None
+    if done_fp is not None and not opts.overwrite:
+        if done_fp == fingerprint:
+            PartialStore(out, fingerprint).remove()
+            summary.already_complete = True
+            return InferResult(out, summary, [], {"fingerprint": fingerprint})
+        raise InputError(f"{out}: already holds a finished run with other settings; rerun with "
+                         "--overwrite to replace it, or choose another --out")
+    if opts.overwrite and out.is_dir():
+        remove_outputs(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = PartialStore(out, fingerprint)
+    chunks = store.open(opts.overwrite)
+    resume_row = chunks[-1].stop if chunks else start
+    summary.resumed_rows = resume_row - start
+
+    loader_opts = LoaderOptions(prep, info.channels, opts.resize, opts.skip_bad)
+    progress = _Progress(opts.progress, stop - start, resume_row - start)
+    latencies: list[float] = []
+    wait = 0.0
+    t0 = time.perf_counter()
+    acc: list[np.ndarray] = []
+    acc_flip: list[np.ndarray] = []
+    good: list[int] = []
+    bad: list[tuple[int, str]] = []
+    chunk_start = resume_row
+    embedded = 0
+    try:
+        batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
+                               workers=opts.workers, prefetch=opts.prefetch)
+        t_wait = time.perf_counter()
+        for batch in batches:
+            wait += time.perf_counter() - t_wait
+            if batch.good:
+                t = time.perf_counter()
+                acc.append(backend.embed(batch.array))
+                latencies.append(time.perf_counter() - t)
+                if opts.flip:
+                    t = time.perf_counter()
+                    acc_flip.append(backend.embed(mirror(batch.array)))
+                    latencies.append(time.perf_counter() - t)
+            good += batch.good
+            bad += batch.bad
+            embedded += len(batch.good)
+            if batch.stop - chunk_start >= chunk_rows or batch.stop == stop:
+                chunk = Chunk(len(chunks), chunk_start, batch.stop, good, bad)
+                emb = np.concatenate(acc) if acc else np.zeros((0, info.output_dim or 0),
+                                                              np.float32)
+                flip = (np.concatenate(acc_flip) if acc_flip else np.zeros_like(emb)) \
+                    if opts.flip else None
+                store.save(chunk, emb, flip)
+                chunks.append(chunk)
+                acc, acc_flip, good, bad = [], [], [], []
+                chunk_start = batch.stop
+            progress.advance(batch.stop - batch.start, batch.stop - start)
+            t_wait = time.perf_counter()
+    finally:
+        progress.close()
+    wall = time.perf_counter() - t0
+    summary.images = embedded
+    summary.batches = len(latencies)
+    summary.wall_s = round(wall, 3)
+    summary.images_per_s = round(embedded / wall, 2) if wall > 0 and embedded else 0.0
+    summary.latency_ms = _percentiles(latencies)
+    summary.input_wait_s = round(wait, 3)
+
+    result = _assemble(store, chunks, ds, opts, start, stop)
+    result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
+                      "threads": opts.threads, "workers": opts.workers,
+                      "backend": info.backend, "model": str(model)}
+    if opts.shard is not None:
+        result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
+                        "stop": stop, "total": len(ds.keys),
+                        "keys_sha256": fingerprint["keys_sha256"]}
+    result.meta = {
+        "model": {"path": str(model), "sha256": fingerprint["model_sha256"],
+                  **info.to_dict()},
+        "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
+        "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
+        "fingerprint": fingerprint,
+    }
+    WRITERS[opts.output_format](out, result, store.dir)
+    store.remove()
+    return InferResult(out, summary, result.skipped, result.meta)
+
+
+def _assemble(store: PartialStore, chunks: list[Chunk], ds: Dataset, opts: InferOptions,
+              start: int, stop: int) -> FinalResult:
+    """Concatenate the chunks' good rows into one (memory-mapped) array."""
+    from numpy.lib.format import open_memmap
+
+    if not chunks or chunks[0].start != start or chunks[-1].stop != stop:
+        raise RuntimeError(f"{store.dir}: chunks do not cover rows {start}..{stop}")
+    rows = [r for c in chunks for r in c.good]
+    skipped = [b for c in chunks for b in c.bad]
+    if not rows:
+        raise InputError(f"{ds.root}: no image could be embedded "
+                         f"({len(skipped)} skipped; first: {skipped[0][1] if skipped else '-'})")
+    dim = None
+    parts: dict[str, np.ndarray] = {}
+    for name in ("embeddings", "flip") if opts.flip else ("embeddings",):
+        offset = 0
+        mm = None
+        for c, emb, flip in store.iter_arrays(chunks, opts.flip):
+            arr = emb if name == "embeddings" else flip
+            assert arr is not None
+            if len(c.good) == 0:
+                continue
+            if mm is None:
+                dim = arr.shape[1]
+                mm = open_memmap(store.dir / f"assembled-{name}.npy", mode="w+",
+                                 dtype=np.float32, shape=(len(rows), dim))
+            mm[offset:offset + arr.shape[0]] = arr
+            offset += arr.shape[0]
+        assert mm is not None and offset == len(rows)
+        mm.flush()
+        del mm
+        parts[name] = np.load(store.dir / f"assembled-{name}.npy", mmap_mode="r")
+    return FinalResult(ds, rows, parts["embeddings"], parts.get("flip"), skipped)

@@ -1,0 +1,230 @@
+"""The input kinds ``massface-infer`` reads, each turned into one :class:`Dataset`.
+
+A dataset is an ordered list of distinct items to embed (row ``i`` of the output embeds
+item ``i``) with a key for each (its path relative to the dataset root, written to
+``index.txt``), plus, when the input defines verification pairs, the pairs and the *slot*
+layout: ``slots[2k]``, ``slots[2k+1]`` are the rows of pair ``k``'s two images. msame-style
+outputs are written per slot (the order calAcc reads), embeddings once per row.
+
+Kinds (a registry keyed by the option that selects them):
+
+* ``lfw``: ``--lfw DIR --pairs pairs.txt``: only the images the pairs name, each once,
+  in first-use order;
+* ``images``: ``--images DIR``: every image under a folder-per-identity tree, in natural
+  order (``s2`` before ``s10``); ``--pairs`` may name pairs among them;
+* ``list``: ``--list FILE``: one image path per line (relative to ``--root``, default the
+  list's folder);
+* ``insightface``: ``--bin FILE``: an insightface ``.bin`` (encoded images in pair order);
+* ``input-bins``: ``--input-bins DIR``: preprocessed float32 ``<i>.bin`` tensors, the
+  seed's ``2bin`` output, in numeric order of their stems; labels from
+  ``actual_issame.txt`` beside the folder (or ``--labels``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from massface.errors import InputError
+from massface.tools import msame
+from massface.tools.pairs import (
+    IMAGE_EXTENSIONS,
+    Pair,
+    pair_references,
+    read_pairs,
+    resolve_reference,
+    strip_extension,
+)
+
+INPUTS_SUBDIR = "inputs"  # --to-input-bins DIR writes DIR/inputs/<i>.bin
+
+
+@dataclass
+class Dataset:
+    """What to embed, in row order, and how rows map to verification pairs."""
+
+    kind: str
+    root: Path
+    keys: list[str]
+    items: list[Path | bytes]  # a file to decode/read, or encoded image bytes
+    tensors: bool = False  # items are preprocessed float32 .bin tensors
+    pairs: list[Pair] | None = None
+    pairs_file: Path | None = None  # copied beside the embeddings (None: generate one)
+    slots: list[int] | None = None  # 2 per pair: the rows of its images
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def issame(self) -> list[bool] | None:
+        return None if self.pairs is None else [p.issame for p in self.pairs]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "root": str(self.root), "images": len(self.keys),
+                "pairs": None if self.pairs is None else len(self.pairs),
+                "pairs_file": None if self.pairs_file is None else str(self.pairs_file)}
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders embedded numbers numerically (``s2`` < ``s10``)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:
+    rows: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        rows[k] = i
+        rows.setdefault(strip_extension(k), i)
+    slots: list[int] = []
+    for n, p in enumerate(pairs):
+        for ref in (p.a, p.b):
+            if ref not in rows:
+                raise InputError(f"{where}: pair {n + 1} names {ref!r}, which is not among the "
+                                 "images to embed")
+            slots.append(rows[ref])
+    return slots
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def lfw_dataset(root: Path, pairs_path: Path, *, keep_missing: bool = False) -> Dataset:
+    """The images an LFW-style pairs file names, each once, in first-use order.
+
+    A named image with no file is an error, unless ``keep_missing`` (``--skip-bad``): then
+    it stays in the list under its reference and fails to decode like any bad image.
+    """
+    root = _require_dir(root, "--lfw")
+    pairs = read_pairs(pairs_path)
+    keys, items = [], []
+    for ref in pair_references(pairs):
+        path = resolve_reference(root, ref)
+        if path is None:
+            if not keep_missing:
+                raise InputError(f"{root / ref}: image named by {pairs_path} not found (with "
+                                 f"or without an extension among {', '.join(IMAGE_EXTENSIONS)})")
+            keys.append(ref)
+            items.append(root / ref)
+            continue
+        keys.append(_rel(path, root))
+        items.append(path)
+    slots = _slots_for(pairs, keys, pairs_path)
+    return Dataset("lfw", root, keys, items, pairs=pairs, pairs_file=pairs_path, slots=slots)
+
+
+def _require_dir(root: Path, option: str) -> Path:
+    if not root.is_dir():
+        raise InputError(f"{root}: {option} folder not found")
+    return root
+
+
+def images_dataset(root: Path, pairs_path: Path | None = None) -> Dataset:
+    """Every image under ``root`` (folder per identity), in natural path order."""
+    root = _require_dir(root, "--images")
+    files = [p for p in root.rglob("*")
+             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    if not files:
+        raise InputError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    files.sort(key=lambda p: natural_key(_rel(p, root)))
+    keys = [_rel(p, root) for p in files]
+    return _with_pairs(Dataset("images", root, keys, list(files)), pairs_path)
+
+
+def _with_pairs(ds: Dataset, pairs_path: Path | None) -> Dataset:
+    if pairs_path is not None:
+        ds.pairs = read_pairs(pairs_path)
+        ds.pairs_file = pairs_path
+        ds.slots = _slots_for(ds.pairs, ds.keys, pairs_path)
+    return ds
+
+
+def list_dataset(list_path: Path, root: Path | None = None,
+                 pairs_path: Path | None = None) -> Dataset:
+    """Images named one per line in ``list_path`` (blank lines and ``#`` comments skipped)."""
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{list_path}: cannot read image list: {exc}") from exc
+    base = root if root is not None else list_path.parent
+    keys, items, seen = [], [], set()
+    for lineno, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if entry in seen:
+            raise InputError(f"{list_path}:{lineno}: {entry!r} is listed twice")
+        seen.add(entry)
+        keys.append(entry)
+        items.append(Path(entry) if os.path.isabs(entry) else base / entry)
+    if not keys:
+        raise InputError(f"{list_path}: the image list is empty")
+    return _with_pairs(Dataset("list", base, keys, items), pairs_path)
+
+
+def insightface_dataset(bin_path: Path) -> Dataset:
+    """An insightface ``.bin``: every encoded image (pair order) is one row."""
+    from massface.tools.insightface_bin import read_insightface_bin
+
+    data = read_insightface_bin(bin_path)
+    keys = [str(i) for i in range(len(data.images))]
+    pairs = [Pair(keys[2 * k], keys[2 * k + 1], same) for k, same in enumerate(data.issame)]
+    return Dataset("insightface", bin_path, keys, list(data.images), pairs=pairs,
+                   pairs_file=None, slots=list(range(len(keys))))
+
+
+def read_labels(path: Path) -> list[bool]:
+    """``actual_issame.txt``: whitespace-separated 1/0 (or True/False) tokens."""
+    try:
+        tokens = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read labels: {exc}") from exc
+    table = {"1": True, "0": False, "true": True, "false": False}
+    flags = []
+    for t in tokens:
+        if t.lower() not in table:
+            raise InputError(f"{path}: label {t!r} is not 1/0/True/False")
+        flags.append(table[t.lower()])
+    return flags
+
+
+def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
+    """Preprocessed ``<i>.bin`` tensors (msame inputs), in numeric order of the stems."""
+    folder = _require_dir(folder, "--input-bins")
+    if (folder / INPUTS_SUBDIR).is_dir():
+        label_dir, folder = folder, folder / INPUTS_SUBDIR
+    else:
+        label_dir = folder.parent
+    files = [p for p in folder.iterdir()
+             if p.is_file() and p.suffix == ".bin" and not p.name.startswith(".")]
+    if not files:
+        raise InputError(f"{folder}: no .bin input files")
+    files.sort(key=lambda p: natural_key(p.name))
+    keys = [p.name for p in files]
+    ds = Dataset("input-bins", folder, keys, list(files), tensors=True)
+    label_path = labels if labels is not None else label_dir / msame.LABELS_FILE
+    if label_path.is_file():
+        flags = read_labels(label_path)
+        if len(files) != 2 * len(flags):
+            raise InputError(f"{label_path}: {len(flags)} labels for {len(files)} input bins "
+                             "(need one label per two inputs)")
+        ds.pairs = [Pair(keys[2 * k], keys[2 * k + 1], f) for k, f in enumerate(flags)]
+        ds.slots = list(range(len(keys)))
+    elif labels is not None:
+        raise InputError(f"{labels}: labels file not found")
+    return ds
+
+
+SourceFactory = Callable[..., Dataset]
+SOURCES: dict[str, SourceFactory] = {
+    "lfw": lfw_dataset,
+    "images": images_dataset,
+    "list": list_dataset,
+    "insightface": insightface_dataset,
+    "input-bins": input_bins_dataset,
+}

@@ -1,0 +1,82 @@
+"""Periodic verification during training: a pairs file scored by ``massface.evaluate``.
+
+The pair images are decoded once (same loader and preprocessing as training: resize,
+grey -> RGB, ``(x - mean) / std``), embedded with the model in inference mode (BN moving
+statistics) together with their mirror images, and scored with the LFW 10-fold protocol
+(L2-normalised, squared L2): plain, and mirror-averaged (``flip="sum"``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.train.data import load_images
+
+
+@dataclass
+class PairsValidation:
+    """Preloaded pair images; call :meth:`evaluate` with a model."""
+
+    images: np.ndarray        # uint8 [M, H, W, 3], distinct images
+    rows: np.ndarray          # [2N] row of each pair side in ``images``
+    issame: np.ndarray        # [N] bool
+    pairs_path: Path
+    mean: float = 127.5
+    std: float = 128.0
+    batch_size: int = 64
+
+    @classmethod
+    def load(cls, pairs: str | os.PathLike[str], root: str | os.PathLike[str],
+             size: tuple[int, int] = (112, 112), **kw: Any) -> PairsValidation:
+        from massface.tools.pairs import pair_references, read_pairs, resolve_reference
+
+        plist = read_pairs(pairs)
+        refs = pair_references(plist)
+        paths = []
+        for ref in refs:
+            found = resolve_reference(root, ref)
+            if found is None:
+                raise InputError(f"{pairs}: image {ref!r} not found under {root}")
+            paths.append(str(found.relative_to(root)) if found.is_relative_to(root)
+                         else str(found))
+        row_of = {ref: i for i, ref in enumerate(refs)}
+        rows = np.array([row_of[r] for p in plist for r in (p.a, p.b)], np.int64)
+        issame = np.array([bool(p.issame) for p in plist])
+        images = load_images(Path(root), paths, size)
+        return cls(images, rows, issame, Path(pairs), **kw)
+
+    def embed(self, model: Any, flip: bool = False) -> np.ndarray:
+        import tensorflow as tf
+
+        @tf.function(reduce_retracing=True)
+        def forward(x: tf.Tensor) -> tf.Tensor:
+            return model((tf.cast(x, tf.float32) - self.mean) / self.std, training=False)
+
+        out = []
+        for i in range(0, len(self.images), self.batch_size):
+            x = self.images[i:i + self.batch_size]
+            if flip:
+                x = x[:, :, ::-1]
+            out.append(forward(tf.constant(x)).numpy())
+        return np.concatenate(out)
+
+    def evaluate(self, model: Any, flip: bool = True) -> dict[str, Any]:
+        """``{"accuracy", "accuracy_std", "val", "auc", ...}`` (plus ``flip_*`` with flip)."""
+        from massface.evaluate import verify
+
+        emb = self.embed(model)[self.rows]
+        result = verify(emb, self.issame)
+        out = {"accuracy": result.accuracy, "accuracy_std": result.accuracy_std,
+               "val": result.val, "auc": result.auc, "eer": result.eer}
+        if flip:
+            emb_f = self.embed(model, flip=True)[self.rows]
+            rf = verify(emb, self.issame, flip_embeddings=emb_f, flip="sum")
+            out.update(flip_accuracy=rf.accuracy, flip_accuracy_std=rf.accuracy_std,
+                       flip_val=rf.val, flip_auc=rf.auc)
+        return {k: float(v) for k, v in out.items()}

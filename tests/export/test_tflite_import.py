@@ -1,0 +1,98 @@
+"""`massface-export --tflite`: the shared pretrained MobileFaceNet -> ONNX, dynamic batch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from massface.export.cli import app
+from massface.export.manifest import sha256
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tf2onnx")
+
+
+def _cosines(a, b):
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def imported(pretrained_tflite, lfw_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite") / "sirius"
+    with pytest.MonkeyPatch.context() as mp:
+        empty = out.parent / "empty-bin"
+        empty.mkdir()
+        mp.setenv("PATH", str(empty))  # no atc: the .om step is scripted
+        result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite), "--out",
+                                          str(out)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result, out
+
+
+def test_import_is_proven_against_the_tflite_interpreter(imported, pretrained_tflite):
+    result, out = imported
+    assert result.exit_code == 0, result.output
+    m = json.loads((out / "export.json").read_text())
+    assert m["source"]["kind"] == "tflite"
+    assert m["source"]["sha256"] == sha256(pretrained_tflite)
+    assert m["source"]["input"]["shape"] == [2, 112, 112, 3]  # as shipped
+    assert m["input"]["shape"] == [-1, 112, 112, 3] and m["output"]["dim"] == 192
+    p = m["parity"]["onnx"]
+    assert p["passed"] and p["min_cosine"] >= 0.9999 and p["count"] == 16
+    assert p["reference"].startswith("TFLite interpreter")
+    assert m["artifacts"]["onnx"]["dynamic_batch"] == {"was": 2, "reshapes_rewritten": 2}
+    assert m["artifacts"]["onnx"]["sha256"] == sha256(out / "model.onnx")
+    assert m["atc"]["status"] == "deferred"
+    assert "--framework=5" in (out / "atc.sh").read_text()
+
+
+def test_imported_onnx_runs_any_batch_and_matches_the_interpreter(imported, faces,
+                                                                   pretrained_tflite):
+    import onnxruntime as ort
+
+    from massface.export.tflite_import import TFLiteRunner
+
+    _, out = imported
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    images = faces.images[:7]
+    ref = TFLiteRunner(pretrained_tflite)(images)
+    for batch in (1, 3, 7):
+        got = np.concatenate([sess.run(None, {"input": images[i:i + batch]})[0]
+                              for i in range(0, 7, batch)])
+        assert got.shape == (7, 192)
+        assert _cosines(ref, got).min() >= 0.9999
+
+
+def test_imported_onnx_agrees_with_the_shipped_onnx(imported, faces, pretrained_onnx):
+    import onnxruntime as ort
+
+    _, out = imported
+    ours = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    shipped = ort.InferenceSession(str(pretrained_onnx), providers=["CPUExecutionProvider"])
+    a = ours.run(None, {"input": faces.images})[0]
+    b = shipped.run(None, {shipped.get_inputs()[0].name: faces.images})[0]
+    assert _cosines(a, b).min() >= 0.9999
+    assert np.abs(a - b).max() < 1e-3
+
+
+def test_missing_or_broken_tflite(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    for path, message in ((tmp_path / "none.tflite", "not found"), (bad, "TFLite")):
+        result = CliRunner().invoke(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
+                                          "--parity-images", str(tmp_path)])
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert not (tmp_path / "o").exists()
+
+
+def test_normalize_is_refused_for_tflite(pretrained_tflite, tmp_path):
+    result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite), "--out",
+                                      str(tmp_path / "o"), "--normalize"])
+    assert result.exit_code == 2 and "--normalize is not available" in result.output

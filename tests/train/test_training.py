@@ -1,0 +1,104 @@
+"""Short real trainings on ORL: the loss falls, resume is bit-exact, bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from massface.errors import InputError
+from massface.train.checkpoints import load_backbone
+from massface.train.config import load_config
+from massface.train.mobilefacenet import variables_by_key
+from massface.train.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["model.embedding_size=32", "data.batch_size=16", "train.progress=false",
+         "train.log_every=1", "data.identities=[s1, s2, s3, s4, s5, s6]",
+         "optimizer.learning_rate=0.01", "schedule.kind=constant"]
+
+
+def _cfg(orl_dir, tmp_path, *extra):
+    return load_config(None, [f"data.train_dir={orl_dir}", f"work_dir={tmp_path}", *SMALL,
+                              *extra])
+
+
+def _weights(model):
+    return {k: v.numpy() for k, v in variables_by_key(model).items()}
+
+
+def test_softmax_loss_falls(orl_dir, tmp_path):
+    cfg = _cfg(orl_dir, tmp_path, "name=fall", "train.max_steps=10", "data.batch_size=20",
+               "data.identities=[s1, s2, s3, s4]", "optimizer.learning_rate=0.02")
+    result = Trainer(cfg).run()
+    assert result.status == "completed" and result.final_step == 10
+    import csv
+
+    with open(tmp_path / "fall" / "metrics.csv") as f:
+        losses = [float(r["objective"]) for r in csv.DictReader(f)]
+    assert len(losses) == 10 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    rows = (tmp_path / "fall" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 11 and rows[0].startswith("step,epoch,lr,loss")
+    assert (tmp_path / "fall" / "logs").is_dir()
+
+
+@pytest.mark.parametrize("loss", ["softmax", "triplet_cosface"])
+def test_resume_is_bit_exact(orl_dir, tmp_path, loss):
+    extra = [f"loss.kind={loss}", "data.P=4", "data.K=3", "train.checkpoint_every=2",
+             "train.max_steps=4"]
+    straight = Trainer(_cfg(orl_dir, tmp_path, "name=straight", *extra))
+    assert straight.run().final_step == 4
+    first = Trainer(_cfg(orl_dir, tmp_path, "name=resumed", *extra[:-1], "train.max_steps=2"))
+    assert first.run().final_step == 2
+    second = Trainer(_cfg(orl_dir, tmp_path, "name=resumed", *extra))
+    result = second.run()
+    assert (result.start_step, result.final_step) == (2, 4)
+    a, b = _weights(straight.model), _weights(second.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    for sa, sb in zip(straight.optimizer.trainable_variables + straight.optimizer.variables,
+                      second.optimizer.variables, strict=False):
+        np.testing.assert_array_equal(sa.numpy(), sb.numpy())
+    loaded, cfg = load_backbone(tmp_path / "resumed")
+    x = tf.random.stateless_normal([2, 112, 112, 3], seed=(1, 1))
+    np.testing.assert_array_equal(loaded(x).numpy(), second.model(x).numpy())
+    assert cfg["loss"]["kind"] == loss
+
+
+def test_pretrained_backbone_and_mismatch(orl_dir, tmp_path):
+    pre = Trainer(_cfg(orl_dir, tmp_path, "name=pre", "train.max_steps=1"))
+    pre.run()
+    tri = Trainer(_cfg(orl_dir, tmp_path, "name=tri", "loss.kind=triplet", "data.P=3",
+                       "data.K=4", "train.max_steps=1", f"train.pretrained={tmp_path / 'pre'}"))
+    tri._prepare_run_dir()
+    for k, v in _weights(pre.model).items():
+        np.testing.assert_array_equal(v, _weights(tri.model)[k], err_msg=k)
+    with pytest.raises(InputError, match=r"wrong shape: embedding/bn/beta"):
+        Trainer(_cfg(orl_dir, tmp_path, "name=bad", "model.embedding_size=16",
+                     f"train.pretrained={tmp_path / 'pre'}")).run()
+
+
+def test_bad_datasets(tmp_path, orl_dir):
+    def _cfg(root, tmp, *extra):
+        return load_config(None, [f"data.train_dir={root}", f"work_dir={tmp}",
+                                  "data.identities=null", *extra])
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no images found"):
+        Trainer(_cfg(empty, tmp_path))
+    with pytest.raises(InputError, match="does not exist"):
+        Trainer(_cfg(tmp_path / "missing", tmp_path))
+    single = tmp_path / "single"
+    for name in ("a", "b", "c"):
+        (single / name).mkdir(parents=True)
+        for i in range(1 if name == "b" else 3):
+            (single / name / f"{i}.png").write_bytes((orl_dir / "s1" / "1.pgm").read_bytes())
+    with pytest.raises(InputError, match=r"1 identities have a single image .*\(b\)"):
+        Trainer(_cfg(single, tmp_path, "loss.kind=triplet", "data.P=2", "data.K=2"))
+    (single / "a" / "0.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match=r"a/0.png: cannot decode image"):
+        Trainer(_cfg(single, tmp_path, "data.batch_size=4"))
