@@ -41,8 +41,10 @@ def evaluate(
              "pair order. Several are compared in one table.", show_default=False)],
     labels: Annotated[Path | None, typer.Option(
         help="Pair labels: actual_issame.txt, pairs.txt (LFW or massface path-pairs), a JSON "
-             "list or a .npy array. Default: the input's own (pairs.txt of an embedding "
-             "folder, 'issame' in an .npz, actual_issame.txt in an output folder).")] = None,
+             "list or a .npy array, for inputs without their own (pairs.txt of an embedding "
+             "folder, 'issame' in an .npz, actual_issame.txt in an output folder); where "
+             "both exist they must agree. A pairs file given with an embedding folder "
+             "chooses the pairs scored.")] = None,
     kind: Annotated[str, typer.Option(
         help=f"Input kind: auto, {', '.join(INPUT_KINDS)}.")] = "auto",
     dtype: Annotated[str, typer.Option(

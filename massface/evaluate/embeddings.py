@@ -26,65 +26,62 @@ import numpy as np
 from massface.errors import InputError
 
 
-def _rows(mask: np.ndarray, limit: int = 10) -> str:
-    idx = np.flatnonzero(mask)
+def _rows(mask: np.ndarray, limit: int = 10, offset: int = 0) -> str:
+    idx = np.flatnonzero(mask) + offset
     shown = ", ".join(str(i) for i in idx[:limit])
     more = f" and {idx.size - limit} more" if idx.size > limit else ""
     return f"{shown}{more}"
 
 
-BLOCK_ROWS = 65536
+CHECK_BLOCK_ROWS = 65536
 
 
-def check_embeddings(emb: np.ndarray, what: str = "embeddings") -> None:
-    """Refuse NaN/Inf and all-zero rows, naming the rows (they would score silently)."""
+def check_embeddings(emb: np.ndarray, what: str = "embeddings", offset: int = 0) -> None:
+    """Refuse NaN/Inf and all-zero rows, naming all such rows (they would score silently).
+
+    Checked in blocks of rows (no full-size temporary); ``offset`` is the row number of
+    ``emb[0]`` when ``emb`` is itself a block of a larger array.
+    """
     bad = np.zeros(emb.shape[0], dtype=bool)
     zero = np.zeros(emb.shape[0], dtype=bool)
-    for start in range(0, emb.shape[0], BLOCK_ROWS):
-        block = emb[start : start + BLOCK_ROWS]
-        bad[start : start + BLOCK_ROWS] = ~np.isfinite(block).all(axis=1)
-        zero[start : start + BLOCK_ROWS] = ~block.any(axis=1)
+    for start in range(0, emb.shape[0], CHECK_BLOCK_ROWS):
+        block = emb[start : start + CHECK_BLOCK_ROWS]
+        bad[start : start + CHECK_BLOCK_ROWS] = ~np.isfinite(block).all(axis=1)
+        zero[start : start + CHECK_BLOCK_ROWS] = ~block.any(axis=1)
     if bad.any():
-        raise InputError(f"{what}: {int(bad.sum())} row(s) contain NaN or Inf: rows {_rows(bad)}")
+        raise InputError(f"{what}: {int(bad.sum())} row(s) contain NaN or Inf: rows "
+                         f"{_rows(bad, offset=offset)}")
     if zero.any():
-        raise InputError(f"{what}: {int(zero.sum())} row(s) are all zero: rows {_rows(zero)}")
+        raise InputError(f"{what}: {int(zero.sum())} row(s) are all zero: rows "
+                         f"{_rows(zero, offset=offset)}")
 
 
-def _divide_by_norm(x: np.ndarray, what: str) -> np.ndarray:
-    """``x /= ||x||`` row by row, in blocks (the same per-row values as on the whole array,
-    without a second full-size temporary)."""
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        block = x[start : start + BLOCK_ROWS]
-        norm = np.linalg.norm(block, axis=1, keepdims=True)
-        zero = norm[:, 0] == 0
-        if zero.any():
-            rows = np.flatnonzero(zero) + start
-            mask = np.zeros(x.shape[0], dtype=bool)
-            mask[rows] = True
-            raise InputError(f"{what}: row(s) with zero norm cannot be normalised: rows "
-                             f"{_rows(mask)}")
-        block /= norm
+# The normalisations work in place on a float64 array the caller owns. Everything here is
+# row-local, so preparing a block of rows gives exactly the rows of preparing the whole.
+
+
+def _divide_by_norm(x: np.ndarray, what: str, offset: int) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    zero = norm[:, 0] == 0
+    if zero.any():
+        raise InputError(f"{what}: row(s) with zero norm cannot be normalised: rows "
+                         f"{_rows(zero, offset=offset)}")
+    x /= norm
     return x
 
 
-# The normalisations work in place on a float64 array the caller owns (a million pairs of
-# 512-d embeddings are 8 GB in float64: no second copy).
-
-
-def normalize_l2(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
+def normalize_l2(x: np.ndarray, what: str = "embeddings", offset: int = 0) -> np.ndarray:
     """``x / ||x||`` per row."""
-    return _divide_by_norm(x, what)
+    return _divide_by_norm(x, what, offset)
 
 
-def normalize_massface(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
+def normalize_massface(x: np.ndarray, what: str = "embeddings", offset: int = 0) -> np.ndarray:
     """MassFace's ``l2_normalize``: subtract the row's scalar mean, then divide by the norm."""
-    for start in range(0, x.shape[0], BLOCK_ROWS):
-        block = x[start : start + BLOCK_ROWS]
-        block -= block.mean(axis=1, keepdims=True)
-    return _divide_by_norm(x, f"{what} (a constant row is zero once centred)")
+    x -= x.mean(axis=1, keepdims=True)
+    return _divide_by_norm(x, f"{what} (a constant row is zero once centred)", offset)
 
 
-def normalize_none(x: np.ndarray, what: str = "embeddings") -> np.ndarray:
+def normalize_none(x: np.ndarray, what: str = "embeddings", offset: int = 0) -> np.ndarray:
     """The vectors as given."""
     return x
 
@@ -105,22 +102,26 @@ NORMALIZATION_TEXT = {
 Normalize = Callable[..., np.ndarray]
 
 
-def _flip_none(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize) -> np.ndarray:
-    return norm(emb)
+def _flip_none(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize,
+               offset: int) -> np.ndarray:
+    return norm(emb, "embeddings", offset)
 
 
-def _flip_concat(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize) -> np.ndarray:
+def _flip_concat(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize,
+                 offset: int) -> np.ndarray:
     assert flip is not None
-    return np.concatenate([norm(emb), norm(flip, "flip embeddings")], axis=1)
+    return np.concatenate([norm(emb, "embeddings", offset),
+                           norm(flip, "flip embeddings", offset)], axis=1)
 
 
-def _flip_sum(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize) -> np.ndarray:
+def _flip_sum(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize,
+              offset: int) -> np.ndarray:
     assert flip is not None
     emb += flip
-    return norm(emb, "embeddings + flip embeddings")
+    return norm(emb, "embeddings + flip embeddings", offset)
 
 
-FLIPS: dict[str, Callable[[np.ndarray, np.ndarray | None, Normalize], np.ndarray]] = {
+FLIPS: dict[str, Callable[[np.ndarray, np.ndarray | None, Normalize, int], np.ndarray]] = {
     "none": _flip_none,
     "concat": _flip_concat,
     "sum": _flip_sum,
@@ -140,20 +141,31 @@ def _choice(name: str, registry: dict, what: str) -> Callable:
         raise InputError(f"unknown {what} {name!r}: choose one of {', '.join(registry)}") from None
 
 
+def check_names(normalization: str, flip: str) -> None:
+    """Refuse unknown option names before any work."""
+    _choice(normalization, NORMALIZATIONS, "normalization")
+    _choice(flip, FLIPS, "flip mode")
+
+
 def prepare_embeddings(
     embeddings: np.ndarray,
     flip_embeddings: np.ndarray | None = None,
     *,
     normalization: str = "l2",
     flip: str = "none",
+    offset: int = 0,
 ) -> np.ndarray:
-    """float64 embeddings after validation, normalisation and flip fusion."""
+    """float64 embeddings after validation, normalisation and flip fusion.
+
+    Row-local: a block of rows (whose first row is row ``offset`` of the whole, for error
+    messages) comes out exactly as those rows of the whole would.
+    """
     norm = _choice(normalization, NORMALIZATIONS, "normalization")
     fuse = _choice(flip, FLIPS, "flip mode")
     emb = np.array(embeddings, dtype=np.float64)  # an owned copy: normalised in place
     if emb.ndim != 2:
         raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
-    check_embeddings(emb)
+    check_embeddings(emb, offset=offset)
     fl = None
     if flip != "none":
         if flip_embeddings is None:
@@ -162,5 +174,5 @@ def prepare_embeddings(
         fl = np.array(flip_embeddings, dtype=np.float64)
         if fl.shape != emb.shape:
             raise InputError(f"flip embeddings have shape {fl.shape}, embeddings {emb.shape}")
-        check_embeddings(fl, "flip embeddings")
-    return fuse(emb, fl, norm)
+        check_embeddings(fl, "flip embeddings", offset=offset)
+    return fuse(emb, fl, norm, offset)

@@ -15,6 +15,10 @@ Input kinds (a registry: name -> detector and loader), tried in this order by ``
     output files, directly or in its single ``<timestamp>`` subfolder; ``i`` is the image
     index in pair order (calAcc's ``emb_array``). Raw ``.bin`` is float32 or float16.
 
+Labels: an input's own (an embedding folder's ``pairs.txt``, an ``.npz``'s ``issame``,
+``actual_issame.txt`` inside an output folder) else ``--labels``; when both exist they must
+agree, except that a pairs file given to an embedding folder chooses its pairs.
+
 Every loaded row is checked: NaN/Inf or all-zero rows are refused, naming the rows and
 their files. ``allow_missing`` drops pairs whose image has no output/embedding, reports
 how many, and keeps the survivors in the fold of their ORIGINAL pair index.
@@ -34,6 +38,7 @@ from massface.errors import InputError
 from massface.evaluate.embeddings import _rows
 from massface.evaluate.folds import contiguous_fold_ids
 from massface.evaluate.labels import Labels, read_labels
+from massface.evaluate.verification import as_labels
 from massface.tools import embedding_dir, msame
 from massface.tools.pairs import strip_extension
 
@@ -134,12 +139,25 @@ def _drop(missing_pairs: np.ndarray, n_pairs: int, opts: LoadOptions, source: Pa
 
 
 def _labels_or_default(source: Path, opts: LoadOptions, default: Path | None) -> Labels:
-    if opts.labels is not None:
-        return read_labels(opts.labels)
-    if default is not None and default.is_file():
-        return read_labels(default)
+    """The input's own labels (``default``), else ``--labels``; both: they must agree."""
+    own = read_labels(default) if default is not None and default.is_file() else None
+    given = read_labels(opts.labels) if opts.labels is not None else None
+    if own is not None and given is not None:
+        _check_agree(own, given)
+        return own
+    if own is not None or given is not None:
+        return own if own is not None else given  # type: ignore[return-value]
     raise InputError(f"{source}: no labels: pass --labels (actual_issame.txt, pairs.txt, a "
                      "JSON list or a .npy array)")
+
+
+def _check_agree(own: Labels, given: Labels) -> None:
+    if own.issame.shape != given.issame.shape or (own.issame != given.issame).any():
+        diff = (f"{own.issame.size} vs {given.issame.size} labels"
+                if own.issame.shape != given.issame.shape
+                else f"first difference at pair {int(np.argmax(own.issame != given.issame))}")
+        raise InputError(f"{given.path}: labels disagree with the input's own labels "
+                         f"{own.path} ({diff})")
 
 
 # --- embedding folder -----------------------------------------------------------------
@@ -151,7 +169,11 @@ def _is_embedding_dir(path: Path) -> bool:
 
 def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
     es = embedding_dir.read_embedding_dir(path)
-    labels = _labels_or_default(path, opts, es.pairs_file)
+    given = read_labels(opts.labels) if opts.labels is not None else None
+    if given is not None and given.pairs is not None:
+        labels = given  # a pairs file chooses which pairs of the folder's images to score
+    else:
+        labels = _labels_or_default(path, opts, es.pairs_file)
     if labels.pairs is None:
         raise InputError(f"{path}: an embedding folder holds one row per distinct image; bare "
                          f"labels ({labels.path}) cannot say which rows pair up: give a pairs "
@@ -246,12 +268,13 @@ def load_npz(path: Path, opts: LoadOptions) -> PairInput:
         emb = arrays[matrices[0]]
     emb = _as_matrix(emb, path, "embeddings")
     flip = arrays.get("embeddings_flip")
-    if opts.labels is not None:
-        labels = read_labels(opts.labels)
-    elif "issame" in arrays:
-        from massface.evaluate.verification import as_labels
-
+    given = read_labels(opts.labels) if opts.labels is not None else None
+    if "issame" in arrays:
         labels = Labels(as_labels(arrays["issame"], f"{path}: issame"), path, "npz")
+        if given is not None:
+            _check_agree(labels, given)
+    elif given is not None:
+        labels = given
     else:
         raise InputError(f"{path}: no 'issame' array in it: pass --labels")
     return _pair_order_input(path, "npz", emb, flip, labels, _label_files(labels, path))

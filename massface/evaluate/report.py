@@ -95,7 +95,7 @@ def print_report(runs: list[Run], console: Any) -> None:
     for i, name in enumerate(header[1:], start=1):
         table.add_row(name, *[row[i] for row in rows])
     console.print(table)
-    console.print(protocol_lines(runs)[0], highlight=False)
+    console.print(protocol_lines(runs)[0], highlight=False, soft_wrap=True)
     if len(runs) == 1:
         header, rows = fold_rows(runs[0])
         folds = Table(title="per fold")
@@ -105,7 +105,7 @@ def print_report(runs: list[Run], console: Any) -> None:
             folds.add_row(*row)
         console.print(folds)
     for line in protocol_lines(runs)[1:]:
-        console.print(f"[yellow]{line}[/yellow]", highlight=False)
+        console.print(f"[yellow]{line}[/yellow]", highlight=False, soft_wrap=True)
 
 
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -168,6 +168,7 @@ def write_roc(path: Path, runs: list[Run]) -> None:
         ax.plot(r.fpr[keep], r.tpr[keep], drawstyle="steps-post",
                 label=f"{run.input.name} (acc {_pct(r.accuracy, 2)}%, AUC {r.auc:.4f})")
     ax.set_xscale("log")
+    ax.set_ylim(top=1.002)
     ax.set_xlabel("false accept rate (FAR)")
     ax.set_ylabel("true accept rate (TPR)")
     ax.set_title("ROC (mean over test folds)")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate.distances import DISTANCES, pair_distances
-from massface.evaluate.embeddings import prepare_embeddings
+from massface.evaluate.distances import BLOCK_ROWS, DISTANCES, pair_distances
+from massface.evaluate.embeddings import check_embeddings, check_names, prepare_embeddings
 from massface.evaluate.folds import contiguous_fold_ids, fold_ranges
 from massface.evaluate.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
 
@@ -121,6 +121,19 @@ def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.nda
     return sizes
 
 
+def _blockwise_distances(emb: np.ndarray, flip_emb: np.ndarray | None, distance: str,
+                         prep: dict) -> np.ndarray:
+    """Pair distances from raw rows, preparing BLOCK_ROWS rows at a time (row-local, so
+    exactly the values of preparing everything first)."""
+    out = np.empty(emb.shape[0] // 2, dtype=np.float64)
+    for start in range(0, emb.shape[0], BLOCK_ROWS):
+        stop = start + BLOCK_ROWS
+        flip_block = None if flip_emb is None else np.asarray(flip_emb)[start:stop]
+        block = prepare_embeddings(emb[start:stop], flip_block, offset=start, **prep)
+        out[start // 2 : stop // 2] = pair_distances(block[0::2], block[1::2], distance)
+    return out
+
+
 def verify(
     embeddings: np.ndarray,
     issame: np.ndarray | Sequence,
@@ -163,8 +176,20 @@ def verify(
         folds_kind = "given"
     sizes = _check_folds(fold_ids, same, n_folds)
 
-    prepared = prepare_embeddings(emb, flip_embeddings, normalization=normalization, flip=flip)
-    e1, e2 = prepared[0::2], prepared[1::2]
+    check_names(normalization, flip)
+    if flip != "none" and flip_embeddings is not None and np.shape(flip_embeddings) != emb.shape:
+        raise InputError(f"flip embeddings have shape {np.shape(flip_embeddings)}, embeddings "
+                         f"{emb.shape}")
+    check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
+    if flip != "none" and flip_embeddings is not None:
+        check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
+    prep = dict(normalization=normalization, flip=flip)
+    if subtract_mean:  # the fold means need every prepared row at once
+        prepared = prepare_embeddings(emb, flip_embeddings, **prep)
+        e1, e2 = prepared[0::2], prepared[1::2]
+        shared_dist = None
+    else:  # a million pairs: prepare and measure block by block, never a float64 copy
+        shared_dist = _blockwise_distances(emb, flip_embeddings, distance, prep)
     thresholds = np.arange(0, 4, threshold_step)
     val_thresholds = np.arange(0, 4, val_threshold_step)
     n_diff_total = int(same.size - same.sum())
@@ -178,7 +203,6 @@ def verify(
     far = np.zeros((len(targets), n_folds))
     val_thr = np.zeros((len(targets), n_folds))
 
-    shared_dist = None if subtract_mean else pair_distances(e1, e2, distance)
     for f in range(n_folds):
         test = fold_ids == f
         train = ~test

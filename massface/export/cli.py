@@ -32,6 +32,7 @@ from massface.export.pipeline import (
     ExportOptions,
     export_checkpoint,
     import_tflite,
+    tflite_to_run,
 )
 
 #: Exception type -> exit status (first match wins: most specific first). None of these
@@ -75,7 +76,14 @@ def _summary(result) -> None:
         err.print("no .om requested (--no-om)")
 
 
-@app.command()
+EXIT_HELP = """\b
+Exit status: 0 done (the .om built, skipped with --no-om, or deferred: no atc on PATH,
+  the exact command written to OUT/atc.sh, with a warning); 2 bad input; 3 an artifact
+  failed verification (conversion, parity), nothing written; 4 ATC failed (verified
+  .pb/.onnx kept, export.json records it); 5 --require-om without atc."""
+
+
+@app.command(epilog=EXIT_HELP)
 def export(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created; must be new "
                                       "or empty unless --overwrite).")],
@@ -117,6 +125,15 @@ def export(
     min_cosine: Annotated[float, typer.Option(
         "--min-cosine", help="Parity bound: minimum per-image cosine similarity.")
     ] = MIN_COSINE,
+    to_checkpoint: Annotated[Path | None, typer.Option(
+        "--to-checkpoint", help="With --tflite: also map its weights onto massface's "
+        "MobileFaceNet and write a massface-train run folder here (for --pretrained)."
+    )] = None,
+    calibration_images: Annotated[str | None, typer.Option(
+        "--calibration-images", help="Faces for the mapped BatchNorm statistics (default: "
+        "LFW images not in pairs.txt).")] = None,
+    calibration_count: Annotated[int, typer.Option(
+        "--calibration-count", help="How many calibration faces.")] = 256,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace a non-empty --out (only once the new export is "
         "complete).")] = False,
@@ -143,6 +160,18 @@ def export(
                 result = export_checkpoint(ckpt, out, options, log=log)
             else:
                 result = import_tflite(tflite, out, options, log=log)
+        if to_checkpoint is not None:
+            if tflite is None:
+                raise InputError("--to-checkpoint needs --tflite")
+            with err.status("mapping the TFLite weights..."):
+                run = tflite_to_run(tflite, to_checkpoint, options, log=log,
+                                    calibration_images=calibration_images,
+                                    calibration_count=calibration_count)
+            err.print(f"massface-train run folder: {run['run_dir']} (massface-train "
+                      f"--pretrained {run['run_dir']} --set model.embedding_size="
+                      f"{run['embedding_size']}); mapped model vs TFLite: min cosine "
+                      f"{run['parity']['min_cosine']:.8f}", markup=False, highlight=False,
+                      soft_wrap=True)
     except InputError as exc:
         err.print(f"massface-export: {exc}", style="red", highlight=False, markup=False,
                   soft_wrap=True)

@@ -67,6 +67,9 @@ class ExportOptions:
             raise InputError(f"--name {self.name!r}: use a plain file stem such as 'model'")
         if not 0.0 < self.min_cosine <= 1.0:
             raise InputError(f"--min-cosine {self.min_cosine}: must be in (0, 1]")
+        if self.om and self.require_om and atc_mod.find_atc() is None:
+            raise AtcMissingError("--require-om: atc is not on PATH (source CANN's "
+                                  "set_env.sh first), so no .om could be built")
 
 
 @dataclass
@@ -117,8 +120,7 @@ def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -
                            gears=options.gears, precision_mode=options.precision_mode,
                            input_name=INPUT_NAME, output_name=OUTPUT_NAME)
     if options.require_om and atc_mod.find_atc() is None:
-        raise AtcMissingError("--require-om: atc is not on PATH (source CANN's set_env.sh); the "
-                         f"command would be: {spec.shell_command()}")
+        raise AtcMissingError("--require-om: atc is not on PATH (source CANN's set_env.sh)")
     if atc_mod.find_atc() is not None:
         log(f"running ATC: {spec.shell_command()}")
     try:
@@ -308,3 +310,34 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
         _om_step(options, staging, onnx_path.name, manifest, log)
         write_json(staging / MANIFEST_NAME, manifest)
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+
+
+def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
+                  options: ExportOptions | None = None, *,
+                  calibration_images: str | None = None, calibration_count: int = 256,
+                  log: Log = lambda _msg: None) -> dict:
+    """Map a MobileFaceNet TFLite model's weights onto massface's MobileFaceNet and write
+    them as a massface-train run folder (``massface-train --pretrained RUN``), after
+    checking the mapped model against the TFLite interpreter on the parity faces."""
+    from massface.export.manifest import sha256
+    from massface.export.tflite_weights import calibration_faces, map_weights, write_run
+
+    options = options or ExportOptions()
+    path, run_dir = Path(path), Path(run_dir)
+    if not path.is_file():
+        raise InputError(f"--tflite {path}: file not found")
+    _check_out(run_dir, options.overwrite)
+    if calibration_count < 2:
+        raise InputError(f"--calibration-count {calibration_count}: need at least 2 images")
+    prep = FacePreprocessing()
+    calibration = calibration_faces(calibration_images, calibration_count, prep)
+    check = _faces(options, prep)
+    log(f"mapping {path.name} onto massface's MobileFaceNet (BN statistics from "
+        f"{calibration.source})")
+    model, report = map_weights(path, calibration=calibration, check=check,
+                                min_cosine=options.min_cosine)
+    prefix = write_run(model, run_dir, prep=prep, overwrite=options.overwrite, report=report,
+                       source={"kind": "tflite", "path": str(path), "sha256": sha256(path)})
+    log(f"massface run folder {run_dir}: {report.parity['artifact']} vs TFLite min cosine "
+        f"{report.parity['min_cosine']:.8f}")
+    return {"run_dir": str(run_dir), "prefix": prefix, **report.to_dict()}

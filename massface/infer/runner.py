@@ -124,6 +124,7 @@ class _Progress:
         self.bar = None
         if not enabled:
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -135,7 +136,8 @@ class _Progress:
 
         self.bar = Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
-                            TimeRemainingColumn(), transient=False)
+                            TimeRemainingColumn(), transient=False,
+                            console=Console(stderr=True))
         self.task = self.bar.add_task("embed", total=total, completed=done, rate="-")
         self.start = time.perf_counter()
         self.base = done

@@ -156,9 +156,25 @@ class _Pool:
         return out
 
 
-def _identity_groups(names: list[str], n_folds: int, rng: np.random.Generator) -> list[list[str]]:
-    order = [names[i] for i in rng.permutation(len(names))]
-    return [order[f::n_folds] for f in range(n_folds)]
+def _identity_groups(people: dict[str, list[str]], n_folds: int,
+                     rng: np.random.Generator) -> list[list[str]]:
+    """Identities dealt to folds so that every fold can supply about as many pairs.
+
+    In a seeded random order, people with two or more images are dealt largest first in a
+    snake order (0..k-1, k-1..0, ...), so each fold gets as many of them and a similar mix
+    of sizes; people with one image (different-pair material only) are dealt round-robin.
+    """
+    names = list(people)
+    shuffled = [names[i] for i in rng.permutation(len(names))]
+    multi = sorted((n for n in shuffled if len(people[n]) >= 2), key=lambda n: -len(people[n]))
+    single = [n for n in shuffled if len(people[n]) < 2]
+    groups: list[list[str]] = [[] for _ in range(n_folds)]
+    for i, name in enumerate(multi):
+        turn, pos = divmod(i, n_folds)
+        groups[pos if turn % 2 == 0 else n_folds - 1 - pos].append(name)
+    for i, name in enumerate(single):
+        groups[(len(multi) + i) % n_folds].append(name)
+    return groups
 
 
 def generate_pair_set(
@@ -180,7 +196,7 @@ def generate_pair_set(
     names = list(people)
     rng = np.random.default_rng(seed)
 
-    groups = _identity_groups(names, n_folds, rng)
+    groups = _identity_groups(people, n_folds, rng)
     can_split_identities = all(
         len(g) >= 2 and any(len(people[n]) >= 2 for n in g) for g in groups)
     if split == "identity" and not can_split_identities:

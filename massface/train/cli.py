@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from massface.errors import InputError
 
@@ -60,7 +61,7 @@ def train(
 
         result = Trainer(cfg, console=console).run()
     except InputError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(f"{result.status}: step {result.final_step}, checkpoint "
                   f"{result.last_checkpoint}, {result.images_per_s:.1f} images/s")

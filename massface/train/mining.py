@@ -206,3 +206,19 @@ def triplet_statistics(distances: tf.Tensor, mask: tf.Tensor, alpha: float
         "d_an": tf.reduce_sum(w * d_an) / denom,
         "triplet_loss": tf.reduce_sum(w * per) / denom,
     }
+
+
+def collapse_message(stats: dict[str, float], alpha: float, tol: float = 1e-3) -> str | None:
+    """A warning when the triplet loss sits at alpha with all distances near zero.
+
+    That is the signature of collapsed embeddings (every image mapped to one point): the
+    loss looks constant at alpha while nothing is learnt.
+    """
+    if not stats.get("triplets"):
+        return None
+    if (abs(stats["triplet_loss"] - alpha) < tol and stats["d_ap"] < tol
+            and stats["d_an"] < tol):
+        return (f"triplet loss sits at alpha={alpha} with d(a,p)={stats['d_ap']:.2e} and "
+                f"d(a,n)={stats['d_an']:.2e}: embeddings are collapsing (lower the learning "
+                "rate, or start from a pretrained backbone)")
+    return None

@@ -3,8 +3,9 @@
 Why a hand-written module instead of Keras layers: every variable is created in
 ``__init__`` (a checkpoint restores without a first call, and the export stage can build
 the model and freeze it right away), the checkpoint keys are the attribute paths below
-(readable, stable: ``backbone/blocks/3/expand/bn/moving_mean``, ``backbone/gdconv/kernel``), and the inference graph
-uses ``FusedBatchNormV3`` with the moving statistics so a frozen graph folds it.
+(readable and stable: ``backbone/blocks/3/expand/bn/moving_mean``,
+``backbone/gdconv/kernel``), and the inference graph uses ``FusedBatchNormV3`` with the
+moving statistics so a frozen graph folds it.
 
 Layout (input ``[N, 112, 112, 3]`` NHWC, ``(x - 127.5) / 128``, RGB)::
 
@@ -230,7 +231,7 @@ def variables_by_key(module: tf.Module) -> dict[str, tf.Variable]:
     checkpoint (a test holds this against a real checkpoint).
     """
     out: dict[str, tf.Variable] = {}
-    for path, var in module._flatten(  # noqa: SLF001 - tf.Module's documented walker
+    for path, var in module._flatten(
             predicate=lambda v: isinstance(v, tf.Variable), with_path=True):
         out["/".join(str(p) for p in path)] = var
     return out

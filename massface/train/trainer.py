@@ -330,12 +330,14 @@ class Trainer:
 
     def _say(self, msg: str) -> None:
         if self.console is not None:
-            self.console.print(msg)
+            self.console.print(msg, markup=False, soft_wrap=True)
 
     def _warn(self, msg: str) -> None:
         self.warnings.append(msg)
         if self.console is not None:
-            self.console.print(f"[yellow]warning:[/] {msg}")
+            from rich.text import Text
+
+            self.console.print(Text.assemble(("warning: ", "yellow"), msg), soft_wrap=True)
 
     def _save(self, step: int) -> str:
         import tensorflow as tf
@@ -437,7 +439,6 @@ class Trainer:
         return result
 
     def _validate_and_log(self, step: int) -> dict[str, Any]:
-        import tensorflow as tf
 
         res = self.validate()
         for k, v in res.items():
@@ -450,16 +451,14 @@ class Trainer:
         return res
 
     def _check_collapse(self, row: dict[str, Any]) -> None:
-        """Warn when the triplet loss sits at alpha with all distances near zero."""
-        if "d_ap" not in row or row.get("triplets", 0) == 0:
+        """Warn (once per run) when the triplet loss sits at alpha, distances collapsing."""
+        from massface.train.mining import collapse_message
+
+        if "d_ap" not in row:
             return
-        alpha = float(self.cfg["loss"]["alpha"])
-        if abs(row["triplet_loss"] - alpha) < 1e-3 and row["d_ap"] < 1e-3 and row["d_an"] < 1e-3:
-            msg = (f"step {row['step']}: triplet loss sits at alpha={alpha} with d(a,p)="
-                   f"{row['d_ap']:.2e} and d(a,n)={row['d_an']:.2e}: embeddings are "
-                   "collapsing (lower the learning rate, or pretrain first)")
-            if not any("collapsing" in w for w in self.warnings[-1:]):
-                self._warn(msg)
+        msg = collapse_message(row, float(self.cfg["loss"]["alpha"]))
+        if msg and not any("collapsing" in w for w in self.warnings):
+            self._warn(f"step {row['step']}: {msg}")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -488,10 +487,8 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 def _install(handler: Any) -> dict[int, Any]:
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
             old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
     return old
 
 

@@ -51,19 +51,29 @@ class PairsValidation:
         images = load_images(Path(root), paths, size)
         return cls(images, rows, issame, Path(pairs), **kw)
 
-    def embed(self, model: Any, flip: bool = False) -> np.ndarray:
+    def _forward(self, model: Any) -> Any:
+        """One compiled inference function per model (fixed signature: no retracing)."""
         import tensorflow as tf
 
-        @tf.function(reduce_retracing=True)
-        def forward(x: tf.Tensor) -> tf.Tensor:
-            return model((tf.cast(x, tf.float32) - self.mean) / self.std, training=False)
+        cache = self.__dict__.setdefault("_compiled", {})
+        if id(model) not in cache:
+            h, w = self.images.shape[1:3]
 
+            @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
+            def forward(x: tf.Tensor) -> tf.Tensor:
+                return model((tf.cast(x, tf.float32) - self.mean) / self.std, training=False)
+
+            cache[id(model)] = (model, forward)
+        return cache[id(model)][1]
+
+    def embed(self, model: Any, flip: bool = False) -> np.ndarray:
+        forward = self._forward(model)
         out = []
         for i in range(0, len(self.images), self.batch_size):
             x = self.images[i:i + self.batch_size]
             if flip:
-                x = x[:, :, ::-1]
-            out.append(forward(tf.constant(x)).numpy())
+                x = np.ascontiguousarray(x[:, :, ::-1])
+            out.append(forward(x).numpy())
         return np.concatenate(out)
 
     def evaluate(self, model: Any, flip: bool = True) -> dict[str, Any]:

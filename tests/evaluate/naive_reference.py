@@ -130,10 +130,7 @@ def naive_evaluate(
     fars = np.zeros((len(far_targets), k))
     val_thr = np.zeros((len(far_targets), k))
     for f, (train, test) in enumerate(splits):
-        if subtract_mean:
-            mean = np.mean(np.concatenate([e1[train], e2[train]]), axis=0)
-        else:
-            mean = 0.0
+        mean = np.mean(np.concatenate([e1[train], e2[train]]), axis=0) if subtract_mean else 0.0
         dist = naive_distance(e1 - mean, e2 - mean, distance)
         acc_train = np.zeros(len(thresholds))
         for i, t in enumerate(thresholds):

@@ -209,3 +209,23 @@ def test_bad_values_are_named():
         verify(emb, same, n_folds=2, distance="manhattan")
     with pytest.raises(InputError, match="needs the flipped images"):
         verify(emb, same, n_folds=2, flip="concat")
+
+
+def test_block_boundaries_do_not_change_anything(monkeypatch):
+    """verify() prepares rows block by block; tiny blocks must give the same numbers and
+    name bad rows by their index in the whole array."""
+    import massface.evaluate.verification as verification
+
+    rng = np.random.default_rng(9)
+    n = 47
+    same = _labels(rng, n)
+    emb = _signal(rng, same)
+    flipped = emb[::-1].copy()
+    whole = verify(emb, same, flip_embeddings=flipped, flip="sum")
+    monkeypatch.setattr(verification, "BLOCK_ROWS", 6)
+    assert_matches(verify(emb, same, flip_embeddings=flipped, flip="sum"),
+                   naive_evaluate(emb, same, flip_embeddings=flipped, flip="sum"))
+    assert verify(emb, same, flip_embeddings=flipped, flip="sum").accuracy == whole.accuracy
+    emb[[13, 50]] = np.inf
+    with pytest.raises(InputError, match=r"rows 13, 50"):
+        verify(emb, same)

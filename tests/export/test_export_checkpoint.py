@@ -192,21 +192,29 @@ def test_variables_that_do_not_match_the_model(run_dir, tmp_path, no_atc):
 @pytest.mark.parametrize("args, message", [
     (["--soc", "Ascend999"], "not an Ascend SoC"),
     (["--dynamic-batch", "1,4096"], "out of range"),
-    (["--dynamic-batch", "8"], None),  # a single gear is a static batch: accepted
+    (["--dynamic-batch", "0,8"], "out of range"),
     (["--opset", "9"], "--opset 9"),
     (["--precision-mode", "fp8"], "precision-mode"),
+    (["--om-from", "tflite"], "--om-from"),
 ])
 def test_bad_options_fail_before_any_work(args, message, tmp_path, no_atc):
-    if message is None:
-        from massface.export.pipeline import ExportOptions
-
-        opts = ExportOptions(gears="8")
-        opts.validate()
-        assert opts.gears == (8,)
-        return
     result = _invoke(["--ckpt", tmp_path / "nowhere", "--out", tmp_path / "out", *args])
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_require_om_without_atc_fails_up_front(tmp_path, no_atc):
+    result = _invoke(["--ckpt", tmp_path / "nowhere", "--out", tmp_path / "out",
+                      "--require-om"])
+    assert result.exit_code == 5 and "atc is not on PATH" in result.output
+
+
+def test_one_gear_means_a_static_batch():
+    from massface.export.pipeline import ExportOptions
+
+    opts = ExportOptions(gears="8")
+    opts.validate()
+    assert opts.gears == (8,)
 
 
 def test_ckpt_and_tflite_are_exclusive(tmp_path):

@@ -28,8 +28,9 @@ def imported(pretrained_tflite, lfw_dir, tmp_path_factory):
         empty = out.parent / "empty-bin"
         empty.mkdir()
         mp.setenv("PATH", str(empty))  # no atc: the .om step is scripted
-        result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite), "--out",
-                                          str(out)])
+        result = CliRunner().invoke(app, [
+            "--tflite", str(pretrained_tflite), "--out", str(out),
+            "--to-checkpoint", str(out.parent / "sirius-run"), "--calibration-count", "64"])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result, out
@@ -96,3 +97,53 @@ def test_normalize_is_refused_for_tflite(pretrained_tflite, tmp_path):
     result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite), "--out",
                                       str(tmp_path / "o"), "--normalize"])
     assert result.exit_code == 2 and "--normalize is not available" in result.output
+
+
+def test_tflite_weights_map_onto_massface_mobilefacenet(imported, faces, pretrained_tflite):
+    """The run folder loads with massface.train's own loader and computes what the TFLite
+    model computes (inference mode), measured here."""
+    import tensorflow as tf
+
+    from massface.export.tflite_import import TFLiteRunner
+    from massface.train.checkpoints import load_backbone
+
+    result, out = imported
+    run = out.parent / "sirius-run"
+    assert result.exit_code == 0, result.output
+    assert "massface-train run folder" in result.output
+    model, config = load_backbone(run)
+    assert config["model"]["embedding_size"] == 192 and model.embedding_size == 192
+    got = model(tf.constant(faces.images), training=False).numpy()
+    ref = TFLiteRunner(pretrained_tflite)(faces.images)
+    assert _cosines(ref, got).min() >= 0.9999
+    report = json.loads((run / "imported_from.json").read_text())
+    assert report["layers"] == 52 and report["prelu_layers"] == 33
+    assert report["parity"]["passed"]
+    assert "not in pairs.txt" in report["calibration"]["source"]
+
+
+def test_a_tflite_that_is_not_mobilefacenet_imports_but_does_not_map(tmp_path, faces):
+    import tensorflow as tf
+
+    from massface.errors import InputError
+    from massface.export.tflite_weights import map_weights
+
+    kernel = tf.constant(np.random.default_rng(0).normal(size=(3, 3, 3, 8)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 112, 112, 3], tf.float32)])
+    def tiny(x):
+        y = tf.nn.conv2d(x, kernel, 2, "SAME") + 0.1
+        return tf.reduce_mean(y, axis=[1, 2])
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([tiny.get_concrete_function()],
+                                                           tiny)
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(conv.convert())
+    with pytest.raises(InputError, match="1 convolutions; massface's MobileFaceNet has 52"):
+        map_weights(path, calibration=faces, check=faces, min_cosine=0.9999)
+    # ... but it imports to ONNX (batch 1 made dynamic) with parity proven
+    result = CliRunner().invoke(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
+                                      "--no-om"])
+    assert result.exit_code == 0, result.output
+    m = json.loads((tmp_path / "o" / "export.json").read_text())
+    assert m["parity"]["onnx"]["passed"] and m["output"]["dim"] == 8

@@ -19,7 +19,7 @@ runner = CliRunner()
 SIZE = (16, 16)
 
 
-def run(*args: object):  # noqa: ANN201
+def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 

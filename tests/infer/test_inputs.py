@@ -261,3 +261,22 @@ def test_export_json_and_options(tmp_path, pretrained_onnx, lfw_dir, subset_pair
     assert meta2["preprocessing"]["sources"]["color"] == "option"
     assert not np.allclose(read_embedding_dir(out).embeddings,
                            read_embedding_dir(out2).embeddings)
+
+
+def test_orl_grey_pgm_folder_is_converted_and_resized(tmp_path, orl_dir, pretrained_onnx):
+    root = tmp_path / "orl"
+    for person in ("s1", "s2", "s10"):
+        (root / person).mkdir(parents=True)
+        for i in (1, 2, 10):
+            os.symlink(orl_dir / person / f"{i}.pgm", root / person / f"{i}.pgm")
+    out = tmp_path / "out"
+    invoke("--model", pretrained_onnx, "--images", root, "--out", out, "--quiet")
+    es = read_embedding_dir(out)
+    # natural order: s2 before s10, 2.pgm before 10.pgm
+    assert es.paths[:4] == ["s1/1.pgm", "s1/2.pgm", "s1/10.pgm", "s2/1.pgm"]
+    assert es.paths[-1] == "s10/10.pgm"
+    emb = es.embeddings / np.linalg.norm(es.embeddings, axis=1, keepdims=True)
+    same = float(emb[0] @ emb[1])
+    other = float(emb[0] @ emb[3])
+    assert same > other  # real faces: the same person is closer
+

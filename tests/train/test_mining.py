@@ -62,11 +62,9 @@ def _brute(dist: np.ndarray, labels: np.ndarray, strategy: str) -> list[tuple[in
             for m in valid:
                 if dist[a, m] < dist[a, n]:
                     n = m
-            if best is None:
-                best = (p, n, dist[a, n])
-            elif strategy == "batch_min_min" and dist[a, n] < best[2]:
-                best = (p, n, dist[a, n])
-            elif strategy == "batch_min_max" and dist[a, n] > best[2]:
+            closer = strategy == "batch_min_min" and best is not None and dist[a, n] < best[2]
+            farther = strategy == "batch_min_max" and best is not None and dist[a, n] > best[2]
+            if best is None or closer or farther:  # strict: ties keep the earlier p
                 best = (p, n, dist[a, n])
         if best is not None:
             out.append((a, best[0], best[1]))
@@ -150,3 +148,31 @@ def test_unknown_strategy():
     emb, labels = _batch(0)
     with pytest.raises(ValueError, match="unknown mining strategy 'batch_hard'"):
         select_triplets(emb, labels, "batch_hard")
+
+
+def test_statistics_of_selected_triplets():
+    from massface.train.mining import triplet_statistics
+
+    emb, labels = _batch(5)
+    dist = pairwise_squared_distances(tf.constant(emb))
+    mask = triplet_mask(tf.constant(emb), tf.constant(labels), "batch_all", ALPHA)
+    stats = {k: float(v) for k, v in triplet_statistics(dist, mask, ALPHA).items()}
+    d = dist.numpy()
+    t = select_triplets(emb, labels, "batch_all", ALPHA)
+    losses = np.maximum(d[t[:, 0], t[:, 1]] - d[t[:, 0], t[:, 2]] + ALPHA, 0)
+    assert stats["triplets"] == len(t)
+    np.testing.assert_allclose(stats["triplet_loss"], losses.mean(), rtol=1e-5)
+    np.testing.assert_allclose(stats["active_fraction"], (losses > 0).mean(), rtol=1e-6)
+    np.testing.assert_allclose(stats["d_ap"], d[t[:, 0], t[:, 1]].mean(), rtol=1e-5)
+    np.testing.assert_allclose(stats["d_an"], d[t[:, 0], t[:, 2]].mean(), rtol=1e-5)
+    empty = triplet_statistics(dist, tf.zeros_like(mask), ALPHA)
+    assert float(empty["triplets"]) == 0 and float(empty["triplet_loss"]) == 0
+
+
+def test_collapse_warning():
+    from massface.train.mining import collapse_message
+
+    collapsed = {"triplets": 40.0, "triplet_loss": 0.25, "d_ap": 1e-5, "d_an": 2e-5}
+    assert "collapsing" in collapse_message(collapsed, 0.25)
+    assert collapse_message({**collapsed, "d_an": 0.5}, 0.25) is None
+    assert collapse_message({**collapsed, "triplets": 0.0}, 0.25) is None

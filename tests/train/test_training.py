@@ -102,3 +102,49 @@ def test_bad_datasets(tmp_path, orl_dir):
     (single / "a" / "0.png").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"a/0.png: cannot decode image"):
         Trainer(_cfg(single, tmp_path, "data.batch_size=4"))
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(orl_dir, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    cfg = _cfg(orl_dir, tmp_path, "name=sig", "train.max_steps=500",
+               "train.checkpoint_every=1000")
+    metrics = tmp_path / "sig" / "metrics.csv"
+
+    def terminate_once_training() -> None:
+        while not metrics.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_training, daemon=True).start()
+    result = Trainer(cfg).run()
+    assert result.status == "interrupted" and 1 <= result.final_step < 500
+    assert result.last_checkpoint.endswith(f"ckpt-{result.final_step}")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    done = result.final_step
+    again = Trainer(_cfg(orl_dir, tmp_path, "name=sig", f"train.max_steps={done + 1}")).run()
+    assert (again.start_step, again.final_step, again.status) == (done, done + 1, "completed")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(orl_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from massface.train.cli import app
+
+    base = ["--set", f"data.train_dir={orl_dir}", "--work-dir", str(tmp_path), "--name", "nan",
+            "--no-progress", *[a for s in SMALL for a in ("--set", s)]]
+    runner = CliRunner()
+    res = runner.invoke(app, [*base, "--max-steps", "2", "--set", "train.checkpoint_every=1"])
+    assert res.exit_code == 0, res.output
+    # an input scaling that overflows float32 makes the loss non-finite at the next step
+    res = runner.invoke(app, [*base, "--max-steps", "4", "--set", "data.mean=1e38"])
+    assert res.exit_code == 3, res.output
+    assert "loss is nan at step 2" in res.output.replace("\n", " ")
+    assert tf.train.latest_checkpoint(str(tmp_path / "nan" / "checkpoints")).endswith("ckpt-2")
+    import json
+
+    summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
+    assert summary["status"] == "nan" and summary["final_step"] == 2

@@ -52,6 +52,9 @@ class OnnxBackend(Backend):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # Idle intra-op threads sleep instead of spinning: the decode pool shares the cores,
+        # and on a busy 2-core machine spinning starved it (measured in bench_infer.py).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         load_errors = (ort_state.InvalidProtobuf, ort_state.InvalidGraph, ort_state.Fail,
                        ort_state.NoSuchFile, ort_state.InvalidArgument,
                        ort_state.NotImplemented, ort_state.RuntimeException)

@@ -1,0 +1,43 @@
+"""The done-when figures: the shared model over all 6,000 LFW pairs, ONNX and TF .pb."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import lfw_accuracy_of
+from typer.testing import CliRunner
+
+from massface.infer.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+PUBLISHED = 0.9925
+
+
+@pytest.fixture(scope="module")
+def onnx_accuracy(tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs) -> float:
+    out = tmp_path_factory.mktemp("full") / "onnx"
+    # exactly the demo's command line
+    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+                            str(lfw_pairs), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 7701
+    return lfw_accuracy_of(out)
+
+
+def test_onnx_lfw_accuracy_matches_the_publisher(onnx_accuracy):
+    print(f"LFW accuracy (ONNX Runtime): {onnx_accuracy:.6f}")
+    assert abs(onnx_accuracy - PUBLISHED) <= 0.001
+
+
+def test_tensorflow_pb_gives_the_same_accuracy(tmp_path, frozen_pb, onnx_accuracy, lfw_dir,
+                                               lfw_pairs):
+    out = tmp_path / "pb"
+    r = runner.invoke(app, ["--model", str(frozen_pb), "--lfw", str(lfw_dir), "--pairs",
+                            str(lfw_pairs), "--out", str(out), "--threads", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    acc = lfw_accuracy_of(out)
+    print(f"LFW accuracy (TensorFlow .pb): {acc:.6f}")
+    assert acc == onnx_accuracy

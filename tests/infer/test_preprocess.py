@@ -1,0 +1,68 @@
+"""Preprocessing: decoding, colour, resizing, normalisation, export.json precedence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from massface.errors import InputError
+from massface.infer.preprocess import (
+    Preprocessing,
+    choose_preprocessing,
+    decode_image,
+    flip_batch,
+    normalize_batch,
+)
+
+
+def test_normalisation_against_a_pixel_loop():
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
+    for prep in (Preprocessing(), Preprocessing(color="BGR", mean=127.0, std=64.0)):
+        got = normalize_batch(pixels, prep)
+        assert got.dtype == np.float32
+        for n, y, x, c in np.ndindex(pixels.shape):
+            src = 2 - c if prep.color == "BGR" else c
+            want = np.float32((float(pixels[n, y, x, src]) - prep.mean) / prep.std)
+            assert got[n, y, x, c] == want
+
+
+def test_decode_grey_palette_alpha_and_resize(tmp_path):
+    grey = tmp_path / "g.png"
+    Image.fromarray(np.full((8, 6), 77, np.uint8)).save(grey)
+    arr = decode_image(grey, str(grey), (8, 6))
+    assert arr.shape == (8, 6, 3) and (arr == 77).all()
+    rgba = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 6, 4), 200, np.uint8)).save(rgba)
+    assert decode_image(rgba.read_bytes(), "a.png", (8, 6)).shape == (8, 6, 3)
+    assert decode_image(grey, "g", (16, 12)).shape == (16, 12, 3)
+    assert decode_image(grey, "g", (8, 6), channels=1).shape == (8, 6, 1)
+    with pytest.raises(InputError, match="resizing is off"):
+        decode_image(grey, "g.png", (16, 12), resize=False)
+
+
+def test_flip_mirrors_width():
+    x = np.arange(2 * 3 * 4 * 3, dtype=np.float32).reshape(2, 3, 4, 3)
+    np.testing.assert_array_equal(flip_batch(x)[:, :, 0], x[:, :, 3])
+
+
+def test_export_json_then_options(tmp_path):
+    model = tmp_path / "m.onnx"
+    assert choose_preprocessing(model, {}, (112, 112)).sources["size"] == "model"
+    (tmp_path / "export.json").write_text(json.dumps({
+        "format": "massface-export", "version": 1,
+        "preprocessing": {"color": "BGR", "mean": 0.0, "std": 255.0, "size": [112, 112]}}))
+    choice = choose_preprocessing(model, {"std": 1.0, "color": None}, (112, 112))
+    p = choice.preprocessing
+    assert (p.color, p.mean, p.std) == ("BGR", 0.0, 1.0)
+    assert choice.sources == {"color": "export.json", "mean": "export.json", "std": "option",
+                              "size": "export.json", "layout": "default"}
+    with pytest.raises(InputError, match="model input is 112x112"):
+        choose_preprocessing(model, {"size": [96, 96]}, (112, 112))
+    (tmp_path / "export.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"export\.json"):
+        choose_preprocessing(model, {}, None)
+    assert Preprocessing.from_dict(Preprocessing().to_dict()) == Preprocessing()

@@ -1,0 +1,135 @@
+"""The tf.distribute path for real on CPU (two logical devices, in a subprocess), the
+precision options, and the Ascend hook through a test double of ``npu_device``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from massface.train.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+from massface.train.config import load_config
+from massface.train.trainer import Trainer
+cfg = load_config(None, sys.argv[1:])
+trainer = Trainer(cfg)
+result = trainer.run()
+mirrored = trainer.model.conv1.kernel
+copies = [v.numpy() for v in mirrored.values]
+print("RESULT" + json.dumps({
+    "replicas": trainer.replicas, "status": result.status, "final_step": result.final_step,
+    "first_loss": result.first_loss, "last_loss": result.last_loss,
+    "devices": sorted({v.device for v in mirrored.values}),
+    "in_sync": all(np.array_equal(copies[0], c) for c in copies[1:]),
+    "checkpoint": result.last_checkpoint}))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(orl_dir, tmp_path):
+    args = [f"data.train_dir={orl_dir}", f"work_dir={tmp_path}", "name=dist",
+            "train.distribute=mirrored", "loss.kind=triplet_cosface", "data.P=4", "data.K=3",
+            "data.identities=[s1, s2, s3, s4, s5, s6]", "model.embedding_size=32",
+            "train.max_steps=3", "train.progress=false", "optimizer.learning_rate=0.01"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+    out = json.loads(line[len("RESULT"):])
+    assert out["replicas"] == 2 and len(out["devices"]) == 2
+    assert out["status"] == "completed" and out["final_step"] == 3
+    assert out["in_sync"]
+    assert out["checkpoint"].endswith("ckpt-3")
+    # the checkpoint a distributed run writes loads as a plain model
+    from massface.train.checkpoints import load_backbone
+
+    model, cfg = load_backbone(tmp_path / "dist")
+    assert model.embedding_size == 32 and cfg["train"]["distribute"] == "mirrored"
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    from massface.errors import InputError
+    from massface.train.trainer import make_strategy
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    cfg = load_config(None, ["train.distribute=multi_worker"])
+    with pytest.raises(InputError, match="TF_CONFIG is not set"):
+        make_strategy(cfg)
+
+
+class _FakeNPU:
+    """Test double of the TF2 ``npu_device`` module (documented API in ascend.md)."""
+
+    def __init__(self) -> None:
+        self.options = types.SimpleNamespace(precision_mode=None)
+        self.calls: list[str] = []
+
+    def global_options(self):
+        return self.options
+
+    def open(self):
+        self.calls.append(f"open(precision_mode={self.options.precision_mode})")
+        outer = self
+
+        class Device:
+            def as_default(self):
+                outer.calls.append("as_default")
+                return self
+
+        return Device()
+
+
+def test_npu_hook_sets_precision_before_open(monkeypatch):
+    from massface.train.trainer import setup_devices
+
+    fake = _FakeNPU()
+    module = types.ModuleType("npu_device")
+    module.global_options, module.open = fake.global_options, fake.open
+    monkeypatch.setitem(sys.modules, "npu_device", module)
+    cfg = load_config(None, ["train.device=npu", "train.npu_precision_mode=must_keep_origin_dtype"])
+    assert setup_devices(cfg) is not None
+    assert fake.calls == ["open(precision_mode=must_keep_origin_dtype)", "as_default"]
+
+
+def test_npu_not_imported_unless_present(monkeypatch):
+    from massface.errors import InputError
+    from massface.train.trainer import setup_devices
+
+    monkeypatch.delitem(sys.modules, "npu_device", raising=False)
+    assert setup_devices(load_config(None, ["train.device=cpu"])) is None
+    assert "npu_device" not in sys.modules
+    with pytest.raises(InputError, match="npu_device does not import"):
+        setup_devices(load_config(None, ["train.device=npu"]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_steps(orl_dir, tmp_path, precision):
+    from massface.train.trainer import Trainer
+
+    cfg = load_config(None, [f"data.train_dir={orl_dir}", f"work_dir={tmp_path}",
+                             f"train.precision={precision}", "model.embedding_size=32",
+                             "data.batch_size=8", "data.identities=[s1, s2]",
+                             "train.max_steps=2", "train.progress=false", "loss.kind=cosface"])
+    trainer = Trainer(cfg)
+    result = trainer.run()
+    assert result.status == "completed" and result.final_step == 2
+    assert trainer.model.compute_dtype == {"mixed_float16": "float16",
+                                           "mixed_bfloat16": "bfloat16"}[precision]
+    scale = float(trainer.loss_scale.numpy())
+    assert scale == (2.0**15 if precision == "mixed_float16" else 1.0) or scale < 2.0**15
