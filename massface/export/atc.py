@@ -251,7 +251,9 @@ def write_script(spec: AtcSpec, folder: Path) -> Path:
         "# Run on a machine with CANN's ATC (source <CANN>/set_env.sh first).\n"
         "set -euo pipefail\n"
         'cd "$(dirname "$0")"\n'
-        f"{spec.shell_command()}\n"
+        f"rm -f -- {shlex.quote(om)}  # a stale model must not pass for a new one\n"
+        "# Extra ATC options may be appended: ./atc.sh --log=debug\n"
+        f'{spec.shell_command()} "$@"\n'
         "# Some ATC releases write NAME_<os>_<arch>.om: bring it to the expected name.\n"
         f"if [ ! -s {shlex.quote(om)} ]; then\n"
         f"  found=$(ls {shlex.quote(spec.output)}*.om 2>/dev/null | head -n 1 || true)\n"
@@ -301,7 +303,7 @@ def run_atc(spec: AtcSpec, folder: Path, *, timeout_s: float | None = 3600) -> A
             command=command,
             script=script.name,
             message=(
-                "atc is not on PATH (CANN not installed here): no .om built. Run "
+                "atc is not on PATH (CANN is not installed here). Run "
                 f"{script.name} from the export folder on the Ascend host (after sourcing "
                 "CANN's set_env.sh)."
             ),

@@ -62,7 +62,7 @@ def _summary(result) -> None:
     for kind, art in m["artifacts"].items():
         p = m["parity"].get(kind, {})
         table.add_row(kind, art["file"],
-                      f"{p['min_cosine']:.8f}" if p else "not measured",
+                      f"{p['min_cosine']:.10f}" if p else "not measured",
                       f"{p['max_abs_diff']:.3g}" if p else "-", art["sha256"][:16])
     err.print(table)
     atc = m["atc"]

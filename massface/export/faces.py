@@ -93,7 +93,8 @@ class FaceBatch:
         }
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive, hidden files skipped), in a stable order."""
     files = [
         p
         for p in folder.rglob("*")
@@ -134,7 +135,7 @@ def load_face_batch(
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"--parity-images {root}: not a folder of images")
-        paths = _images_under(root)[:count]
+        paths = images_under(root)[:count]
         if not paths:
             raise InputError(f"--parity-images {root}: no images found")
         refs = [p.relative_to(root).as_posix() for p in paths]

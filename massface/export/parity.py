@@ -49,7 +49,7 @@ class Parity:
     def describe(self) -> str:
         return (
             f"{self.artifact} vs {self.reference} on {self.count} faces: min cosine "
-            f"{self.min_cosine:.8f} (bound {self.bound}), mean cosine {self.mean_cosine:.8f}, "
+            f"{self.min_cosine:.10f} (bound {self.bound}), mean cosine {self.mean_cosine:.10f}, "
             f"max |diff| {self.max_abs_diff:.3g} (reference max |value| "
             f"{self.reference_max_abs:.3g})"
         )

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.export.faces import FaceBatch, FacePreprocessing, _images_under
+from massface.export.faces import FaceBatch, FacePreprocessing, images_under
 from massface.tools import shared_data
 from massface.tools.pairs import pair_references, read_pairs
 
@@ -134,7 +134,7 @@ def calibration_faces(source: str | os.PathLike[str] | None, count: int,
         root = Path(source)
         if not root.is_dir():
             raise InputError(f"--calibration-images {root}: not a folder")
-        paths = _images_under(root)[:count]
+        paths = images_under(root)[:count]
         label = f"first {len(paths)} images (sorted) under {root}"
     else:
         root, pairs = shared_data.lfw_dir(), shared_data.lfw_pairs()
@@ -142,7 +142,7 @@ def calibration_faces(source: str | os.PathLike[str] | None, count: int,
             raise InputError(f"calibration images: LFW not found at {root}; pass "
                              "--calibration-images with a folder of aligned faces")
         used = set(pair_references(read_pairs(pairs)))
-        paths = [p for p in _images_under(root)
+        paths = [p for p in images_under(root)
                  if p.relative_to(root).with_suffix("").as_posix() not in used][:count]
         label = f"first {len(paths)} LFW images (sorted) not in {pairs.name}"
     if not paths:

@@ -140,10 +140,11 @@ def test_without_atc_the_script_is_written_and_runs_with_atc_later(model_dir, no
     # with model.om beside it.
     bin_dir = standin_atc("renamed")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    (model_dir / "model.om").write_bytes(b"stale")  # from an earlier conversion
     proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert (model_dir / "model.om").is_file()
+    assert (model_dir / "model.om").read_bytes() == b"OM"
     assert (bin_dir / "argv.txt").read_text().splitlines() == shlex.split(
         spec.shell_command())[1:]
 

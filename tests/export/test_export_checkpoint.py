@@ -152,10 +152,12 @@ def test_artifacts_reproduce_the_checkpoint_measured_independently(exported, fac
 
 def test_normalized_export_at_opset_11(run_dir, faces, reference, tmp_path, no_atc):
     out = tmp_path / "norm"
-    result = _invoke(["--ckpt", run_dir, "--out", out, "--normalize", "--opset", "11",
+    prefix = run_dir / "checkpoints" / "ckpt-1"  # a checkpoint prefix works as well
+    result = _invoke(["--ckpt", prefix, "--out", out, "--normalize", "--opset", "11",
                       "--om-from", "onnx"])
     assert result.exit_code == 0, result.output
     m = json.loads((out / "export.json").read_text())
+    assert m["source"]["prefix"] == str(prefix) and m["source"]["run_dir"] == str(run_dir)
     assert m["output"]["normalized"] is True and m["artifacts"]["onnx"]["opset"] == 11
     import onnxruntime as ort
 

@@ -47,7 +47,7 @@ def test_compare_and_require():
     with pytest.raises(ParityError) as info:
         require([close, bad])
     msg = str(info.value)
-    assert "failed for pb" in msg and f"{bad.min_cosine:.8f}" in msg and "onnx vs ckpt" in msg
+    assert "failed for pb" in msg and f"{bad.min_cosine:.10f}" in msg and "onnx vs ckpt" in msg
     require([close])
 
 

@@ -44,7 +44,7 @@ def test_mirrored_strategy_on_two_logical_cpus(orl_dir, tmp_path):
     args = [f"data.train_dir={orl_dir}", f"work_dir={tmp_path}", "name=dist",
             "train.distribute=mirrored", "loss.kind=triplet_cosface", "data.P=4", "data.K=3",
             "data.identities=[s1, s2, s3, s4, s5, s6]", "model.embedding_size=32",
-            "train.max_steps=3", "train.progress=false", "optimizer.learning_rate=0.01"]
+            "train.max_steps=2", "train.progress=false", "optimizer.learning_rate=0.01"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True,
                           text=True, env=env, timeout=600, cwd=ROOT)
@@ -52,9 +52,9 @@ def test_mirrored_strategy_on_two_logical_cpus(orl_dir, tmp_path):
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
     out = json.loads(line[len("RESULT"):])
     assert out["replicas"] == 2 and len(out["devices"]) == 2
-    assert out["status"] == "completed" and out["final_step"] == 3
+    assert out["status"] == "completed" and out["final_step"] == 2
     assert out["in_sync"]
-    assert out["checkpoint"].endswith("ckpt-3")
+    assert out["checkpoint"].endswith("ckpt-2")
     # the checkpoint a distributed run writes loads as a plain model
     from massface.train.checkpoints import load_backbone
 
