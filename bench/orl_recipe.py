@@ -122,7 +122,7 @@ def main() -> None:
     report["untrained"] = PairsValidation.load(pairs_path, orl_dir()).evaluate(untrained)
     print("untrained:", json.dumps(report["untrained"]), flush=True)
 
-    overrides = [f"work_dir={work}", *args.overrides]
+    overrides = [f"work_dir={work}", f"validation.pairs={pairs_path}", *args.overrides]
     run_dir = work / cfg["name"]
     if not args.skip_train:
         result, wall = train_run(args.config, overrides)

@@ -13,7 +13,7 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
-from massface.infer.sources import Dataset, _slots_for
+from massface.infer.sources import Dataset, slots_for
 from massface.tools import embedding_dir
 from massface.tools.pairs import read_pairs
 
@@ -79,7 +79,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     if pairs_path.is_file():
         ds.pairs = read_pairs(pairs_path)
         ds.pairs_file = pairs_path
-        ds.slots = _slots_for(ds.pairs, keys, pairs_path)
+        ds.slots = slots_for(ds.pairs, keys, pairs_path)
     summaries = [_read_json(d / SUMMARY) for d, _, _ in sets]
     result = FinalResult(ds, rows, emb, flip, sorted(skipped),
                          meta={k: v for k, v in meta0.items()

@@ -208,82 +208,22 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if info.channels not in (1, 3):
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
     choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
-    prep = choice.preprocessing
     chunk_rows = opts.batch_size * opts.chunk_batches
     start, stop = shard_bounds(len(ds.keys), opts.shard)
     if start == stop:
         raise InputError(f"{ds.root}: nothing to embed (shard {opts.shard} of {len(ds.keys)} "
                          "images is empty)")
-    fingerprint = _fingerprint(model, info.to_dict(), ds, prep, opts, chunk_rows)
-    out = opts.out
+    fingerprint = _fingerprint(model, info.to_dict(), ds, choice.preprocessing, opts,
+                               chunk_rows)
     summary = InferSummary(model_load_s=round(load_s, 3))
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out exists and is not a folder")
-    done_fp = completed_fingerprint(out, opts.output_format) if out.is_dir() else None
-    if done_fp is not None and not opts.overwrite:
-        if done_fp == fingerprint:
-            PartialStore(out, fingerprint).remove()
-            summary.already_complete = True
-            return InferResult(out, summary, [], {"fingerprint": fingerprint})
-        raise InputError(f"{out}: already holds a finished run with other settings; rerun with "
-                         "--overwrite to replace it, or choose another --out")
-    if opts.overwrite and out.is_dir():
-        remove_outputs(out)
-    out.mkdir(parents=True, exist_ok=True)
-    store = PartialStore(out, fingerprint)
+    if _already_done(opts, fingerprint):
+        summary.already_complete = True
+        return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
+    store = PartialStore(opts.out, fingerprint)
     chunks = store.open(opts.overwrite)
-    resume_row = chunks[-1].stop if chunks else start
-    summary.resumed_rows = resume_row - start
-
-    loader_opts = LoaderOptions(prep, info.channels, opts.resize, opts.skip_bad)
-    progress = _Progress(opts.progress, stop - start, resume_row - start)
-    latencies: list[float] = []
-    wait = 0.0
-    t0 = time.perf_counter()
-    acc: list[np.ndarray] = []
-    acc_flip: list[np.ndarray] = []
-    good: list[int] = []
-    bad: list[tuple[int, str]] = []
-    chunk_start = resume_row
-    embedded = 0
-    try:
-        batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
-                               workers=opts.workers, prefetch=opts.prefetch)
-        t_wait = time.perf_counter()
-        for batch in batches:
-            wait += time.perf_counter() - t_wait
-            if batch.good:
-                t = time.perf_counter()
-                acc.append(backend.embed(batch.array))
-                latencies.append(time.perf_counter() - t)
-                if opts.flip:
-                    t = time.perf_counter()
-                    acc_flip.append(backend.embed(mirror(batch.array)))
-                    latencies.append(time.perf_counter() - t)
-            good += batch.good
-            bad += batch.bad
-            embedded += len(batch.good)
-            if batch.stop - chunk_start >= chunk_rows or batch.stop == stop:
-                chunk = Chunk(len(chunks), chunk_start, batch.stop, good, bad)
-                emb = np.concatenate(acc) if acc else np.zeros((0, info.output_dim or 0),
-                                                              np.float32)
-                flip = (np.concatenate(acc_flip) if acc_flip else np.zeros_like(emb)) \
-                    if opts.flip else None
-                store.save(chunk, emb, flip)
-                chunks.append(chunk)
-                acc, acc_flip, good, bad = [], [], [], []
-                chunk_start = batch.stop
-            progress.advance(batch.stop - batch.start, batch.stop - start)
-            t_wait = time.perf_counter()
-    finally:
-        progress.close()
-    wall = time.perf_counter() - t0
-    summary.images = embedded
-    summary.batches = len(latencies)
-    summary.wall_s = round(wall, 3)
-    summary.images_per_s = round(embedded / wall, 2) if wall > 0 and embedded else 0.0
-    summary.latency_ms = _percentiles(latencies)
-    summary.input_wait_s = round(wait, 3)
+    loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
+                                opts.skip_bad)
+    _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
 
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
@@ -300,9 +240,83 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
         "fingerprint": fingerprint,
     }
-    WRITERS[opts.output_format](out, result, store.dir)
+    WRITERS[opts.output_format](opts.out, result, store.dir)
     store.remove()
-    return InferResult(out, summary, result.skipped, result.meta)
+    return InferResult(opts.out, summary, result.skipped, result.meta)
+
+
+def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
+    """True when ``opts.out`` holds this very run, finished; prepare the folder otherwise."""
+    out = opts.out
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: --out exists and is not a folder")
+    done_fp = completed_fingerprint(out, opts.output_format) if out.is_dir() else None
+    if done_fp is not None and not opts.overwrite:
+        if done_fp == fingerprint:
+            PartialStore(out, fingerprint).remove()
+            return True
+        raise InputError(f"{out}: already holds a finished run with other settings; rerun with "
+                         "--overwrite to replace it, or choose another --out")
+    if opts.overwrite and out.is_dir():
+        remove_outputs(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: LoaderOptions,
+           store: PartialStore, chunks: list[Chunk], start: int, stop: int,
+           summary: InferSummary) -> None:
+    """Embed rows from the last complete chunk to ``stop``, saving each chunk as it fills."""
+    chunk_rows = opts.batch_size * opts.chunk_batches
+    resume_row = chunks[-1].stop if chunks else start
+    summary.resumed_rows = resume_row - start
+    progress = _Progress(opts.progress, stop - start, resume_row - start)
+    latencies: list[float] = []
+    acc: list[np.ndarray] = []
+    acc_flip: list[np.ndarray] = []
+    good: list[int] = []
+    bad: list[tuple[int, str]] = []
+    chunk_start, embedded, wait = resume_row, 0, 0.0
+    t0 = time.perf_counter()
+    try:
+        batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
+                               workers=opts.workers, prefetch=opts.prefetch)
+        t_wait = time.perf_counter()
+        for batch in batches:
+            wait += time.perf_counter() - t_wait
+            if batch.good:
+                for pixels, sink in ((batch.array, acc),
+                                     (mirror(batch.array) if opts.flip else None, acc_flip)):
+                    if pixels is None:
+                        continue
+                    t = time.perf_counter()
+                    sink.append(backend.embed(pixels))
+                    latencies.append(time.perf_counter() - t)
+            good += batch.good
+            bad += batch.bad
+            embedded += len(batch.good)
+            if batch.stop - chunk_start >= chunk_rows or batch.stop == stop:
+                chunk = Chunk(len(chunks), chunk_start, batch.stop, good, bad)
+                dim = backend.info.output_dim or 0
+                emb = np.concatenate(acc) if acc else np.zeros((0, dim), np.float32)
+                flip = None
+                if opts.flip:
+                    flip = np.concatenate(acc_flip) if acc_flip else np.zeros_like(emb)
+                store.save(chunk, emb, flip)
+                chunks.append(chunk)
+                acc, acc_flip, good, bad = [], [], [], []
+                chunk_start = batch.stop
+            progress.advance(batch.stop - batch.start, batch.stop - start)
+            t_wait = time.perf_counter()
+    finally:
+        progress.close()
+    wall = time.perf_counter() - t0
+    summary.images = embedded
+    summary.batches = len(latencies)
+    summary.wall_s = round(wall, 3)
+    summary.images_per_s = round(embedded / wall, 2) if wall > 0 and embedded else 0.0
+    summary.latency_ms = _percentiles(latencies)
+    summary.input_wait_s = round(wait, 3)
 
 
 def _assemble(store: PartialStore, chunks: list[Chunk], ds: Dataset, opts: InferOptions,

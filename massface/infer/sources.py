@@ -74,7 +74,9 @@ def natural_key(text: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def _slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:
+def slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:
+    """Rows of each pair's two images (``2 * len(pairs)``), matching keys with or without
+    their extension; a pair naming an image that is not embedded is an error."""
     rows: dict[str, int] = {}
     for i, k in enumerate(keys):
         rows[k] = i
@@ -113,7 +115,7 @@ def lfw_dataset(root: Path, pairs_path: Path, *, keep_missing: bool = False) -> 
             continue
         keys.append(_rel(path, root))
         items.append(path)
-    slots = _slots_for(pairs, keys, pairs_path)
+    slots = slots_for(pairs, keys, pairs_path)
     return Dataset("lfw", root, keys, items, pairs=pairs, pairs_file=pairs_path, slots=slots)
 
 
@@ -140,7 +142,7 @@ def _with_pairs(ds: Dataset, pairs_path: Path | None) -> Dataset:
     if pairs_path is not None:
         ds.pairs = read_pairs(pairs_path)
         ds.pairs_file = pairs_path
-        ds.slots = _slots_for(ds.pairs, ds.keys, pairs_path)
+        ds.slots = slots_for(ds.pairs, ds.keys, pairs_path)
     return ds
 
 

@@ -41,7 +41,10 @@ def train(
         "--print-config", help="print the merged config and exit")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Train (or resume) one experiment."""
+    """Train (or resume) one experiment: outputs in <work_dir>/<name>/ (config.yaml,
+    checkpoints/, logs/, metrics.csv, validation.jsonl, summary.json). Running it again
+    resumes from the latest checkpoint. Exit codes: 0 done, 2 bad input, 3 NaN loss (last
+    good checkpoint kept), 130 interrupted by Ctrl-C/SIGTERM (checkpoint saved)."""
     console = Console(stderr=True)
     try:
         from massface.train.config import dump_config, load_config

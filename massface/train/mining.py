@@ -24,6 +24,13 @@ Definitions (``d`` = squared L2 between L2-normalised embeddings):
   negative, no alpha filter.
 
 Ties always go to the lowest batch index (explicitly, not by relying on ``argmin``).
+
+Note: read literally, these definitions make ``batch_min_min`` and ``batch_min_max``
+select the same triplets. If any negative is valid for ``(a, p)``, the anchor's closest
+negative overall is valid too (``d(a, n0) <= d(a, n) < d(a, p) + alpha``), so every
+positive has the same "closest valid negative", all positives tie, and the lowest index
+wins in both. The two are kept as separate names (MassFace's scripts use min_max), and a
+test pins this equivalence so a change of definition is a deliberate one.
 The dense mask is ``[B, B, B]`` booleans: 8.6 MB at MassFace's B = 205; fine for
 batches up to a few hundred images.
 """

@@ -280,3 +280,18 @@ def test_orl_grey_pgm_folder_is_converted_and_resized(tmp_path, orl_dir, pretrai
     other = float(emb[0] @ emb[3])
     assert same > other  # real faces: the same person is closer
 
+
+
+def test_local_reference_agrees_with_massface_evaluate(lfw_run):
+    """The test-side accuracy reference and massface.evaluate.verify give the same figure."""
+    pytest.importorskip("massface.evaluate")
+    from lfw_reference import lfw_accuracy
+
+    from massface.evaluate import verify
+
+    es = read_embedding_dir(lfw_run)
+    rows = es.row_of()
+    pairs = read_pairs(es.pairs_file)
+    emb = es.embeddings[[rows[r] for p in pairs for r in (p.a, p.b)]]
+    issame = np.array([p.issame for p in pairs])
+    assert verify(emb, issame).accuracy == pytest.approx(lfw_accuracy(emb, issame), abs=1e-12)

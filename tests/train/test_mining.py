@@ -176,3 +176,13 @@ def test_collapse_warning():
     assert "collapsing" in collapse_message(collapsed, 0.25)
     assert collapse_message({**collapsed, "d_an": 0.5}, 0.25) is None
     assert collapse_message({**collapsed, "triplets": 0.0}, 0.25) is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_min_min_and_min_max_coincide_under_the_spec(seed):
+    # see the module docstring: the closest negative overall is valid for every positive
+    # that has any valid negative, so both rules pick the lowest such positive
+    emb, labels = _batch(seed)
+    a = select_triplets(emb, labels, "batch_min_min")
+    b = select_triplets(emb, labels, "batch_min_max")
+    np.testing.assert_array_equal(a, b)

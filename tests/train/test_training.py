@@ -102,6 +102,11 @@ def test_bad_datasets(tmp_path, orl_dir):
     (single / "a" / "0.png").write_bytes(b"not an image")
     with pytest.raises(InputError, match=r"a/0.png: cannot decode image"):
         Trainer(_cfg(single, tmp_path, "data.batch_size=4"))
+    # streamed from disk (no cache): the decode error surfaces from tf.data, still named
+    streamed = Trainer(_cfg(single, tmp_path, "data.batch_size=7", "data.cache=false",
+                            "train.progress=false", "model.embedding_size=8"))
+    with pytest.raises(InputError, match=r"a/0.png: cannot decode image"):
+        streamed.run()
 
 
 def test_sigterm_saves_a_checkpoint_and_resume_continues(orl_dir, tmp_path):
