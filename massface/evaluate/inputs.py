@@ -27,8 +27,9 @@ how many, and keeps the survivors in the fold of their ORIGINAL pair index.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -297,7 +298,24 @@ def _manifest_sha256(paths: list[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
+def _writer_hints(path: Path, opts: LoadOptions) -> LoadOptions:
+    """Take dtype and width from ``massface-infer.json`` when massface wrote the outputs.
+
+    A raw 768-byte file may be 192 float32 or 384 float16 values; msame itself records
+    neither, but ``massface-infer --format msame`` does. Explicit options still win.
+    """
+    meta_path = path / msame.WRITER_META
+    if opts.dtype != "auto" or opts.dim is not None or not meta_path.is_file():
+        return opts
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{meta_path}: unreadable: {exc}") from exc
+    return replace(opts, dtype=str(meta.get("dtype", "auto")), dim=meta.get("dim"))
+
+
 def load_output_folder(path: Path, opts: LoadOptions) -> PairInput:
+    opts = _writer_hints(path, opts)
     outputs = msame.scan_output_folder(path, opts.output_index)
     default = next((d / msame.LABELS_FILE for d in (path, outputs.folder)
                     if (d / msame.LABELS_FILE).is_file()), None)

@@ -32,7 +32,7 @@ from massface.tools.pairs import write_path_pairs
 
 SKIPPED = "skipped.txt"
 SUMMARY = "summary.json"
-MSAME_META = "massface-infer.json"
+MSAME_META = msame.WRITER_META
 MSAME_RUN_DIR = "outputs"  # stands for msame's <timestamp>/ folder
 SHARD_PAIRS = "shard-pairs.txt"  # shards keep the pairs file here, not as pairs.txt
 

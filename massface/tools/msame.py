@@ -22,6 +22,8 @@ import numpy as np
 from massface.errors import InputError
 
 LABELS_FILE = "actual_issame.txt"
+# written by ``massface-infer --format msame`` beside its outputs: dtype, dim, order
+WRITER_META = "massface-infer.json"
 
 
 def input_name(index: int) -> str:

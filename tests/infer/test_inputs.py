@@ -114,10 +114,10 @@ def test_msame_format_is_pair_slot_order(tmp_path, lfw_run, pretrained_onnx, lfw
     assert labels == ["1" if p.issame else "0" for p in pairs]
     issame = np.array([p.issame for p in pairs])
     assert accuracy(np.stack(vecs), issame) == lfw_accuracy_of(lfw_run)
-    pytest.importorskip("massface.evaluate")
     from massface.evaluate.cli import app as eval_app
 
-    result = runner.invoke(eval_app, [str(out), "--dtype", "float32", "--json",
+    # no --dtype: massface-eval takes dtype and width from massface-infer.json
+    result = runner.invoke(eval_app, [str(out), "--json",
                                       str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
     assert _first_accuracy(json.loads((tmp_path / "e.json").read_text())) == \
