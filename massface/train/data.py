@@ -319,10 +319,14 @@ class BatchSource:
 
 def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed: int,
                  augment: Augment, mean: float = 127.5, std: float = 128.0,
-                 prefetch: int = 2) -> Any:
+                 prefetch: int = 2, num_parts: int = 1, parts: Sequence[int] = (0,)) -> Any:
     """A ``tf.data.Dataset`` of ``(images float32 [B,H,W,3], labels int64 [B])`` batches.
 
     Infinite, starting at ``start_step``; augmentation seeded by ``(seed, step)``.
+    With ``num_parts > 1`` every global batch (built and augmented whole, so the data do
+    not depend on how many replicas there are) is cut into ``num_parts`` contiguous
+    slices and the dataset yields the slices ``parts`` of each step in order: what one
+    input pipeline of a ``tf.distribute`` strategy feeds its local replicas.
     """
     import tensorflow as tf
 
@@ -338,6 +342,18 @@ def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed:
         return normalize(x, mean, std), labels
 
     ds = ds.map(prepare, num_parallel_calls=1, deterministic=True)
+    if num_parts > 1:
+        if batch_size % num_parts:
+            raise InputError(f"a batch of {batch_size} images does not split evenly over "
+                             f"{num_parts} replicas")
+        size = batch_size // num_parts
+
+        def split(x: Any, y: Any) -> Any:
+            xs = tf.stack([x[p * size:(p + 1) * size] for p in parts])
+            ys = tf.stack([y[p * size:(p + 1) * size] for p in parts])
+            return tf.data.Dataset.from_tensor_slices((xs, ys))
+
+        ds = ds.flat_map(split)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     options.deterministic = True

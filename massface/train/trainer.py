@@ -294,13 +294,27 @@ class Trainer:
     # --------------------------------------------------------------------- the loop
 
     def _dataset(self, start: int) -> Iterator[Any]:
+        """Per-replica batches: each global batch split contiguously over all replicas.
+
+        Every input pipeline (one per worker) builds the same global batch ``i`` and
+        keeps the slices of its own replicas, so replica ``r`` of ``n`` always trains on
+        rows ``[r B/n, (r+1) B/n)`` of the batch a single device would see (a P x K batch
+        keeps whole identities together where P splits evenly).
+        """
         from massface.train.data import make_dataset
 
         d = self.cfg["data"]
-        ds = make_dataset(self.source, self.batch_size, start_step=start,
-                          seed=int(self.cfg["seed"]), augment=self.augment,
-                          mean=float(d["mean"]), std=float(d["std"]))
-        return iter(self.strategy.experimental_distribute_dataset(ds))
+
+        def per_pipeline(ctx: Any) -> Any:
+            local = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            first = ctx.input_pipeline_id * local
+            return make_dataset(self.source, self.batch_size, start_step=start,
+                                seed=int(self.cfg["seed"]), augment=self.augment,
+                                mean=float(d["mean"]), std=float(d["std"]),
+                                num_parts=ctx.num_replicas_in_sync,
+                                parts=range(first, first + local))
+
+        return iter(self.strategy.distribute_datasets_from_function(per_pipeline))
 
     def _prepare_run_dir(self) -> int:
         """Snapshot the config, resume from the latest checkpoint or load --pretrained."""
@@ -316,7 +330,14 @@ class Trainer:
             write_text(snapshot, config_mod.dump_config(self.cfg))
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            import tensorflow as tf
+
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as exc:
+                raise InputError(f"{latest}: cannot resume this run with the current config "
+                                 f"({str(exc).splitlines()[0][:300]}); use another --name "
+                                 "or the run's own config.yaml") from exc
             self._say(f"resumed from {latest} (step {int(self.step.numpy())})")
             return int(self.step.numpy())
         pretrained = self.cfg["train"]["pretrained"]
@@ -360,12 +381,19 @@ class Trainer:
         start = self._prepare_run_dir()
         tr = self.cfg["train"]
         metrics_path = self.run_dir / "metrics.csv"
-        _truncate_metrics(metrics_path, start)
-        writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        if self.chief:  # multi-worker: only the chief logs
+            _truncate_metrics(metrics_path, start)
+            writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        else:
+            writer = tf.summary.create_noop_writer()
         stop = {"signal": None}
 
         def on_signal(signum: int, frame: Any) -> None:
+            if stop["signal"] is not None:  # a second Ctrl-C: stop now, no checkpoint
+                raise KeyboardInterrupt
             stop["signal"] = signum
+            self._say("stopping: a checkpoint is saved after the current step "
+                      "(press Ctrl-C again to quit without it)")
 
         handlers = _install(on_signal)
         status, step = "completed", start
@@ -410,7 +438,8 @@ class Trainer:
                                elapsed_s=time.perf_counter() - t0)
                     self._check_collapse(row)
                     if step % every_log == 0 or step == self.total_steps:
-                        _log_row(metrics_path, row)
+                        if self.chief:
+                            _log_row(metrics_path, row)
                         for k, v in row.items():
                             if k in METRIC_FIELDS and k not in ("step", "elapsed_s"):
                                 _scalar(f"train/{k}", v, step)
@@ -443,8 +472,9 @@ class Trainer:
         res = self.validate()
         for k, v in res.items():
             _scalar(f"val/{k}", v, step)
-        with open(self.run_dir / "validation.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **res}) + "\n")
+        if self.chief:
+            with open(self.run_dir / "validation.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, **res}) + "\n")
         self._say(f"step {step}: verification accuracy {res['accuracy']:.4f}"
                   + (f", mirror-averaged {res['flip_accuracy']:.4f}"
                      if "flip_accuracy" in res else ""))

@@ -27,6 +27,10 @@ from massface.train.config import load_config
 from massface.train.trainer import Trainer
 cfg = load_config(None, sys.argv[1:])
 trainer = Trainer(cfg)
+_, per_replica_labels = next(trainer._dataset(0))
+local = trainer.strategy.experimental_local_results(per_replica_labels)
+split_ok = (len(local) == 2 and np.array_equal(np.concatenate([t.numpy() for t in local]),
+                                                trainer.source.batch(0)[1]))
 result = trainer.run()
 mirrored = trainer.model.conv1.kernel
 copies = [v.numpy() for v in mirrored.values]
@@ -34,7 +38,7 @@ print("RESULT" + json.dumps({
     "replicas": trainer.replicas, "status": result.status, "final_step": result.final_step,
     "first_loss": result.first_loss, "last_loss": result.last_loss,
     "devices": sorted({v.device for v in mirrored.values}),
-    "in_sync": all(np.array_equal(copies[0], c) for c in copies[1:]),
+    "in_sync": all(np.array_equal(copies[0], c) for c in copies[1:]), "split_ok": split_ok,
     "checkpoint": result.last_checkpoint}))
 """
 
@@ -54,6 +58,7 @@ def test_mirrored_strategy_on_two_logical_cpus(orl_dir, tmp_path):
     assert out["replicas"] == 2 and len(out["devices"]) == 2
     assert out["status"] == "completed" and out["final_step"] == 2
     assert out["in_sync"]
+    assert out["split_ok"]  # replica r gets rows [r B/2, (r+1) B/2) of the global batch
     assert out["checkpoint"].endswith("ckpt-2")
     # the checkpoint a distributed run writes loads as a plain model
     from massface.train.checkpoints import load_backbone
@@ -133,3 +138,62 @@ def test_mixed_precision_steps(orl_dir, tmp_path, precision):
                                            "mixed_bfloat16": "bfloat16"}[precision]
     scale = float(trainer.loss_scale.numpy())
     assert scale == (2.0**15 if precision == "mixed_float16" else 1.0) or scale < 2.0**15
+
+
+WORKER = r"""
+import json, sys
+from massface.train.config import load_config
+from massface.train.trainer import Trainer
+trainer = Trainer(load_config(None, sys.argv[1:]))
+_, labels = next(trainer._dataset(0))
+mine = [t.numpy().tolist() for t in trainer.strategy.experimental_local_results(labels)]
+whole = trainer.source.batch(0)[1].tolist()
+result = trainer.run()
+print("RESULT" + json.dumps({"replicas": trainer.replicas, "chief": trainer.chief,
+                             "status": result.status, "final_step": result.final_step,
+                             "last_loss": result.last_loss, "labels": mine,
+                             "batch": whole}))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_local_processes(orl_dir, tmp_path):
+    """MultiWorkerMirroredStrategy for real: two worker processes on loopback."""
+    cluster = {"worker": [f"localhost:{_free_port()}" for _ in range(2)]}
+    args = [f"data.train_dir={orl_dir}", f"work_dir={tmp_path}", "name=mw",
+            "train.distribute=multi_worker", "loss.kind=triplet", "data.P=4", "data.K=2",
+            "data.identities=[s1, s2, s3, s4, s5, s6]", "model.embedding_size=16",
+            "train.max_steps=2", "train.progress=false"]
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, *args], env=env, cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs = []
+    for p in procs:
+        try:
+            stdout, stderr = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        assert p.returncode == 0, stderr[-4000:]
+        outs.append(json.loads(next(x for x in stdout.splitlines()
+                                    if x.startswith("RESULT"))[len("RESULT"):]))
+    assert [o["chief"] for o in outs] == [True, False]
+    assert all(o["replicas"] == 2 and o["final_step"] == 2 for o in outs)
+    assert outs[0]["last_loss"] == pytest.approx(outs[1]["last_loss"])
+    whole = outs[0]["batch"]  # each worker trains on its own half of the global batch
+    assert outs[0]["labels"] == [whole[:4]] and outs[1]["labels"] == [whole[4:]]
+    assert (tmp_path / "mw" / "checkpoints" / "ckpt-2.index").exists()
+    assert not (tmp_path / "mw" / ".worker-1").exists()

@@ -79,6 +79,8 @@ def test_pretrained_backbone_and_mismatch(orl_dir, tmp_path):
     with pytest.raises(InputError, match=r"wrong shape: embedding/bn/beta"):
         Trainer(_cfg(orl_dir, tmp_path, "name=bad", "model.embedding_size=16",
                      f"train.pretrained={tmp_path / 'pre'}")).run()
+    with pytest.raises(InputError, match="cannot resume this run with the current config"):
+        Trainer(_cfg(orl_dir, tmp_path, "name=pre", "model.embedding_size=16")).run()
 
 
 def test_bad_datasets(tmp_path, orl_dir):
