@@ -8,7 +8,7 @@ STAMP := $(VENV)/.massface-installed
 SHARED ?= $(abspath ../shared)
 OUT ?= work_dirs/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench orl-recipe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do MASSFACE_SHARED=$(SHARED) $(BIN)/python $$b || exit 1; done
+
+orl-recipe: $(STAMP)
+	MASSFACE_SHARED=$(SHARED) $(BIN)/python bench/orl_recipe.py
 
 clean:
 	rm -rf $(VENV) work_dirs
