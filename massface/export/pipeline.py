@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -170,6 +171,26 @@ def _finish(result: ExportResult) -> ExportResult:
     return result
 
 
+def _publish_onnx(onnx_model: Any, staging: Path, options: ExportOptions, manifest: dict,
+                  parities: list[Parity], faces: FaceBatch, reference: str, ref: np.ndarray,
+                  log: Log, **entry: Any) -> Path:
+    """Write the ONNX into the staging folder, hold it to the reference at batch 1 and at a
+    larger batch (the dynamic batch), and record it in the manifest; raise below the bound."""
+    from massface.export.onnx_graph import OnnxRunner, op_histogram, prelu_form
+
+    onnx_path = staging / f"{options.name}.onnx"
+    write_bytes(onnx_path, onnx_model.SerializeToString())
+    onnx_out = OnnxRunner(onnx_path)(faces.images)
+    parities.append(compare("onnx", reference, ref, onnx_out,
+                            batch_sizes=(1, len(ref) - 1), bound=options.min_cosine))
+    log(parities[-1].describe())
+    require(parities)
+    manifest["artifacts"]["onnx"] = artifact_entry(
+        onnx_path, opset=options.opset, ops=op_histogram(onnx_model),
+        prelu=prelu_form(onnx_model), runtime="onnxruntime CPUExecutionProvider", **entry)
+    return onnx_path
+
+
 def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
                       options: ExportOptions | None = None, *,
                       log: Log = lambda _msg: None) -> ExportResult:
@@ -183,7 +204,6 @@ def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
 
     from massface.export import freeze as freeze_mod
     from massface.export.onnx_convert import graph_def_to_onnx
-    from massface.export.onnx_graph import OnnxRunner, op_histogram, prelu_form
     from massface.train.checkpoints import load_backbone, resolve_checkpoint
 
     log(f"loading checkpoint {ckpt}")
@@ -227,16 +247,8 @@ def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
         onnx_model = graph_def_to_onnx(graph_def, input_name=INPUT_NAME,
                                        output_name=OUTPUT_NAME, opset=options.opset,
                                        label=str(pb_path.name))
-        onnx_path = staging / f"{options.name}.onnx"
-        write_bytes(onnx_path, onnx_model.SerializeToString())
-        onnx_out = OnnxRunner(onnx_path)(faces.images)
-        parities.append(compare("onnx", reference, ref, onnx_out,
-                                batch_sizes=(1, len(ref) - 1), bound=options.min_cosine))
-        log(parities[-1].describe())
-        require(parities)
-        manifest["artifacts"]["onnx"] = artifact_entry(
-            onnx_path, opset=options.opset, ops=op_histogram(onnx_model),
-            prelu=prelu_form(onnx_model), runtime="onnxruntime CPUExecutionProvider")
+        onnx_path = _publish_onnx(onnx_model, staging, options, manifest, parities, faces,
+                                  reference, ref, log)
         manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
                               "images": faces.to_dict(),
                               **{p.artifact: p.to_dict() for p in parities}}
@@ -265,7 +277,6 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
 
     from massface.export.manifest import sha256
     from massface.export.onnx_convert import tflite_to_onnx
-    from massface.export.onnx_graph import OnnxRunner, op_histogram, prelu_form
     from massface.export.tflite_import import TFLiteRunner
 
     log(f"loading {path}")
@@ -294,17 +305,8 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
             onnx_model, batch_rewrite = tflite_to_onnx(
                 path, input_name=INPUT_NAME, output_name=OUTPUT_NAME, opset=options.opset)
-        onnx_path = staging / f"{options.name}.onnx"
-        write_bytes(onnx_path, onnx_model.SerializeToString())
-        onnx_out = OnnxRunner(onnx_path)(faces.images)
-        parities.append(compare("onnx", reference, ref, onnx_out,
-                                batch_sizes=(1, len(ref) - 1), bound=options.min_cosine))
-        log(parities[-1].describe())
-        require(parities)
-        manifest["artifacts"]["onnx"] = artifact_entry(
-            onnx_path, opset=options.opset, ops=op_histogram(onnx_model),
-            prelu=prelu_form(onnx_model), dynamic_batch=batch_rewrite,
-            runtime="onnxruntime CPUExecutionProvider")
+        onnx_path = _publish_onnx(onnx_model, staging, options, manifest, parities, faces,
+                                  reference, ref, log, dynamic_batch=batch_rewrite)
         manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
                               "images": faces.to_dict(), "onnx": parities[0].to_dict()}
         _om_step(options, staging, onnx_path.name, manifest, log)
