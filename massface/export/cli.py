@@ -145,6 +145,9 @@ def export(
         if (ckpt is None) == (tflite is None):
             raise InputError("give exactly one of --ckpt (a massface-train run or "
                              "checkpoint prefix) or --tflite (a TFLite model)")
+        if to_checkpoint is not None and tflite is None:
+            raise InputError("--to-checkpoint needs --tflite (it maps a TFLite model's "
+                             "weights onto massface's MobileFaceNet)")
         options = ExportOptions(
             normalize=normalize, opset=opset, om=om, om_from=om_from, require_om=require_om,
             soc=soc, trust_soc=trust_soc, gears=dynamic_batch, precision_mode=precision_mode,
@@ -161,8 +164,6 @@ def export(
             else:
                 result = import_tflite(tflite, out, options, log=log)
         if to_checkpoint is not None:
-            if tflite is None:
-                raise InputError("--to-checkpoint needs --tflite")
             with err.status("mapping the TFLite weights..."):
                 run = tflite_to_run(tflite, to_checkpoint, options, log=log,
                                     calibration_images=calibration_images,

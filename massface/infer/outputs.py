@@ -55,12 +55,13 @@ class FinalResult:
         return [self.dataset.keys[r] for r in self.rows]
 
     def skipped_pairs(self) -> list[int]:
-        """1-based numbers of the pairs that name a skipped image."""
+        """0-based indices (pair order, as massface-eval reports them) of the pairs that
+        name a skipped image."""
         ds = self.dataset
         if ds.slots is None or not self.skipped:
             return []
         bad = {r for r, _ in self.skipped}
-        return [k + 1 for k in range(len(ds.slots) // 2)
+        return [k for k in range(len(ds.slots) // 2)
                 if ds.slots[2 * k] in bad or ds.slots[2 * k + 1] in bad]
 
     def skipped_meta(self) -> dict[str, Any]:
@@ -75,7 +76,7 @@ def _write_skipped(out: Path, res: FinalResult) -> None:
         path.unlink(missing_ok=True)
         return
     pairs = res.skipped_pairs()
-    lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them: "
+    lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them (0-based pair indices): "
              f"{', '.join(map(str, pairs)) or 'none'}"]
     lines += [f"{res.dataset.keys[r]}\t{m}" for r, m in res.skipped]
     atomic.write_text(path, "\n".join(lines) + "\n")

@@ -16,6 +16,7 @@ A pair refers to images by *reference*: the relative path, without extension for
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,41 @@ def write_path_pairs(path: str | os.PathLike[str], pairs: list[Pair]) -> None:
                 raise InputError(f"{path}: image path {ref!r} contains a tab or newline")
     body = "".join(f"{p.a}\t{p.b}\t{int(p.issame)}\n" for p in pairs)
     write_text(path, PATH_PAIRS_HEADER + "\n" + body)
+
+
+_LFW_NAME = re.compile(r"^(?P<name>[^/\s]+)/(?P=name)_(?P<num>\d+)(\.[A-Za-z0-9]+)?$")
+
+
+def lfw_name(ref: str) -> tuple[str, int] | None:
+    """``(name, number)`` when ``ref`` is named the LFW way (``<name>/<name>_NNNN.ext``)."""
+    m = _LFW_NAME.match(ref)
+    return (m.group("name"), int(m.group("num"))) if m else None
+
+
+def write_lfw_pairs(path: str | os.PathLike[str], pairs: list[Pair], n_sets: int,
+                    per_class: int) -> None:
+    """Write pairs as an LFW View-2 ``pairs.txt`` (header ``<sets> <pairs per class>``).
+
+    Only for datasets whose files are named ``<name>/<name>_NNNN.<ext>``; anything else
+    is refused (write it with :func:`write_path_pairs` instead).
+    """
+    from massface.tools.atomic import write_text
+
+    lines = [f"{n_sets}\t{per_class}"]
+    for p in pairs:
+        a, b = lfw_name(p.a), lfw_name(p.b)
+        for ref, parsed in ((p.a, a), (p.b, b)):
+            if parsed is None:
+                raise InputError(f"{path}: image {ref!r} is not named <name>/<name>_NNNN.<ext>, "
+                                 "so it cannot be written in LFW format (use path-pairs)")
+        if p.issame and a[0] == b[0]:
+            lines.append(f"{a[0]}\t{a[1]}\t{b[1]}")
+        elif not p.issame and a[0] != b[0]:
+            lines.append(f"{a[0]}\t{a[1]}\t{b[0]}\t{b[1]}")
+        else:
+            raise InputError(f"{path}: pair {p.a} / {p.b} marked issame={p.issame} contradicts "
+                             "the names, which LFW format derives the label from")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def strip_extension(ref: str) -> str:

@@ -23,7 +23,10 @@ supply, at most LFW's 300 same + 300 different. Write them with
 ``massface.tools.pairs.write_path_pairs`` (paths relative to ``root``, with extensions).
 
 CLI: ``python -m massface.tools.pairs_generate ROOT --out pairs.txt [--seed 0]
-[--folds 10] [--per-fold N] [--identities s31,s32,...] [--split auto|identity|pair]``.
+[--folds 10] [--per-fold N] [--identities s31,s32,...] [--split auto|identity|pair]
+[--format auto|lfw|path]``: LFW's own ``pairs.txt`` format when every image is named
+``<name>/<name>_NNNN.<ext>`` (as in LFW), else massface's path-pairs format (ORL's
+``s1/1.pgm`` cannot be written as ``name i j``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ import numpy as np
 import typer
 
 from massface.errors import InputError
-from massface.tools.pairs import IMAGE_EXTENSIONS, Pair, write_path_pairs
+from massface.tools.pairs import (
+    IMAGE_EXTENSIONS,
+    Pair,
+    lfw_name,
+    write_lfw_pairs,
+    write_path_pairs,
+)
 
 LFW_PAIRS_PER_CLASS = 300
 SPLITS = ("auto", "identity", "pair")
@@ -248,7 +257,7 @@ def _cli() -> None:
 
     def command(
         root: Annotated[Path, typer.Argument(help="Dataset root: a folder per identity.")],
-        out: Annotated[Path, typer.Option("--out", help="Pairs file to write (path-pairs).")],
+        out: Annotated[Path, typer.Option("--out", help="Pairs file to write.")],
         seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
         folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
         per_fold: Annotated[int | None, typer.Option(
@@ -258,12 +267,24 @@ def _cli() -> None:
         split: Annotated[str, typer.Option(
             help="auto, identity (LFW: each person in one fold) or pair (people shared, "
                  "pairs distinct).")] = "auto",
+        fmt: Annotated[str, typer.Option(
+            "--format", help="lfw (LFW pairs.txt: needs files named <name>/<name>_NNNN.ext), "
+            "path (massface path-pairs, any file names), or auto (lfw when every image is "
+            "named the LFW way).")] = "auto",
     ) -> None:
         """Write LFW-style verification pairs for ROOT."""
         ids = [s.strip() for s in identities.split(",") if s.strip()] if identities else None
         try:
+            if fmt not in ("auto", "lfw", "path"):
+                raise InputError(f"--format {fmt!r}: choose auto, lfw or path")
             result = generate_pair_set(root, folds, per_fold, seed, ids, split)
-            write_path_pairs(out, result.pairs)
+            if fmt == "auto":
+                named = all(lfw_name(r) for p in result.pairs for r in (p.a, p.b))
+                fmt = "lfw" if named else "path"
+            if fmt == "lfw":
+                write_lfw_pairs(out, result.pairs, result.n_folds, result.pairs_per_fold // 2)
+            else:
+                write_path_pairs(out, result.pairs)
         except InputError as exc:
             Console(stderr=True, soft_wrap=True).print(f"[red]pairs_generate: {exc}[/red]",
                                                        highlight=False)
@@ -272,7 +293,7 @@ def _cli() -> None:
             f"{out}: {len(result.pairs)} pairs = {result.n_folds} folds x "
             f"{result.pairs_per_fold // 2} same + {result.pairs_per_fold // 2} different; "
             f"{result.identities} identities, {result.images} images; split "
-            f"'{result.split}', seed {seed}", highlight=False)
+            f"'{result.split}', seed {seed}; {fmt} format", highlight=False)
 
     typer.run(command)
 

@@ -49,14 +49,13 @@ def train(
     try:
         from massface.train.config import dump_config, load_config
 
-        overrides = list(set_ or [])
-        for key, value in (("name", name), ("work_dir", work_dir),
-                           ("train.pretrained", pretrained), ("train.max_steps", max_steps)):
-            if value is not None:
-                overrides.append(f"{key}={value}")
+        # Options are set as typed (no YAML reading: --name 2024 / --name yes stay text).
+        values = {key: value for key, value in (
+            ("name", name), ("work_dir", work_dir), ("train.pretrained", pretrained),
+            ("train.max_steps", max_steps)) if value is not None}
         if not progress:
-            overrides.append("train.progress=false")
-        cfg = load_config(config, overrides)
+            values["train.progress"] = False
+        cfg = load_config(config, list(set_ or []), values)
         if print_config:
             typer.echo(dump_config(cfg), nl=False)
             return

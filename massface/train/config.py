@@ -92,6 +92,22 @@ DEFAULTS: dict[str, Any] = {
 OPEN_KEYS = {"data.identities", "schedule.table", "schedule.boundaries", "schedule.values",
              "data.image_size"}
 
+#: Keys holding a path (default None): like keys whose default is a string, their value
+#: stays text (``--set train.pretrained=2024`` is the folder "2024", not the integer).
+PATH_KEYS = {"data.train_dir", "train.pretrained", "validation.pairs", "validation.root"}
+
+
+def is_text_key(dotted: str) -> bool:
+    """Whether ``dotted`` names a string-valued key (a name, a kind, a path)."""
+    if dotted in PATH_KEYS:
+        return True
+    node: Any = DEFAULTS
+    for k in dotted.split("."):
+        if not isinstance(node, dict) or k not in node:
+            return False
+        node = node[k]
+    return isinstance(node, str)
+
 
 def _check_and_merge(base: dict[str, Any], update: dict[str, Any], where: str,
                      prefix: str = "") -> None:
@@ -111,8 +127,17 @@ def _check_and_merge(base: dict[str, Any], update: dict[str, Any], where: str,
 
 
 def _coerce(default: Any, value: Any, dotted: str, where: str) -> Any:
-    """YAML reads ``1e-4`` as a string; numbers where the default is a number."""
-    if isinstance(default, bool) or value is None or dotted in OPEN_KEYS:
+    """YAML reads ``1e-4`` as a string; numbers where the default is a number, text where
+    the key is text (YAML reads ``name: 2024`` as an integer, which a path cannot join)."""
+    if value is None or dotted in OPEN_KEYS:
+        return value
+    if isinstance(default, str) or dotted in PATH_KEYS:
+        if isinstance(value, (bool, int, float)):
+            return str(value)
+        if not isinstance(value, str):
+            raise InputError(f"{where}: {dotted} must be text, got {value!r}")
+        return value
+    if isinstance(default, bool):
         return value
     if isinstance(default, float) and isinstance(value, (int, str)):
         try:
@@ -154,20 +179,33 @@ def _file_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, di
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optimizer.learning_rate=0.01"`` -> (["optimizer", "learning_rate"], 0.01)."""
+    """``"optimizer.learning_rate=0.01"`` -> (["optimizer", "learning_rate"], 0.01).
+
+    For text keys (names, kinds, paths) the value is the text as typed (``name=yes`` is
+    "yes", ``name=007`` is "007"); only ``null``/empty (None) and quoted YAML strings are
+    read as YAML there.
+    """
     if "=" not in text:
         raise InputError(f"--set {text!r}: expected key.sub=value")
     key, raw = text.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise InputError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
-    return [k for k in key.strip().split(".") if k], value
+        if not is_text_key(".".join(keys)):
+            raise InputError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+        value = raw.strip()
+    if is_text_key(".".join(keys)) and value is not None and not isinstance(value, str):
+        value = raw.strip()
+    return keys, value
 
 
 def load_config(path: str | os.PathLike[str] | None = None,
-                overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- config file (and its ``base:`` chain) <- ``--set`` overrides, validated."""
+                overrides: list[str] | None = None,
+                values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults <- config file (and its ``base:`` chain) <- ``--set`` overrides <- ``values``
+    (``{"dotted.key": value}`` taken as given, no YAML parsing: the CLI's ``--name``,
+    ``--work-dir``, ``--pretrained``, ``--max-steps``), validated."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         for file, data in _file_layers(Path(path)):
@@ -180,6 +218,11 @@ def load_config(path: str | os.PathLike[str] | None = None,
         for k in reversed(keys):
             nested = {k: nested}
         _check_and_merge(cfg, nested, "--set")
+    for dotted, value in (values or {}).items():
+        nested = value
+        for k in reversed(dotted.split(".")):
+            nested = {k: nested}
+        _check_and_merge(cfg, nested, "command line")
     validate(cfg)
     return cfg
 
@@ -213,6 +256,12 @@ def validate(cfg: dict[str, Any], where: str = "config") -> None:
     need(cfg["data"]["color"] == "RGB", "data.color: only RGB is supported for training")
     for key in ("batch_size", "P", "K"):
         need(int(cfg["data"][key]) >= 1, f"data.{key} must be at least 1")
+    kind = cfg["loss"]["kind"]
+    if losses.build_objective(cfg["loss"]).sampler == "pk":
+        need(int(cfg["data"]["K"]) >= 2,
+             f"data.K must be at least 2 for loss.kind {kind!r} (got {cfg['data']['K']}): "
+             "a P x K batch needs 2 images per identity to form any (anchor, positive) "
+             "pair, else no triplet is ever selected")
     need(int(cfg["model"]["embedding_size"]) >= 1, "model.embedding_size must be positive")
     need(cfg["name"] and "/" not in str(cfg["name"]), "name must be a plain folder name")
     assert set(heads.HEADS) >= {"softmax", "cosface", "arcface"}

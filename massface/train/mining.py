@@ -175,6 +175,32 @@ def triplet_mask(embeddings: tf.Tensor, labels: tf.Tensor, strategy: str,
     return miner(_Context(dist, labels, alpha), seed)
 
 
+def _checked_inputs(embeddings: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """Embeddings ``[B, D]`` and ``B`` labels, or a ValueError naming both lengths.
+
+    Known (static) shapes are checked here in Python; where a ``tf.function`` leaves a
+    length unknown, a ``tf.debugging.assert_equal`` with the same message guards the run.
+    """
+    emb = tf.convert_to_tensor(embeddings, tf.float32)
+    lab = tf.convert_to_tensor(labels)
+    if emb.shape.rank is not None and emb.shape.rank != 2:
+        raise ValueError(f"select_triplets: embeddings must be [batch, dim], got shape "
+                         f"{emb.shape.as_list()}")
+    lab = tf.reshape(lab, [-1])
+    n_emb, n_lab = emb.shape[0] if emb.shape.rank else None, lab.shape[0]
+    if n_emb is not None and n_lab is not None:
+        if n_emb != n_lab:
+            raise ValueError(f"select_triplets: {n_emb} embeddings but {n_lab} labels "
+                             "(one label per embedding row)")
+        return emb, lab
+    check = tf.debugging.assert_equal(
+        tf.shape(emb)[0], tf.shape(lab)[0],
+        message="select_triplets: the number of embeddings and of labels differ "
+                "(one label per embedding row)")
+    with tf.control_dependencies([check]):
+        return tf.identity(emb), tf.identity(lab)
+
+
 def select_triplets(embeddings: Any, labels: Any, strategy: str, alpha: float = 0.25,
                     seed: Any = None) -> Any:
     """Selected triplets as an int array ``(T, 3)`` of (anchor, positive, negative).
@@ -189,8 +215,8 @@ def select_triplets(embeddings: Any, labels: Any, strategy: str, alpha: float = 
         seed = np.random.default_rng().integers(0, 2**31 - 1, size=2)
     if isinstance(seed, (int, np.integer)):
         seed = [int(seed), 0]
-    mask = triplet_mask(tf.convert_to_tensor(embeddings, tf.float32),
-                        tf.convert_to_tensor(labels), strategy, alpha, seed)
+    emb, lab = _checked_inputs(embeddings, labels)
+    mask = triplet_mask(emb, lab, strategy, alpha, seed)
     triplets = tf.where(mask)
     if numpy_in and tf.executing_eagerly():
         return triplets.numpy().astype(np.int64).reshape(-1, 3)

@@ -6,7 +6,9 @@ One run = one folder ``<work_dir>/<name>/``:
   load_backbone` and the export stage read: ``model.embedding_size``, preprocessing);
 - ``checkpoints/ckpt-<step>``: ``tf.train.Checkpoint(backbone, head, optimizer, step,
   loss_scale)`` through a ``CheckpointManager``; a run restarts from the latest one;
-- ``logs/``: TensorBoard scalars; ``metrics.csv`` (every ``log_every`` steps) and
+- ``logs/``: TensorBoard scalars; ``metrics.csv`` (every ``log_every`` steps),
+  ``mining.csv`` (triplet objectives: triplets selected, fraction with positive loss,
+  mean d(a,p), d(a,n), triplet loss at EVERY step; also TensorBoard ``mining/*``) and
   ``validation.jsonl`` (each periodic verification), ``summary.json`` at the end.
 
 The step is one ``tf.function``: forward, objective (mining included), weight decay,
@@ -42,8 +44,16 @@ from massface.train import config as config_mod
 from massface.train.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
 
 METRIC_FIELDS = ("step", "epoch", "lr", "loss", "objective", "weight_decay", "ce",
-                 "train_acc", "triplets", "active_fraction", "d_ap", "d_an", "loss_scale",
-                 "images_per_s", "elapsed_s")
+                 "train_acc", "triplets", "active_fraction", "d_ap", "d_an", "triplet_loss",
+                 "loss_scale", "images_per_s", "elapsed_s")
+
+#: ``mining.csv``: the mining statistics of EVERY step of a triplet run (metrics.csv and
+#: the other TensorBoard scalars follow ``train.log_every``; mining is logged per step
+#: because a bad selection, e.g. no triplet at all, must show at once, not on average).
+MINING_FIELDS = ("step", "triplets", "active_fraction", "d_ap", "d_an", "triplet_loss")
+
+#: Warn once when this many consecutive steps selected no triplet at all.
+ZERO_TRIPLET_STEPS = 20
 
 
 @dataclass
@@ -161,6 +171,10 @@ class Trainer:
             raise InputError("config: data.train_dir is not set")
         self.folder = data_mod.scan_image_folder(d["train_dir"], d["identities"],
                                                  int(d["min_images"]))
+        if triplet and int(d["K"]) < 2:
+            raise InputError(f"config: data.K must be at least 2 for a P x K (triplet) "
+                             f"objective (got {d['K']}): with one image per identity no "
+                             "(anchor, positive) pair exists and no triplet is ever selected")
         if triplet:
             counts = self.folder.counts()
             single = [self.folder.identities[i] for i in np.flatnonzero(counts < 2)]
@@ -381,8 +395,12 @@ class Trainer:
         start = self._prepare_run_dir()
         tr = self.cfg["train"]
         metrics_path = self.run_dir / "metrics.csv"
+        mining_path = self.run_dir / "mining.csv"
+        mines = self.objective.sampler == "pk"
+        zero_steps = 0
         if self.chief:  # multi-worker: only the chief logs
             _truncate_metrics(metrics_path, start)
+            _truncate_metrics(mining_path, start, MINING_FIELDS)
             writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
         else:
             writer = tf.summary.create_noop_writer()
@@ -437,6 +455,14 @@ class Trainer:
                                loss_scale=float(self.loss_scale.numpy()), images_per_s=rate,
                                elapsed_s=time.perf_counter() - t0)
                     self._check_collapse(row)
+                    if mines and "triplets" in row:
+                        zero_steps = zero_steps + 1 if row["triplets"] == 0 else 0
+                        if zero_steps == ZERO_TRIPLET_STEPS:
+                            self._warn_no_triplets(step)
+                        if self.chief:
+                            _log_row(mining_path, row, MINING_FIELDS)
+                        for k in MINING_FIELDS[1:]:
+                            _scalar(f"mining/{k}", row[k], step)
                     if step % every_log == 0 or step == self.total_steps:
                         if self.chief:
                             _log_row(metrics_path, row)
@@ -479,6 +505,17 @@ class Trainer:
                   + (f", mirror-averaged {res['flip_accuracy']:.4f}"
                      if "flip_accuracy" in res else ""))
         return res
+
+    def _warn_no_triplets(self, step: int) -> None:
+        """Warn (once per run) when mining has selected nothing for many steps in a row."""
+        if any("no triplet" in w for w in self.warnings):
+            return
+        loss = self.cfg["loss"]
+        self._warn(f"step {step}: no triplet selected in the last {ZERO_TRIPLET_STEPS} "
+                   f"steps (loss.mining={loss['mining']}, loss.alpha={loss['alpha']}, "
+                   f"data.P={self.cfg['data']['P']}, data.K={self.cfg['data']['K']}): the "
+                   "triplet loss is zero and teaches nothing; try batch_all/batch_hardest "
+                   "mining, a larger alpha or larger P x K batches")
 
     def _check_collapse(self, row: dict[str, Any]) -> None:
         """Warn (once per run) when the triplet loss sits at alpha, distances collapsing."""
@@ -527,25 +564,26 @@ def _restore(old: dict[int, Any]) -> None:
         signal.signal(sig, h)
 
 
-def _truncate_metrics(path: Path, start: int) -> None:
+def _truncate_metrics(path: Path, start: int,
+                      fields: tuple[str, ...] = METRIC_FIELDS) -> None:
     """On resume drop logged rows past the restored step (they will be redone)."""
     if not path.exists():
         return
     with open(path, newline="", encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if int(float(r["step"])) <= start]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, METRIC_FIELDS)
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
 
 
-def _log_row(path: Path, row: dict[str, Any]) -> None:
+def _log_row(path: Path, row: dict[str, Any], fields: tuple[str, ...] = METRIC_FIELDS) -> None:
     new = not path.exists()
     with open(path, "a", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, METRIC_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
         if new:
             w.writeheader()
-        w.writerow({k: row.get(k, "") for k in METRIC_FIELDS})
+        w.writerow({k: row.get(k, "") for k in fields})
 
 
 def _data_error(exc: Exception) -> Exception:

@@ -198,6 +198,7 @@ def test_variables_that_do_not_match_the_model(run_dir, tmp_path, no_atc):
     (["--opset", "9"], "--opset 9"),
     (["--precision-mode", "fp8"], "precision-mode"),
     (["--om-from", "tflite"], "--om-from"),
+    (["--to-checkpoint", "run"], "--to-checkpoint needs --tflite"),
 ])
 def test_bad_options_fail_before_any_work(args, message, tmp_path, no_atc):
     result = _invoke(["--ckpt", tmp_path / "nowhere", "--out", tmp_path / "out", *args])

@@ -70,9 +70,10 @@ def test_skip_bad_lists_every_skipped_file_and_marks_pairs(tmp_path, tiny):
     es = read_embedding_dir(out)
     assert "id1/junk.jpg" not in es.paths and len(es.paths) == 4
     assert es.meta["skipped"][0]["path"] == "id1/junk.jpg"
-    assert es.meta["skipped_pairs"] == [2]
+    assert es.meta["skipped_pairs"] == [1]
     lines = (out / "skipped.txt").read_text().splitlines()
-    assert lines[0].endswith("pairs naming them: 2") and lines[1].startswith("id1/junk.jpg\t")
+    assert lines[0].endswith("pairs naming them (0-based pair indices): 1")
+    assert lines[1].startswith("id1/junk.jpg\t")
 
 
 def test_missing_lfw_image(tmp_path, tiny):
@@ -88,7 +89,7 @@ def test_missing_lfw_image(tmp_path, tiny):
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "o2" / "meta.json").read_text())
     assert [s["path"] for s in meta["skipped"]] == ["Ann/Ann_0002"]
-    assert meta["skipped_pairs"] == [1]
+    assert meta["skipped_pairs"] == [0]
 
 
 def test_image_that_cannot_feed_the_model(tmp_path, tiny):

@@ -127,3 +127,33 @@ def test_module_cli(orl_dir, tmp_path):
                                              seed=5)
     proc = subprocess.run([*cmd[:-2], "--split", "identity"], capture_output=True, text=True)
     assert proc.returncode == 2 and "use split 'pair'" in proc.stderr
+
+
+def test_lfw_named_dataset_is_written_in_lfw_format(lfw_dir, tmp_path):
+    """On LFW-named files the generator writes LFW's own pairs.txt, which reads back to
+    the same pairs (references without extension, as LFW pairs name images)."""
+    people = sorted(p.name for p in lfw_dir.iterdir()
+                    if p.is_dir() and len(list(p.iterdir())) >= 2)[:20]
+    out = tmp_path / "pairs.txt"
+    cmd = [sys.executable, "-m", "massface.tools.pairs_generate", str(lfw_dir), "--out",
+           str(out), "--identities", ",".join(people), "--seed", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "lfw format" in proc.stdout
+    header = out.read_text().splitlines()[0].split()
+    expected = generate_pairs(lfw_dir, identities=people, seed=1)
+    assert header == ["10", str(len(expected) // 20)]
+    got = read_pairs(out)
+    assert [(p.a, p.b, p.issame) for p in got] == [
+        (a.rsplit(".", 1)[0], b.rsplit(".", 1)[0], s) for a, b, s in
+        ((p.a, p.b, p.issame) for p in expected)]
+    assert all(resolve_reference(lfw_dir, p.a) for p in got)
+
+
+def test_lfw_format_refuses_other_names(orl_dir, tmp_path):
+    out = tmp_path / "pairs.txt"
+    cmd = [sys.executable, "-m", "massface.tools.pairs_generate", str(orl_dir), "--out",
+           str(out), "--format", "lfw"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2 and "not named <name>/<name>_NNNN" in proc.stderr
+    assert not out.exists()
