@@ -76,8 +76,8 @@ def _write_skipped(out: Path, res: FinalResult) -> None:
         path.unlink(missing_ok=True)
         return
     pairs = res.skipped_pairs()
-    lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them (0-based pair indices): "
-             f"{', '.join(map(str, pairs)) or 'none'}"]
+    lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them "
+             f"(0-based pair indices): {', '.join(map(str, pairs)) or 'none'}"]
     lines += [f"{res.dataset.keys[r]}\t{m}" for r, m in res.skipped]
     atomic.write_text(path, "\n".join(lines) + "\n")
 

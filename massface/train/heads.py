@@ -86,7 +86,8 @@ class ArcFaceHead(_CosineHead):
         sin = tf.sqrt(tf.maximum(1.0 - tf.square(cos), 0.0))
         target = cos * math.cos(m) - sin * math.sin(m)
         target = tf.where(cos > math.cos(math.pi - m), target, cos - m * math.sin(m))
-        onehot = tf.one_hot(labels, tf.shape(cos)[1], dtype=tf.bool)
+        # (tf.one_hot cannot build a bool tensor directly: on/off values of 1/0 fail)
+        onehot = tf.cast(tf.one_hot(labels, tf.shape(cos)[1], dtype=tf.int32), tf.bool)
         return self.scale * tf.where(onehot, target, cos)
 
 

@@ -74,3 +74,38 @@ def test_shipped_configs_load():
     for path in sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")):
         cfg = load_config(path)
         assert cfg["name"] == (path.stem if path.stem != "base" else "base")
+
+
+def test_text_options_stay_text_through_the_cli(tmp_path):
+    """--name 2024 / --name yes used to become an int / True (then Path / int crashed)."""
+    res = _run("--name", "2024", "--work-dir", "123", "--pretrained", "007", "--print-config")
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load(res.stdout)
+    assert (cfg["name"], cfg["work_dir"], cfg["train"]["pretrained"]) == ("2024", "123", "007")
+    res = _run("--name", "yes", "--print-config")
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load(res.stdout)["name"] == "yes"
+    # the same through --set and a config file: text keys keep the text as typed
+    (tmp_path / "exp.yaml").write_text("name: 2024\ndata: {train_dir: 1999}\n")
+    res = _run(tmp_path / "exp.yaml", "--set", "validation.pairs=0123", "--set",
+               "train.device=cpu", "--set", "validation.root=null", "--print-config")
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load(res.stdout)
+    assert (cfg["name"], cfg["data"]["train_dir"], cfg["validation"]["pairs"]) == (
+        "2024", "1999", "0123")
+    assert cfg["validation"]["root"] is None
+    assert load_config(None, ["name=on"])["name"] == "on"
+
+
+def test_pk_objectives_need_two_images_per_identity():
+    import pytest
+
+    from massface.errors import InputError
+
+    for kind in ("triplet", "triplet_cosface"):
+        with pytest.raises(InputError, match=r"data\.K must be at least 2 for loss\.kind"):
+            load_config(None, [f"loss.kind={kind}", "data.K=1"])
+        assert load_config(None, [f"loss.kind={kind}", "data.K=2"])["data"]["K"] == 2
+    assert load_config(None, ["loss.kind=cosface", "data.K=1"])["data"]["K"] == 1
+    res = _run("--set", "loss.kind=triplet", "--set", "data.K=1", "--print-config")
+    assert res.exit_code == 2 and "data.K must be at least 2" in res.output

@@ -10,6 +10,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from massface.train.config import load_config
@@ -136,8 +137,24 @@ def test_mixed_precision_steps(orl_dir, tmp_path, precision):
     assert result.status == "completed" and result.final_step == 2
     assert trainer.model.compute_dtype == {"mixed_float16": "float16",
                                            "mixed_bfloat16": "bfloat16"}[precision]
+    assert np.isfinite([result.first_loss, result.last_loss]).all()
     scale = float(trainer.loss_scale.numpy())
-    assert scale == (2.0**15 if precision == "mixed_float16" else 1.0) or scale < 2.0**15
+    if precision == "mixed_bfloat16":
+        assert scale == 1.0  # bfloat16 has float32's range: no loss scaling
+        return
+    # float16: starts at 2^15 and can only have halved (<= 2 overflows in 2 steps)
+    assert scale in (2.0**15, 2.0**14, 2.0**13)
+    # a forced overflow: the scaled gradients are inf in float16, so the step is skipped
+    # (weights unchanged) and the scale halves
+    weights = [v.numpy() for v in trainer.variables]
+    trainer.loss_scale.assign(1e30)
+    trainer.total_steps = 3
+    trainer._prepare_run_dir = lambda: 2  # keep the forced scale (no restore from ckpt-2)
+    again = trainer.run()
+    assert again.final_step == 3 and np.isfinite(again.last_loss)
+    assert float(trainer.loss_scale.numpy()) == pytest.approx(5e29)
+    for before, var in zip(weights, trainer.variables, strict=True):
+        np.testing.assert_array_equal(before, var.numpy(), err_msg=var.name)
 
 
 WORKER = r"""

@@ -186,3 +186,22 @@ def test_min_min_and_min_max_coincide_under_the_spec(seed):
     a = select_triplets(emb, labels, "batch_min_min")
     b = select_triplets(emb, labels, "batch_min_max")
     np.testing.assert_array_equal(a, b)
+
+
+def test_mismatched_lengths_name_both():
+    emb = np.eye(4, dtype=np.float32)
+    labels = np.array([0, 0, 1])
+    with pytest.raises(ValueError, match="4 embeddings but 3 labels"):
+        select_triplets(emb, labels, "batch_all")
+    with pytest.raises(ValueError, match="4 embeddings but 3 labels"):
+        select_triplets(tf.constant(emb), tf.constant(labels), "batch_all")
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32),
+                                  tf.TensorSpec([None], tf.int64)])
+    def graph(e, lab):
+        return select_triplets(e, lab, "batch_all")
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="number of embeddings and of labels differ"):
+        graph(tf.constant(emb), tf.constant(labels))
+    assert graph(tf.constant(emb), tf.constant([0, 0, 1, 1], tf.int64)).shape == (4, 3)

@@ -55,6 +55,21 @@ def test_resume_is_bit_exact(orl_dir, tmp_path, loss):
     second = Trainer(_cfg(orl_dir, tmp_path, "name=resumed", *extra))
     result = second.run()
     assert (result.start_step, result.final_step) == (2, 4)
+    # mining statistics: every step in mining.csv (resume drops then redoes rows > 2),
+    # and the triplet term is logged on its own beside the CosFace cross-entropy
+    import csv
+
+    with open(tmp_path / "resumed" / "mining.csv") as f:
+        mined = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in mined] == [1, 2, 3, 4]
+    assert all(float(r["triplets"]) >= 1 and 0 <= float(r["active_fraction"]) <= 1
+               for r in mined)
+    with open(tmp_path / "resumed" / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    for row, m in zip(logged, mined, strict=True):
+        assert float(row["triplet_loss"]) == pytest.approx(float(m["triplet_loss"]))
+        assert float(row["objective"]) == pytest.approx(
+            float(row["triplet_loss"]) + 0.5 * float(row["ce"]), rel=1e-5)
     a, b = _weights(straight.model), _weights(second.model)
     assert a.keys() == b.keys()
     for k in a:
@@ -155,3 +170,26 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(orl_dir, tmp_path):
 
     summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
     assert summary["status"] == "nan" and summary["final_step"] == 2
+
+
+def test_k1_refused_and_no_triplet_warning(orl_dir, tmp_path, monkeypatch):
+    """K = 1 can never give a positive pair: refused. Steps that select nothing warn once,
+    and mining stats are logged every step whatever train.log_every says."""
+    import csv
+
+    from massface.train import trainer as trainer_mod
+    from massface.train.losses import Triplet
+
+    with pytest.raises(InputError, match=r"data\.K must be at least 2"):
+        Trainer(_cfg(orl_dir, tmp_path, "name=k1", "data.K=1"), objective=Triplet())
+    monkeypatch.setattr(trainer_mod, "ZERO_TRIPLET_STEPS", 2)
+    nothing = Triplet(fixed_mask=np.zeros((4, 4, 4), bool))  # a selection that is empty
+    cfg = _cfg(orl_dir, tmp_path, "name=none", "loss.kind=triplet", "data.P=2", "data.K=2",
+               "model.embedding_size=8", "train.max_steps=3", "train.log_every=10")
+    result = Trainer(cfg, objective=nothing).run()
+    assert result.status == "completed"
+    warned = [w for w in result.warnings if "no triplet selected" in w]
+    assert len(warned) == 1 and warned[0].startswith("step 2:"), result.warnings
+    with open(tmp_path / "none" / "mining.csv") as f:
+        mined = list(csv.DictReader(f))
+    assert [(int(r["step"]), float(r["triplets"])) for r in mined] == [(1, 0), (2, 0), (3, 0)]
