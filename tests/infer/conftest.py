@@ -13,6 +13,17 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 
+def invoke_ok(*args: object):
+    """Run ``massface-infer`` in-process with ``args``; it must succeed."""
+    from typer.testing import CliRunner
+
+    from massface.infer.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def make_linear_onnx(path: Path, *, layout: str = "NHWC", batch: int | None = None,
                      size: tuple[int, int] = (112, 112), channels: int = 3, dim: int = 16,
                      seed: int = 0, input_shape: list | None = None) -> np.ndarray:

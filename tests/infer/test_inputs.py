@@ -15,20 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import accuracy, lfw_accuracy_of
+from conftest import invoke_ok as invoke
 from typer.testing import CliRunner
 
-from massface.infer.cli import app
 from massface.tools.embedding_dir import read_embedding_dir
 from massface.tools.insightface_bin import write_insightface_bin
 from massface.tools.pairs import pair_references, read_pairs, resolve_reference
 
 runner = CliRunner()
 
-
-def invoke(*args: object) -> object:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

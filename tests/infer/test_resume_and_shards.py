@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import invoke_ok as invoke
 from conftest import lfw_accuracy_of
 from typer.testing import CliRunner
 
@@ -37,11 +38,6 @@ sys.argv = ["massface-infer", *sys.argv[1:]]
 main()
 """
 
-
-def invoke(*args: object):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")

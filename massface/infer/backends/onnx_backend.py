@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,15 @@ def _providers(device: str) -> list[str]:
                          f"(available: {', '.join(available)}); install onnxruntime-gpu")
     return ["CPUExecutionProvider"]
 
+
+
+def _named(nodes: list[Any], name: str, kind: str, path: Any) -> Any:
+    """The model input/output called ``name``; an error listing the real names otherwise."""
+    for node in nodes:
+        if node.name == name:
+            return node
+    raise InputError(f"{path}: no {kind} named {name!r} "
+                     f"({kind}s: {', '.join(n.name for n in nodes)})")
 
 class OnnxBackend(Backend):
     """One ``onnxruntime.InferenceSession``; ``threads`` sets intra-op parallelism."""
@@ -70,23 +80,12 @@ class OnnxBackend(Backend):
                                  "with --input-name")
             inp = inputs[0]
         else:
-            matches = [i for i in inputs if i.name == input_name]
-            if not matches:
-                raise InputError(f"{p}: no input named {input_name!r} "
-                                 f"(inputs: {', '.join(i.name for i in inputs)})")
-            inp = matches[0]
+            inp = _named(inputs, input_name, "input", p)
             if len(inputs) != 1:
                 raise InputError(f"{p}: model has {len(inputs)} inputs; massface-infer feeds "
                                  "only single-input image models")
         outputs = self.session.get_outputs()
-        if output_name is None:
-            out = outputs[0]
-        else:
-            matches = [o for o in outputs if o.name == output_name]
-            if not matches:
-                raise InputError(f"{p}: no output named {output_name!r} "
-                                 f"(outputs: {', '.join(o.name for o in outputs)})")
-            out = matches[0]
+        out = outputs[0] if output_name is None else _named(outputs, output_name, "output", p)
         if inp.type != "tensor(float)":
             raise InputError(f"{p}: input {inp.name!r} is {inp.type}, not float32")
         shape = [_dim(d) for d in inp.shape]
