@@ -68,6 +68,17 @@ def test_cuda_request_without_cuda_is_clear(pretrained_onnx):
         open_backend(pretrained_onnx, device="cuda")
 
 
+def test_input_and_output_chosen_by_name(tmp_path):
+    model = tmp_path / "m.onnx"
+    make_linear_onnx(model, size=(8, 8), dim=4)
+    backend = open_backend(model, input_name="input", output_name="embeddings")
+    assert backend.info.input_name == "input"
+    with pytest.raises(InputError, match=r"no input named 'image' \(inputs: input\)"):
+        open_backend(model, input_name="image")
+    with pytest.raises(InputError, match=r"no output named 'emb' \(outputs: embeddings\)"):
+        open_backend(model, output_name="emb")
+
+
 def test_tensorflow_pb_matches_onnx(frozen_pb, pretrained_onnx):
     x = np.random.default_rng(3).uniform(-1, 1, (5, 112, 112, 3)).astype(np.float32)
     with open_backend(frozen_pb, threads=2) as tf_b:
