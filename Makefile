@@ -30,10 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check massface tests bench
 
 bench: $(STAMP)
-	for b in bench/bench_*.py; do MASSFACE_SHARED=$(SHARED) $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_*.py; do MASSFACE_SHARED=$(SHARED) $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done
 
 orl-recipe: $(STAMP)
-	MASSFACE_SHARED=$(SHARED) $(BIN)/python bench/orl_recipe.py
+	MASSFACE_SHARED=$(SHARED) $(BIN)/python -m bench.orl_recipe
 
 clean:
 	rm -rf $(VENV) work_dirs

@@ -8,26 +8,22 @@ machine. The naive reference runs fully on the 6,000 pairs; on 1,000,000 pairs i
 take many minutes, so it runs on a 50,000-pair subset and its time is extrapolated
 linearly (its cost is thresholds x pairs) -- the output says so.
 
-Run: ``PYTHONPATH=. python bench/bench_evaluate.py`` (about a minute, ~4 GB of memory).
+Run: ``python -m bench.bench_evaluate`` (from the repository root) (about a minute, ~4 GB of memory).
 """
 
 from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "evaluate"))
-
-from naive_reference import naive_evaluate  # noqa: E402
 
 from massface.evaluate import verify  # noqa: E402
+from tests.helpers.naive_reference import naive_evaluate  # noqa: E402
 
 DIM = 128
 SUBSET = 50_000

@@ -1,6 +1,6 @@
 """massface-infer end to end vs a bare ONNX Runtime loop, same model, batch and threads.
 
-    python bench/bench_infer.py [--limit N] [--segments 10] [--batch 32] [--threads 2]
+    python -m bench.bench_infer [--limit N] [--segments 10] [--batch 32] [--threads 2]
                                 [--workers 1] [--json out.json]
 
 Images: the distinct LFW images named by the shared pairs.txt (7,701), model: the shared
@@ -21,7 +21,6 @@ Target: end to end >= 0.9x the bare loop.
 import argparse
 import itertools
 import json
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,12 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from massface.infer import InferOptions, run_inference
 from massface.infer.backends.onnx_backend import OnnxBackend
 from massface.infer.sources import lfw_dataset
-from massface.tools import shared_data
+from tests.helpers import shared as shared_data
 
 
 def bare_loop(model: Path, batches: list[np.ndarray], threads: int | None

@@ -1,6 +1,6 @@
 """Training throughput at MassFace's P=41 x K=5 with in-graph mining vs without it.
 
-    .venv/bin/python bench/bench_train.py [--steps 6] [--strategy batch_min_max]
+    .venv/bin/python -m bench.bench_train [--steps 6] [--strategy batch_min_max]
 
 Both runs are the same compiled training step (MobileFaceNet D=1024 forward + backward,
 triplet loss, weight decay, ADAGRAD update) on the same real batch of 205 aligned LFW
@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from massface.tools.shared_data import lfw_dir  # noqa: E402
 from massface.train import config as config_mod  # noqa: E402
+from tests.helpers.shared import lfw_dir  # noqa: E402
 
 
 def lfw_identities(P: int, K: int) -> list[str]:

@@ -1,9 +1,9 @@
 """ORL recipe: train MobileFaceNet from scratch on people s1-s30, verify on unseen s31-s40.
 
-    .venv/bin/python bench/orl_recipe.py                      # the recipe (CosFace)
-    .venv/bin/python bench/orl_recipe.py --config configs/orl_softmax.yaml
-    .venv/bin/python bench/orl_recipe.py --sequence           # + MassFace triplet stages
-    .venv/bin/python bench/orl_recipe.py --strategies 60      # + five miners, 60 steps each
+    .venv/bin/python -m bench.orl_recipe                      # the recipe (CosFace)
+    .venv/bin/python -m bench.orl_recipe --config configs/orl_softmax.yaml
+    .venv/bin/python -m bench.orl_recipe --sequence           # + MassFace triplet stages
+    .venv/bin/python -m bench.orl_recipe --strategies 60      # + five miners, 60 steps each
 
 One run measures, on the same generated 10-fold pairs file over s31-s40 (seeded): raw
 pixels, PCA (eigenfaces) and Fisherfaces fitted on s1-s30 (scikit-learn), the untrained
@@ -18,24 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from massface.tools.shared_data import orl_dir  # noqa: E402
 from massface.train import config as config_mod  # noqa: E402
+from tests.helpers.shared import orl_dir  # noqa: E402
 
 TRAIN_IDS = [f"s{i}" for i in range(1, 31)]
 TEST_IDS = [f"s{i}" for i in range(31, 41)]
 
 
 def make_pairs(out: Path, seed: int) -> Path:
-    from massface.tools.pairs import write_path_pairs
+    from massface.formats.pairs import write_path_pairs
     from massface.tools.pairs_generate import generate_pairs
 
     pairs = generate_pairs(orl_dir(), n_folds=10, seed=seed, identities=TEST_IDS)

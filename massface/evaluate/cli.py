@@ -15,14 +15,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from massface.cli import command, exit_help
 from massface.errors import InputError
 from massface.evaluate.distances import DISTANCES
 from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.report import Run, print_report, write_json, write_markdown, write_roc
 from massface.evaluate.verification import verify
-
-EXIT_BAD_INPUT = 2
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -34,7 +33,8 @@ def _choice(value: str, options: dict | tuple, name: str) -> str:
     return value
 
 
-@app.command()
+@app.command(epilog=exit_help(InputError))
+@command("massface-eval")
 def evaluate(
     inputs: Annotated[list[Path], typer.Argument(
         help="Embedding folders, msame/ais_bench output folders, or .npy/.npz arrays in "
@@ -82,19 +82,13 @@ def evaluate(
     _choice(distance, DISTANCES, "--distance")
     _choice(dtype, ("auto", "float32", "float16"), "--dtype")
     _choice(kind, ("auto", *INPUT_KINDS), "--kind")
-    console = Console()
-    try:
-        _evaluate(inputs, LoadOptions(labels=labels, kind=kind, dtype=dtype, dim=dim,
-                                      output_index=output_index, allow_missing=allow_missing,
-                                      n_folds=folds),
-                  dict(flip=flip, normalization=normalization, distance=distance,
-                       subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
-                       far_target=far),
-                  json_path, markdown, roc, console)
-    except InputError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[red]massface-eval: {exc}[/red]",
-                                                  highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _evaluate(inputs, LoadOptions(labels=labels, kind=kind, dtype=dtype, dim=dim,
+                                  output_index=output_index, allow_missing=allow_missing,
+                                  n_folds=folds),
+              dict(flip=flip, normalization=normalization, distance=distance,
+                   subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
+                   far_target=far),
+              json_path, markdown, roc, Console())
 
 
 def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,

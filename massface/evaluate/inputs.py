@@ -3,7 +3,7 @@
 Input kinds (a registry: name -> detector and loader), tried in this order by ``auto``:
 
 ``embeddings``
-    a massface embedding folder (``massface.tools.embedding_dir``): one row per distinct
+    a massface embedding folder (``massface.formats.embedding_dir``): one row per distinct
     image, ``index.txt`` naming them; the pairs file (its own ``pairs.txt`` or ``--labels``)
     names each pair's two images, which are looked up with ``EmbeddingSet.row_of()``.
     Flip embeddings are used when present and a flip mode asks for them.
@@ -27,7 +27,6 @@ how many, and keeps the survivors in the fold of their ORIGINAL pair index.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,8 +39,9 @@ from massface.evaluate.embeddings import _rows
 from massface.evaluate.folds import contiguous_fold_ids
 from massface.evaluate.labels import Labels, read_labels
 from massface.evaluate.verification import as_labels
-from massface.tools import embedding_dir, msame
-from massface.tools.pairs import strip_extension
+from massface.formats import embedding_dir, msame
+from massface.formats.pairs import strip_extension
+from massface.io import read_json, sha256_file
 
 MANY_FILES = 2000  # show a progress bar from this many output files on
 
@@ -89,16 +89,6 @@ class PairInput:
             **self.details,
         }
 
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as exc:
-        raise InputError(f"{path}: unreadable: {exc}") from exc
-    return h.hexdigest()
 
 
 def check_rows(emb: np.ndarray, source: Path, names: Callable[[int], str] | None = None) -> None:
@@ -307,10 +297,9 @@ def _writer_hints(path: Path, opts: LoadOptions) -> LoadOptions:
     meta_path = path / msame.WRITER_META
     if opts.dtype != "auto" or opts.dim is not None or not meta_path.is_file():
         return opts
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{meta_path}: unreadable: {exc}") from exc
+    meta = read_json(meta_path, "massface-infer output description")
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: expected a JSON object")
     return replace(opts, dtype=str(meta.get("dtype", "auto")), dim=meta.get("dim"))
 
 

@@ -13,7 +13,6 @@ Accepted label files (``--labels``), detected by content, not by name:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.evaluate.verification import as_labels
-from massface.tools.msame import read_labels_file
-from massface.tools.pairs import PATH_PAIRS_HEADER, Pair, read_pairs
+from massface.formats.msame import read_labels_file
+from massface.formats.pairs import PATH_PAIRS_HEADER, Pair, read_pairs
+from massface.io import read_json
 
 
 @dataclass
@@ -58,10 +58,7 @@ def read_labels(path: str | Path) -> Labels:
             raise InputError(f"{p}: cannot read labels array: {exc}") from exc
         return Labels(as_labels(arr, str(p)), p, "npy")
     if p.suffix == ".json":
-        try:
-            obj = json.loads(_read_text(p))
-        except ValueError as exc:
-            raise InputError(f"{p}: not valid JSON: {exc}") from exc
+        obj = read_json(p, "labels (not valid JSON)")
         if isinstance(obj, dict):
             obj = obj.get("issame")
         if not isinstance(obj, list) or not all(

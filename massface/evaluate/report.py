@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massface import __version__
+from massface import __version__, io
 from massface.evaluate.inputs import PairInput
 from massface.evaluate.result import VerificationResult
-from massface.tools import atomic
 
 REPORT_FORMAT = "massface-eval"
 REPORT_VERSION = 1
@@ -147,11 +146,11 @@ def report_dict(runs: list[Run]) -> dict[str, Any]:
 
 
 def write_json(path: Path, runs: list[Run]) -> None:
-    atomic.write_json(path, report_dict(runs))
+    io.write_json(path, report_dict(runs))
 
 
 def write_markdown(path: Path, runs: list[Run]) -> None:
-    atomic.write_text(path, markdown_report(runs))
+    io.write_text(path, markdown_report(runs))
 
 
 def write_roc(path: Path, runs: list[Run]) -> None:
@@ -175,5 +174,5 @@ def write_roc(path: Path, runs: list[Run]) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
+    with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from massface.errors import InputError
-from massface.tools.atomic import write_text
+from massface.errors import AtcError, InputError
+from massface.io import write_text
 
 #: ``--soc_version`` names ATC accepts in public CANN releases (the chip name as
 #: ``npu-smi info`` prints it). Value: the product family, for messages and the README.
@@ -102,9 +102,6 @@ FRAMEWORKS: dict[str, AtcFramework] = {
     ".onnx": AtcFramework(code=5, input_format="ND", pin_output_node=False),
 }
 
-
-class AtcError(InputError):
-    """ATC ran and did not produce a model (non-zero exit, or no ``.om`` written)."""
 
 
 def validate_soc(soc: str, *, trust: bool = False) -> str:

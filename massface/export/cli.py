@@ -1,15 +1,9 @@
 """`massface-export`: checkpoint or TFLite model -> .pb / ONNX / Ascend .om, with proof.
 
-Exit status:
-  0  every requested artifact was built and matches its source on real faces; the .om is
-     built, skipped (--no-om), or *deferred*: no `atc` on PATH, so the exact ATC command
-     was written to OUT/atc.sh (a warning says so; export.json has atc.status "deferred")
-  2  bad input (missing/mismatched checkpoint, unknown SoC, gears out of range, ...)
-  3  an artifact failed verification (tf2onnx could not convert, parity below the bound,
-     graph not a clean inference graph); nothing is left in OUT
-  4  ATC ran and failed (non-zero exit, or no .om written); the verified .pb/.onnx are in
-     OUT, export.json records the failure, ATC's output is in OUT/atc.log
-  5  --require-om and no `atc` on PATH
+Every artifact is checked against its source on real faces before it is published; an
+export that fails leaves nothing in OUT that looks finished (a failing ATC run keeps the
+verified .pb/.onnx and records the failure in export.json). The exit statuses are listed
+in ``--help``, generated from :mod:`massface.errors`.
 """
 
 from __future__ import annotations
@@ -22,36 +16,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from massface.errors import InputError
+from massface.cli import command, exit_help
+from massface.errors import AtcError, AtcMissingError, InputError, VerificationError
 from massface.export import atc as atc_mod
-from massface.export.freeze import FreezeError
-from massface.export.onnx_graph import DEFAULT_OPSET, ConversionError
-from massface.export.parity import MIN_COSINE, ParityError
+from massface.export.onnx_graph import DEFAULT_OPSET
+from massface.export.parity import MIN_COSINE
 from massface.export.pipeline import (
-    AtcMissingError,
     ExportOptions,
     export_checkpoint,
     import_tflite,
     tflite_to_run,
 )
 
-#: Exception type -> exit status (first match wins: most specific first). None of these
-#: modules imports TensorFlow at import time.
-EXIT_CODES: tuple[tuple[type[InputError], int], ...] = (
-    (AtcMissingError, 5),
-    (atc_mod.AtcError, 4),
-    (ParityError, 3),
-    (ConversionError, 3),
-    (FreezeError, 3),
-    (InputError, 2),
-)
-
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None)
 err = Console(stderr=True)
-
-
-def _exit_code(exc: InputError) -> int:
-    return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
 
 
 def _summary(result) -> None:
@@ -76,14 +54,14 @@ def _summary(result) -> None:
         err.print("no .om requested (--no-om)")
 
 
-EXIT_HELP = """\b
-Exit status: 0 done (the .om built, skipped with --no-om, or deferred: no atc on PATH,
-  the exact command written to OUT/atc.sh, with a warning); 2 bad input; 3 an artifact
-  failed verification (conversion, parity), nothing written; 4 ATC failed (verified
-  .pb/.onnx kept, export.json records it); 5 --require-om without atc."""
+EXIT_HELP = exit_help(
+    InputError, VerificationError, AtcError, AtcMissingError,
+    done="done (the .om built, skipped with --no-om, or deferred: no atc on PATH, the "
+         "exact command written to OUT/atc.sh, with a warning)")
 
 
 @app.command(epilog=EXIT_HELP)
+@command("massface-export")
 def export(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created; must be new "
                                       "or empty unless --overwrite).")],
@@ -141,42 +119,37 @@ def export(
     """Export a checkpoint (or import a TFLite model) and prove each artifact matches."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        if (ckpt is None) == (tflite is None):
-            raise InputError("give exactly one of --ckpt (a massface-train run or "
-                             "checkpoint prefix) or --tflite (a TFLite model)")
-        if to_checkpoint is not None and tflite is None:
-            raise InputError("--to-checkpoint needs --tflite (it maps a TFLite model's "
-                             "weights onto massface's MobileFaceNet)")
-        options = ExportOptions(
-            normalize=normalize, opset=opset, om=om, om_from=om_from, require_om=require_om,
-            soc=soc, trust_soc=trust_soc, gears=dynamic_batch, precision_mode=precision_mode,
-            name=name, parity_images=parity_images, parity_count=parity_count,
-            min_cosine=min_cosine, overwrite=overwrite)
-        options.validate()
+    if (ckpt is None) == (tflite is None):
+        raise InputError("give exactly one of --ckpt (a massface-train run or "
+                         "checkpoint prefix) or --tflite (a TFLite model)")
+    if to_checkpoint is not None and tflite is None:
+        raise InputError("--to-checkpoint needs --tflite (it maps a TFLite model's "
+                         "weights onto massface's MobileFaceNet)")
+    options = ExportOptions(
+        normalize=normalize, opset=opset, om=om, om_from=om_from, require_om=require_om,
+        soc=soc, trust_soc=trust_soc, gears=dynamic_batch, precision_mode=precision_mode,
+        name=name, parity_images=parity_images, parity_count=parity_count,
+        min_cosine=min_cosine, overwrite=overwrite)
+    options.validate()
 
-        def log(msg: str) -> None:
-            err.print(msg, style="dim", markup=False, highlight=False, soft_wrap=True)
+    def log(msg: str) -> None:
+        err.print(msg, style="dim", markup=False, highlight=False, soft_wrap=True)
 
-        with err.status("exporting..."):
-            if ckpt is not None:
-                result = export_checkpoint(ckpt, out, options, log=log)
-            else:
-                result = import_tflite(tflite, out, options, log=log)
-        if to_checkpoint is not None:
-            with err.status("mapping the TFLite weights..."):
-                run = tflite_to_run(tflite, to_checkpoint, options, log=log,
-                                    calibration_images=calibration_images,
-                                    calibration_count=calibration_count)
-            err.print(f"massface-train run folder: {run['run_dir']} (massface-train "
-                      f"--pretrained {run['run_dir']} --set model.embedding_size="
-                      f"{run['embedding_size']}); mapped model vs TFLite: min cosine "
-                      f"{run['parity']['min_cosine']:.8f}", markup=False, highlight=False,
-                      soft_wrap=True)
-    except InputError as exc:
-        err.print(f"massface-export: {exc}", style="red", highlight=False, markup=False,
+    with err.status("exporting..."):
+        if ckpt is not None:
+            result = export_checkpoint(ckpt, out, options, log=log)
+        else:
+            result = import_tflite(tflite, out, options, log=log)
+    if to_checkpoint is not None:
+        with err.status("mapping the TFLite weights..."):
+            run = tflite_to_run(tflite, to_checkpoint, options, log=log,
+                                calibration_images=calibration_images,
+                                calibration_count=calibration_count)
+        err.print(f"massface-train run folder: {run['run_dir']} (massface-train "
+                  f"--pretrained {run['run_dir']} --set model.embedding_size="
+                  f"{run['embedding_size']}); mapped model vs TFLite: min cosine "
+                  f"{run['parity']['min_cosine']:.8f}", markup=False, highlight=False,
                   soft_wrap=True)
-        raise typer.Exit(_exit_code(exc)) from None
     _summary(result)
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from massface.errors import InputError
+from massface.formats.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, resolve_reference
 from massface.tools import shared_data
-from massface.tools.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, resolve_reference
 
 DEFAULT_COUNT = 16
 
@@ -115,8 +115,9 @@ def load_face_batch(
     if count < 1:
         raise InputError(f"parity image count must be at least 1, got {count}")
     if source is None or (Path(source).is_file() and Path(source).suffix == ".txt"):
-        pairs_file = Path(source) if source is not None else shared_data.lfw_pairs()
-        root = shared_data.lfw_dir()
+        why = "parity images (default: the shared LFW; or --parity-images DIR of aligned faces)"
+        pairs_file = Path(source) if source is not None else shared_data.lfw_pairs(why)
+        root = shared_data.lfw_dir(why)
         if not pairs_file.is_file() or not root.is_dir():
             raise InputError(
                 f"parity images: LFW not found ({pairs_file}, {root}); set "

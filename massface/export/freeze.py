@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import FreezeError, InputError
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -32,9 +32,6 @@ _VARIABLE_OPS = ("VarHandleOp", "ReadVariableOp", "VariableV2", "Variable", "Ass
 _CONTROL_FLOW_OPS = ("If", "StatelessIf", "While", "StatelessWhile", "Switch", "Merge",
                      "PartitionedCall", "StatefulPartitionedCall")
 
-
-class FreezeError(InputError):
-    """The model could not be turned into a clean inference graph."""
 
 
 @dataclass

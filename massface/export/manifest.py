@@ -7,11 +7,12 @@ names) when it sits beside the model it is given.
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from massface.io import sha256_file
 
 FORMAT = "massface-export"
 VERSION = 1
@@ -27,17 +28,10 @@ _TOOLS = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def artifact_entry(path: Path, **extra) -> dict:
     """``{"file", "bytes", "sha256", ...extra}`` for a file in the export folder."""
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path), **extra}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path), **extra}
 
 
 def tool_versions() -> dict[str, str]:

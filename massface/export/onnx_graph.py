@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import ConversionError, InputError
 from massface.export.parity import split_batches
 
 if TYPE_CHECKING:
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
 BATCH_DIM_PARAM = "N"
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 11, 18, 13
 
-
-class ConversionError(InputError):
-    """A model could not be converted to a valid, runnable ONNX graph."""
 
 
 def validate_opset(opset: int) -> int:

@@ -13,13 +13,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import ParityError
 
 MIN_COSINE = 0.9999
 
-
-class ParityError(InputError):
-    """An artifact's embeddings differ from the reference's beyond the bound."""
 
 
 @dataclass(frozen=True)

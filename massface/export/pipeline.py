@@ -11,8 +11,6 @@ failure (``atc.status == "failed"``, ATC's log in ``atc.log``) and the command f
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,20 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import AtcError, AtcMissingError, InputError
 from massface.export import atc as atc_mod
 from massface.export.faces import FaceBatch, FacePreprocessing, load_face_batch
 from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
 from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
-from massface.tools.atomic import write_bytes, write_json
+from massface.io import atomic_path, sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
 Log = Callable[[str], None]
 
-
-class AtcMissingError(InputError):
-    """``--require-om`` was given and no ``atc`` is on PATH."""
 
 
 @dataclass
@@ -91,25 +86,12 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 @contextmanager
 def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A fresh folder beside ``out``; renamed onto ``out`` on success, removed on error."""
+    """A fresh folder that replaces ``out`` only once complete (see :func:`atomic_path`)."""
     out = Path(out)
     _check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
-    try:
+    with atomic_path(out) as staging:
+        staging.mkdir()
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old)  # onto the empty temp folder
-    elif out.is_dir():
-        out.rmdir()
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -> dict:
@@ -126,7 +108,7 @@ def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -
         log(f"running ATC: {spec.shell_command()}")
     try:
         result = atc_mod.run_atc(spec, folder)
-    except atc_mod.AtcError as exc:
+    except AtcError as exc:
         return {"status": "failed", "error": str(exc), **spec.to_dict(),
                 "script": "atc.sh", "log_file": "atc.log"}
     return {**spec.to_dict(), **result.to_dict()}
@@ -166,7 +148,7 @@ def _preprocessing_from_config(config: dict) -> tuple[FacePreprocessing, str]:
 def _finish(result: ExportResult) -> ExportResult:
     atc = result.manifest["atc"]
     if atc.get("status") == "failed":
-        raise atc_mod.AtcError(f"{atc['error']}\nThe verified .pb/.onnx were still written "
+        raise AtcError(f"{atc['error']}\nThe verified .pb/.onnx were still written "
                                 f"to {result.out} (export.json records the ATC failure).")
     return result
 
@@ -275,7 +257,6 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
     out = Path(out)
     _check_out(out, options.overwrite)
 
-    from massface.export.manifest import sha256
     from massface.export.onnx_convert import tflite_to_onnx
     from massface.export.tflite_import import TFLiteRunner
 
@@ -287,7 +268,7 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
     reference = f"TFLite interpreter (native batch {runner.batch})"
     dim = runner.output_dim
     manifest = new_manifest(
-        source={"kind": "tflite", "path": str(path), "sha256": sha256(path),
+        source={"kind": "tflite", "path": str(path), "sha256": sha256_file(path),
                 **runner.describe()},
         input_spec={"name": INPUT_NAME, "shape": [-1, *runner.image_shape], "layout": "NHWC",
                     "dtype": "float32"},
@@ -321,7 +302,6 @@ def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
     """Map a MobileFaceNet TFLite model's weights onto massface's MobileFaceNet and write
     them as a massface-train run folder (``massface-train --pretrained RUN``), after
     checking the mapped model against the TFLite interpreter on the parity faces."""
-    from massface.export.manifest import sha256
     from massface.export.tflite_weights import calibration_faces, map_weights, write_run
 
     options = options or ExportOptions()
@@ -339,7 +319,7 @@ def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
     model, report = map_weights(path, calibration=calibration, check=check,
                                 min_cosine=options.min_cosine)
     prefix = write_run(model, run_dir, prep=prep, overwrite=options.overwrite, report=report,
-                       source={"kind": "tflite", "path": str(path), "sha256": sha256(path)})
+                       source={"kind": "tflite", "path": str(path), "sha256": sha256_file(path)})
     log(f"massface run folder {run_dir}: {report.parity['artifact']} vs TFLite min cosine "
         f"{report.parity['min_cosine']:.8f}")
     return {"run_dir": str(run_dir), "prefix": prefix, **report.to_dict()}

@@ -34,8 +34,8 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.export.faces import FaceBatch, FacePreprocessing, images_under
+from massface.formats.pairs import pair_references, read_pairs
 from massface.tools import shared_data
-from massface.tools.pairs import pair_references, read_pairs
 
 _CONV = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise"}
 
@@ -137,7 +137,9 @@ def calibration_faces(source: str | os.PathLike[str] | None, count: int,
         paths = images_under(root)[:count]
         label = f"first {len(paths)} images (sorted) under {root}"
     else:
-        root, pairs = shared_data.lfw_dir(), shared_data.lfw_pairs()
+        why = ("calibration images (default: shared LFW images outside pairs.txt; or "
+               "--calibration-images DIR of aligned faces)")
+        root, pairs = shared_data.lfw_dir(why), shared_data.lfw_pairs(why)
         if not root.is_dir() or not pairs.is_file():
             raise InputError(f"calibration images: LFW not found at {root}; pass "
                              "--calibration-images with a folder of aligned faces")
@@ -248,7 +250,7 @@ def write_run(model: Any, run_dir: str | os.PathLike[str], *, prep: FacePreproce
     import yaml
 
     from massface.export.pipeline import staged_folder
-    from massface.tools.atomic import write_json, write_text
+    from massface.io import write_json, write_text
 
     run_dir = Path(run_dir)
     with staged_folder(run_dir, overwrite) as staging:

@@ -3,9 +3,10 @@
     massface-infer --model M.onnx --lfw LFW_DIR --pairs pairs.txt --out OUTDIR
     massface-infer --model M.pb --images DATASET --out OUTDIR [--flip]
     massface-infer --model M.om --input-bins BINS --out OUTDIR --format msame
-    massface-infer --lfw LFW_DIR --pairs pairs.txt --to-input-bins BINS      (the 2bin step)
     massface-infer --model M.onnx --lfw ... --shard 0/4 --out part0           (then merge)
     massface-infer merge part0 part1 part2 part3 --out OUTDIR
+    massface-infer prepare-bins --lfw LFW_DIR --pairs pairs.txt --out BINS    (the 2bin step)
+    massface-infer info M.onnx
 
 Bad input (a file that cannot be read or cannot feed the model) is reported with its
 name and exit status 2; nothing that looks like complete output is left behind.
@@ -16,24 +17,40 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from massface.errors import InputError
+from massface.cli import command, exit_help
+from massface.errors import InputError, ToolError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batched offline inference (ONNX Runtime, TensorFlow .pb, Ascend .om) "
                        "writing embeddings for massface-eval or msame-style outputs.")
 err = Console(stderr=True, soft_wrap=True)
+EXIT_HELP = exit_help(InputError, ToolError)
 
-PathOpt = Annotated[Path | None, typer.Option()]
-
-
-def _fail(exc: InputError) -> None:
-    err.print(f"[red]massface-infer: {exc}[/red]", markup=True, highlight=False)
-    raise typer.Exit(2)
+# Options shared by the main command and `prepare-bins` (declared once).
+Model = Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")]
+Lfw = Annotated[Path | None, typer.Option(help="LFW-style image root (with --pairs)")]
+Pairs = Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path pairs")]
+Images = Annotated[Path | None, typer.Option(help="folder-per-identity dataset")]
+ListFile = Annotated[Path | None, typer.Option("--list", help="file of image paths, one per "
+                                                                "line")]
+Root = Annotated[Path | None, typer.Option(help="base of --list paths (default: the list's "
+                                                "folder)")]
+BinFile = Annotated[Path | None, typer.Option("--bin", help="insightface .bin (lfw.bin ...)")]
+InputBins = Annotated[Path | None, typer.Option(help="folder of preprocessed <i>.bin inputs")]
+Labels = Annotated[Path | None, typer.Option(help="actual_issame.txt for --input-bins")]
+Color = Annotated[str | None, typer.Option(help="RGB | BGR")]
+Mean = Annotated[float | None, typer.Option(help="x' = (x - mean) / std")]
+Std = Annotated[float | None, typer.Option()]
+Size = Annotated[str | None, typer.Option(help="HxW (default: the model's)")]
+Resize = Annotated[bool, typer.Option(help="resize images to the model's input")]
+BatchSize = Annotated[int, typer.Option(help="images per model call")]
+Workers = Annotated[int, typer.Option(help="decode threads")]
+Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -46,75 +63,50 @@ def _parse_size(text: str | None) -> list[int] | None:
     return [h, w]
 
 
-def _dataset(lfw: Path | None, pairs: Path | None, images: Path | None, list_file: Path | None,
-             root: Path | None, bin_file: Path | None, input_bins: Path | None,
-             labels: Path | None, skip_bad: bool):
-    from massface.infer import sources
+def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Path | None,
+             labels: Path | None, skip_bad: bool) -> Any:
+    from massface.infer.sources import SourceArgs, open_source
 
-    chosen = [name for name, v in (("--lfw", lfw), ("--images", images), ("--list", list_file),
-                                   ("--bin", bin_file), ("--input-bins", input_bins)) if v]
-    if len(chosen) != 1:
-        got = ", ".join(chosen) or "none"
-        raise InputError("give exactly one input: --lfw DIR --pairs FILE, --images DIR, --list "
-                         f"FILE, --bin FILE or --input-bins DIR (got {got})")
-    if lfw is not None:
-        if pairs is None:
-            raise InputError(f"{lfw}: --lfw needs --pairs (use --images to embed every image)")
-        return sources.lfw_dataset(lfw, pairs, keep_missing=skip_bad)
-    if pairs is not None and (bin_file is not None or input_bins is not None):
-        raise InputError("--pairs does not apply to --bin / --input-bins (they carry labels)")
-    if images is not None:
-        return sources.images_dataset(images, pairs)
-    if list_file is not None:
-        return sources.list_dataset(list_file, root, pairs)
-    if bin_file is not None:
-        return sources.insightface_dataset(bin_file)
-    return sources.input_bins_dataset(input_bins, labels)  # type: ignore[arg-type]
+    return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
 
 
-@app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True, epilog=EXIT_HELP)
+@command("massface-infer")
 def infer(
     ctx: typer.Context,
-    model: Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")] = None,
-    lfw: Annotated[Path | None, typer.Option(help="LFW-style image root (with --pairs)")] = None,
-    pairs: Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path "
-                                                    "pairs")] = None,
-    images: Annotated[Path | None, typer.Option(help="folder-per-identity dataset")] = None,
-    list_file: Annotated[Path | None, typer.Option("--list", help="file of image paths, one "
-                                                                  "per line")] = None,
-    root: Annotated[Path | None, typer.Option(help="base of --list paths (default: the "
-                                                   "list's folder)")] = None,
-    bin_file: Annotated[Path | None, typer.Option("--bin", help="insightface .bin "
-                                                                "(lfw.bin ...)")] = None,
-    input_bins: Annotated[Path | None, typer.Option(help="folder of preprocessed <i>.bin "
-                                                         "inputs")] = None,
-    labels: Annotated[Path | None, typer.Option(help="actual_issame.txt for "
-                                                     "--input-bins")] = None,
+    model: Model = None,
+    lfw: Lfw = None,
+    pairs: Pairs = None,
+    images: Images = None,
+    list_file: ListFile = None,
+    root: Root = None,
+    bin_file: BinFile = None,
+    input_bins: InputBins = None,
+    labels: Labels = None,
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
     output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
         "embeddings",
-    to_input_bins: Annotated[Path | None, typer.Option(help="write preprocessed msame inputs "
-                                                            "here instead of running a model")]
-        = None,
-    batch_size: Annotated[int, typer.Option(help="images per model call")] = 32,
+    to_input_bins: Annotated[Path | None, typer.Option(
+        help="moved: use `massface-infer prepare-bins --out DIR` (still accepted)")] = None,
+    batch_size: BatchSize = 32,
     threads: Annotated[int | None, typer.Option(help="runtime intra-op threads "
                                                      "(default: runtime's choice)")] = None,
-    workers: Annotated[int, typer.Option(help="decode threads")] = 1,
+    workers: Workers = 1,
     prefetch: Annotated[int, typer.Option(help="batches decoded ahead")] = 3,
     device: Annotated[str, typer.Option(help="ONNX Runtime: auto | cpu | cuda")] = "auto",
     device_id: Annotated[int, typer.Option(help="Ascend device id (.om)")] = 0,
     input_name: Annotated[str | None, typer.Option(help="model input to feed")] = None,
     output_name: Annotated[str | None, typer.Option(help="model output to read")] = None,
-    color: Annotated[str | None, typer.Option(help="RGB | BGR")] = None,
-    mean: Annotated[float | None, typer.Option(help="x' = (x - mean) / std")] = None,
-    std: Annotated[float | None, typer.Option()] = None,
-    size: Annotated[str | None, typer.Option(help="HxW (default: the model's)")] = None,
-    resize: Annotated[bool, typer.Option(help="resize images to the model's input")] = True,
+    color: Color = None,
+    mean: Mean = None,
+    std: Std = None,
+    size: Size = None,
+    resize: Resize = True,
     flip: Annotated[bool, typer.Option(help="also embed mirrored images "
                                             "(embeddings_flip.npy)")] = False,
     skip_bad: Annotated[bool, typer.Option(help="skip unreadable images, listing them in "
                                                 "skipped.txt and meta.json")] = False,
-    overwrite: Annotated[bool, typer.Option(help="discard earlier (partial) output")] = False,
+    overwrite: Overwrite = False,
     shard: Annotated[str | None, typer.Option(help="K/N: embed the K-th (from 0) of N "
                                                    "slices")] = None,
     chunk_batches: Annotated[int, typer.Option(help="batches per resumable chunk")] = 16,
@@ -123,30 +115,33 @@ def infer(
     """Embed a dataset with a model; see `massface-infer --help`."""
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        ds = _dataset(lfw, pairs, images, list_file, root, bin_file, input_bins, labels,
-                      skip_bad)
-        overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
-        if to_input_bins is not None:
-            _to_input_bins(ds, to_input_bins, model, overrides, resize, batch_size, workers,
-                           overwrite)
-            return
-        if model is None or out is None:
-            raise InputError("--model and --out are required (or --to-input-bins DIR)")
-        from massface.infer.runner import InferOptions, parse_shard, run_inference
-
-        opts = InferOptions(
-            out=out, output_format=output_format, batch_size=batch_size, threads=threads,
-            workers=workers, prefetch=prefetch, device=device, device_id=device_id,
-            input_name=input_name, output_name=output_name, preprocessing=overrides,
-            resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
-            shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
-            progress=not quiet and sys.stderr.isatty(),
-        )
-        result = run_inference(model, ds, opts)
-    except InputError as exc:
-        _fail(exc)
+    given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
+             "input-bins": input_bins}
+    ds = _dataset(given, pairs, root, labels, skip_bad)
+    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
+    if to_input_bins is not None:
+        err.print(f"note: --to-input-bins moved to `massface-infer prepare-bins --out "
+                  f"{to_input_bins}`", highlight=False)
+        _prepare_bins(ds, to_input_bins, model, overrides, resize, batch_size, workers,
+                      overwrite)
         return
+    if model is None or out is None:
+        raise InputError("--model and --out are required (or `massface-infer prepare-bins` "
+                         "to write msame inputs)")
+    from massface.infer.runner import InferOptions, parse_shard, run_inference
+
+    opts = InferOptions(
+        out=out, output_format=output_format, batch_size=batch_size, threads=threads,
+        workers=workers, prefetch=prefetch, device=device, device_id=device_id,
+        input_name=input_name, output_name=output_name, preprocessing=overrides,
+        resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
+        shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
+        progress=not quiet and sys.stderr.isatty(),
+    )
+    _report(run_inference(model, ds, opts), out)
+
+
+def _report(result: Any, out: Path) -> None:
     s = result.summary
     if s.already_complete:
         err.print(f"{out}: already complete for this model, input and settings "
@@ -163,8 +158,8 @@ def infer(
                   "[/yellow]")
 
 
-def _to_input_bins(ds, dest: Path, model: Path | None, overrides: dict, resize: bool,
-                   batch_size: int, workers: int, overwrite: bool) -> None:
+def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resize: bool,
+                  batch_size: int, workers: int, overwrite: bool) -> None:
     from massface.infer.input_bins import write_input_bins
     from massface.infer.preprocess import choose_preprocessing
 
@@ -182,7 +177,37 @@ def _to_input_bins(ds, dest: Path, model: Path | None, overrides: dict, resize: 
               highlight=False)
 
 
-@app.command("merge")
+@app.command("prepare-bins", epilog=EXIT_HELP)
+@command("massface-infer prepare-bins")
+def prepare_bins(
+    out: Annotated[Path, typer.Option(help="folder for inputs/<i>.bin, actual_issame.txt "
+                                           "and inputs.json")],
+    lfw: Lfw = None,
+    pairs: Pairs = None,
+    images: Images = None,
+    list_file: ListFile = None,
+    root: Root = None,
+    bin_file: BinFile = None,
+    model: Annotated[Path | None, typer.Option(
+        help="take channels, input size and export.json preprocessing from this model")] = None,
+    color: Color = None,
+    mean: Mean = None,
+    std: Std = None,
+    size: Size = None,
+    resize: Resize = True,
+    batch_size: BatchSize = 64,
+    workers: Workers = 1,
+    overwrite: Overwrite = False,
+) -> None:
+    """The seed's 2bin step: preprocessed float32 inputs for msame / ais_bench."""
+    given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file}
+    ds = _dataset(given, pairs, root, None, False)
+    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
+    _prepare_bins(ds, out, model, overrides, resize, batch_size, workers, overwrite)
+
+
+@app.command("merge", epilog=EXIT_HELP)
+@command("massface-infer merge")
 def merge(
     shard_dirs: Annotated[list[Path], typer.Argument(help="folders written with --shard")],
     out: Annotated[Path, typer.Option(help="merged output folder")],
@@ -192,25 +217,19 @@ def merge(
     """Assemble --shard K/N outputs, in order, into one output folder."""
     from massface.infer.merge import merge_shards
 
-    try:
-        merge_shards(list(shard_dirs), out, output_format=output_format)
-    except InputError as exc:
-        _fail(exc)
+    merge_shards(list(shard_dirs), out, output_format=output_format)
     err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
 
 
-@app.command("info")
+@app.command("info", epilog=EXIT_HELP)
+@command("massface-infer info")
 def info(model: Annotated[Path, typer.Argument(help="model file")],
          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print what the backend reads from a model (input, layout, batch, output)."""
     from massface.infer.backends import open_backend
 
-    try:
-        with open_backend(model) as backend:
-            d = backend.info.to_dict()
-    except InputError as exc:
-        _fail(exc)
-        return
+    with open_backend(model) as backend:
+        d = backend.info.to_dict()
     if as_json:
         print(json.dumps(d, indent=2))
         return

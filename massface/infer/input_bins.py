@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.errors import InputError
+from massface.formats import msame
 from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.preprocess import PreprocessingChoice
 from massface.infer.sources import INPUTS_SUBDIR, Dataset
-from massface.tools import atomic, msame
 
 INPUTS_META = "inputs.json"
 
@@ -48,9 +49,9 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
         for row, tensor in zip(batch.good, batch.array, strict=True):
             data = np.ascontiguousarray(tensor[None], dtype=np.float32).tobytes()
             for i in slots_of.get(row, []):
-                atomic.write_bytes(inputs / msame.input_name(i), data)
+                io.write_bytes(inputs / msame.input_name(i), data)
     if ds.pairs is not None:
-        atomic.write_text(out / msame.LABELS_FILE,
+        io.write_text(out / msame.LABELS_FILE,
                           " ".join("1" if p.issame else "0" for p in ds.pairs) + "\n")
     h, w = choice.preprocessing.size
     info = {"format": "massface-input-bins", "version": 1, "files": len(slots),
@@ -58,5 +59,5 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
             "preprocessing": choice.to_dict(), "dataset": ds.describe(),
             "order": [ds.keys[r] for r in slots],
             "labels": msame.LABELS_FILE if ds.pairs is not None else None}
-    atomic.write_json(out / INPUTS_META, info)
+    io.write_json(out / INPUTS_META, info)
     return info

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from massface.errors import InputError
+from massface.formats import embedding_dir
+from massface.formats.pairs import read_pairs
 from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
 from massface.infer.sources import Dataset, slots_for
-from massface.tools import embedding_dir
-from massface.tools.pairs import read_pairs
+from massface.io import read_json
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
@@ -80,7 +81,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
         ds.pairs = read_pairs(pairs_path)
         ds.pairs_file = pairs_path
         ds.slots = slots_for(ds.pairs, keys, pairs_path)
-    summaries = [_read_json(d / SUMMARY) for d, _, _ in sets]
+    summaries = [read_json(d / SUMMARY, "shard summary") for d, _, _ in sets]
     result = FinalResult(ds, rows, emb, flip, sorted(skipped),
                          meta={k: v for k, v in meta0.items()
                                if k in ("model", "preprocessing", "dataset", "resize",
@@ -93,14 +94,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     result.meta["fingerprint"] = fp
     result.meta["merged_from"] = [str(d) for d, _, _ in sets]
     out_path = Path(out)
-    scratch = out_path / ".partial"
-    scratch.mkdir(parents=True, exist_ok=True)
-    try:
-        WRITERS[output_format](out_path, result, scratch)
-    finally:
-        import shutil
-
-        shutil.rmtree(scratch, ignore_errors=True)
+    WRITERS[output_format](out_path, result)
     return out_path
 
 
@@ -115,10 +109,4 @@ def _slice_keys(es: embedding_dir.EmbeddingSet, shard: dict) -> list[str]:
     return keys
 
 
-def _read_json(path: Path) -> dict:
-    import json
 
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

@@ -1,6 +1,6 @@
 """Write a finished run's results in the format asked for (registry ``WRITERS``).
 
-* ``embeddings`` (default): the embedding folder of :mod:`massface.tools.embedding_dir`
+* ``embeddings`` (default): the embedding folder of :mod:`massface.formats.embedding_dir`
   (``embeddings.npy``, ``index.txt``, ``pairs.txt``, ``meta.json`` last), plus
   ``summary.json`` and, when ``--skip-bad`` dropped images, ``skipped.txt``.
 * ``msame``: the layout msame leaves behind, with the fixed run folder ``outputs/`` in
@@ -12,7 +12,7 @@
   expects), ``summary.json`` and ``massface-infer.json`` (written last). ``massface-eval
   OUT`` reads it as it reads a real msame output folder.
 
-Every file goes through :mod:`massface.tools.atomic`.
+Every file goes through :mod:`massface.io`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.errors import InputError
+from massface.formats import embedding_dir, msame
+from massface.formats.pairs import format_path_pairs
 from massface.infer.sources import Dataset
-from massface.tools import atomic, embedding_dir, msame
-from massface.tools.pairs import write_path_pairs
+from massface.io import read_json
 
 SKIPPED = "skipped.txt"
 SUMMARY = "summary.json"
@@ -79,37 +81,38 @@ def _write_skipped(out: Path, res: FinalResult) -> None:
     lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them "
              f"(0-based pair indices): {', '.join(map(str, pairs)) or 'none'}"]
     lines += [f"{res.dataset.keys[r]}\t{m}" for r, m in res.skipped]
-    atomic.write_text(path, "\n".join(lines) + "\n")
+    io.write_text(path, "\n".join(lines) + "\n")
 
 
-def _pairs_source(res: FinalResult, scratch: Path) -> Path | None:
-    """The pairs file to copy: the one given, or one generated for the dataset's pairs."""
+def _pairs_bytes(res: FinalResult) -> bytes | None:
+    """The pairs file's bytes: the one given, or one generated for the dataset's pairs."""
     ds = res.dataset
     if ds.pairs is None:
         return None
     if ds.pairs_file is not None:
-        return ds.pairs_file
-    path = scratch / "generated-pairs.txt"
-    write_path_pairs(path, ds.pairs)
-    return path
+        try:
+            return ds.pairs_file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{ds.pairs_file}: cannot read pairs file: {exc}") from exc
+    return format_path_pairs(ds.pairs).encode("utf-8")
 
 
-def write_embeddings(out: Path, res: FinalResult, scratch: Path) -> None:
+def write_embeddings(out: Path, res: FinalResult) -> None:
     """The default embedding folder (``massface-eval OUTDIR`` reads it as is)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / embedding_dir.META).unlink(missing_ok=True)
-    pairs = _pairs_source(res, scratch)
+    pairs = _pairs_bytes(res)
     if res.shard is not None:
         if pairs is not None:
-            atomic.write_bytes(out / SHARD_PAIRS, pairs.read_bytes())
+            io.write_bytes(out / SHARD_PAIRS, pairs)
         pairs = None
     _write_skipped(out, res)
-    atomic.write_json(out / SUMMARY, res.summary)
+    io.write_json(out / SUMMARY, res.summary)
     meta = {**res.meta, **res.skipped_meta()}
     if res.shard is not None:
         meta["shard"] = res.shard
     embedding_dir.write_embedding_dir(out, res.embeddings, res.keys, flip=res.flip,
-                                      pairs_file=pairs, meta=meta)
+                                      pairs_bytes=pairs, meta=meta)
 
 
 def msame_stems(ds: Dataset) -> list[str]:
@@ -120,7 +123,7 @@ def msame_stems(ds: Dataset) -> list[str]:
     return [str(i) for i in range(len(slots))]
 
 
-def write_msame(out: Path, res: FinalResult, scratch: Path) -> None:
+def write_msame(out: Path, res: FinalResult) -> None:
     """One raw float32 ``<stem>_output_0.bin`` per slot, as msame writes them."""
     if res.flip is not None:
         raise InputError(f"{out}: --format msame has no place for flip embeddings; use the "
@@ -137,14 +140,14 @@ def write_msame(out: Path, res: FinalResult, scratch: Path) -> None:
         if row not in position:
             continue  # skipped image: listed in skipped.txt, no file
         vec = np.ascontiguousarray(res.embeddings[position[row]], dtype=np.float32)
-        atomic.write_bytes(run_dir / msame.msame_output_name(stem), vec.tobytes())
+        io.write_bytes(run_dir / msame.msame_output_name(stem), vec.tobytes())
         written += 1
     if ds.pairs is not None:
-        atomic.write_text(out / msame.LABELS_FILE,
+        io.write_text(out / msame.LABELS_FILE,
                           " ".join("1" if p.issame else "0" for p in ds.pairs) + "\n")
     _write_skipped(out, res)
-    atomic.write_json(out / SUMMARY, res.summary)
-    atomic.write_json(out / MSAME_META, {
+    io.write_json(out / SUMMARY, res.summary)
+    io.write_json(out / MSAME_META, {
         **res.meta, **res.skipped_meta(), "format": "massface-msame-outputs", "version": 1,
         "outputs": MSAME_RUN_DIR, "files": written, "dtype": "float32",
         "dim": int(res.embeddings.shape[1]),
@@ -153,23 +156,19 @@ def write_msame(out: Path, res: FinalResult, scratch: Path) -> None:
         "order": [ds.keys[r] for r in slots]})
 
 
-Writer = Callable[[Path, FinalResult, Path], None]
+Writer = Callable[[Path, FinalResult], None]
 WRITERS: dict[str, Writer] = {"embeddings": write_embeddings, "msame": write_msame}
 MARKERS: dict[str, str] = {"embeddings": embedding_dir.META, "msame": MSAME_META}
 
 
 def completed_fingerprint(out: Path, fmt: str) -> dict[str, Any] | None:
     """The fingerprint of a finished run in ``out`` (None when there is none)."""
-    import json
 
     marker = out / MARKERS[fmt]
     if not marker.is_file():
         return None
-    try:
-        meta = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta.get("fingerprint", {})
+    meta = read_json(marker, "description of the finished run (--overwrite replaces it)")
+    return meta.get("fingerprint", {}) if isinstance(meta, dict) else {}
 
 
 def remove_outputs(out: Path) -> None:

@@ -13,7 +13,6 @@ refused rather than silently clipped.
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.io import read_json
 
 COLORS = ("RGB", "BGR")
 LAYOUTS = ("NHWC", "NCHW")
@@ -79,10 +79,7 @@ def read_export_json(model: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(model).parent / "export.json"
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable export description: {exc}") from exc
+    data = read_json(path, "export description")
     if not isinstance(data, dict) or data.get("format") != "massface-export":
         raise InputError(f"{path}: not a massface-export description (format "
                          f"{data.get('format') if isinstance(data, dict) else None!r})")

@@ -12,8 +12,6 @@ fingerprint is refused unless ``--overwrite``. Final files are assembled only at
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,20 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.errors import InputError
-from massface.tools import atomic
+from massface.io import read_json
 
 PARTIAL = ".partial"
 RUN_FILE = "run.json"
 
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file (the model's identity in fingerprints)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def keys_sha256(keys: list[str]) -> str:
@@ -76,10 +67,7 @@ class PartialStore:
         if overwrite and self.dir.exists():
             shutil.rmtree(self.dir)
         if run_file.is_file():
-            try:
-                old = json.loads(run_file.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{run_file}: unreadable ({exc}); rerun with --overwrite") from exc
+            old = read_json(run_file, "unfinished run's settings (--overwrite starts again)")
             diff = fingerprint_diff(old, self.fingerprint)
             if diff:
                 raise InputError(f"{self.dir.parent}: holds an unfinished run with other settings "
@@ -89,7 +77,7 @@ class PartialStore:
         if self.dir.exists():
             shutil.rmtree(self.dir)  # a folder without run.json was never started properly
         self.dir.mkdir(parents=True)
-        atomic.write_json(run_file, self.fingerprint)
+        io.write_json(run_file, self.fingerprint)
         return []
 
     def _complete_chunks(self) -> list[Chunk]:
@@ -99,7 +87,7 @@ class PartialStore:
             info_path = self.dir / f"chunk_{index:05d}.json"
             if not info_path.is_file():
                 break
-            info = json.loads(info_path.read_text(encoding="utf-8"))
+            info = read_json(info_path, "chunk record (--overwrite starts again)")
             if not (self.dir / f"chunk_{index:05d}.npy").is_file():
                 break
             chunks.append(Chunk(index, info["start"], info["stop"], info["good"],
@@ -113,10 +101,10 @@ class PartialStore:
     def save(self, chunk: Chunk, embeddings: np.ndarray, flip: np.ndarray | None) -> None:
         """Write one chunk; its ``.json`` goes last and marks it complete."""
         stem = self.dir / f"chunk_{chunk.index:05d}"
-        atomic.save_npy(stem.with_suffix(".npy"), embeddings.astype(np.float32, copy=False))
+        io.save_npy(stem.with_suffix(".npy"), embeddings.astype(np.float32, copy=False))
         if flip is not None:
-            atomic.save_npy(stem.with_name(stem.name + ".flip.npy"), flip.astype(np.float32))
-        atomic.write_json(stem.with_suffix(".json"), {
+            io.save_npy(stem.with_name(stem.name + ".flip.npy"), flip.astype(np.float32))
+        io.write_json(stem.with_suffix(".json"), {
             "start": chunk.start, "stop": chunk.stop, "good": chunk.good,
             "bad": [list(b) for b in chunk.bad]})
 

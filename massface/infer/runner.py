@@ -28,8 +28,9 @@ from massface.infer.outputs import (
 )
 from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
 from massface.infer.preprocess import flip_batch as mirror
-from massface.infer.resume import Chunk, PartialStore, file_sha256, keys_sha256
+from massface.infer.resume import Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
+from massface.io import sha256_file
 
 
 @dataclass
@@ -157,7 +158,7 @@ class _Progress:
 def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
                  opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
     return {
-        "model_sha256": file_sha256(model), "model_input": info["input_name"],
+        "model_sha256": sha256_file(model), "model_input": info["input_name"],
         "model_output": info["output_name"], "dataset": ds.kind,
         "keys_sha256": keys_sha256(ds.keys), "rows": len(ds.keys),
         "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
@@ -240,7 +241,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
         "fingerprint": fingerprint,
     }
-    WRITERS[opts.output_format](opts.out, result, store.dir)
+    WRITERS[opts.output_format](opts.out, result)
     store.remove()
     return InferResult(opts.out, summary, result.skipped, result.meta)
 
@@ -250,7 +251,8 @@ def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
     out = opts.out
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: --out exists and is not a folder")
-    done_fp = completed_fingerprint(out, opts.output_format) if out.is_dir() else None
+    reading = out.is_dir() and not opts.overwrite
+    done_fp = completed_fingerprint(out, opts.output_format) if reading else None
     if done_fp is not None and not opts.overwrite:
         if done_fp == fingerprint:
             PartialStore(out, fingerprint).remove()

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from massface.errors import InputError
-from massface.tools import msame
-from massface.tools.pairs import (
+from massface.formats import msame
+from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
     Pair,
     pair_references,
@@ -39,6 +39,7 @@ from massface.tools.pairs import (
     resolve_reference,
     strip_extension,
 )
+from massface.registry import Registry
 
 INPUTS_SUBDIR = "inputs"  # --to-input-bins DIR writes DIR/inputs/<i>.bin
 
@@ -171,7 +172,7 @@ def list_dataset(list_path: Path, root: Path | None = None,
 
 def insightface_dataset(bin_path: Path) -> Dataset:
     """An insightface ``.bin``: every encoded image (pair order) is one row."""
-    from massface.tools.insightface_bin import read_insightface_bin
+    from massface.formats.insightface_bin import read_insightface_bin
 
     data = read_insightface_bin(bin_path)
     keys = [str(i) for i in range(len(data.images))]
@@ -179,20 +180,6 @@ def insightface_dataset(bin_path: Path) -> Dataset:
     return Dataset("insightface", bin_path, keys, list(data.images), pairs=pairs,
                    pairs_file=None, slots=list(range(len(keys))))
 
-
-def read_labels(path: Path) -> list[bool]:
-    """``actual_issame.txt``: whitespace-separated 1/0 (or True/False) tokens."""
-    try:
-        tokens = path.read_text(encoding="utf-8").split()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read labels: {exc}") from exc
-    table = {"1": True, "0": False, "true": True, "false": False}
-    flags = []
-    for t in tokens:
-        if t.lower() not in table:
-            raise InputError(f"{path}: label {t!r} is not 1/0/True/False")
-        flags.append(table[t.lower()])
-    return flags
 
 
 def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
@@ -211,7 +198,7 @@ def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
     ds = Dataset("input-bins", folder, keys, list(files), tensors=True)
     label_path = labels if labels is not None else label_dir / msame.LABELS_FILE
     if label_path.is_file():
-        flags = read_labels(label_path)
+        flags = [bool(f) for f in msame.read_labels_file(label_path)]
         if len(files) != 2 * len(flags):
             raise InputError(f"{label_path}: {len(flags)} labels for {len(files)} input bins "
                              "(need one label per two inputs)")
@@ -222,11 +209,66 @@ def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
     return ds
 
 
-SourceFactory = Callable[..., Dataset]
-SOURCES: dict[str, SourceFactory] = {
-    "lfw": lfw_dataset,
-    "images": images_dataset,
-    "list": list_dataset,
-    "insightface": insightface_dataset,
-    "input-bins": input_bins_dataset,
-}
+@dataclass
+class SourceArgs:
+    """The options that qualify a source (each kind says which ones apply to it)."""
+
+    pairs: Path | None = None
+    root: Path | None = None
+    labels: Path | None = None
+    skip_bad: bool = False
+
+
+def _only(kind: str, args: SourceArgs, allowed: tuple[str, ...]) -> None:
+    extra = [f"--{name}" for name in ("pairs", "root", "labels")
+             if getattr(args, name) is not None and name not in allowed]
+    if extra:
+        raise InputError(f"{' and '.join(extra)} do(es) not apply to --{kind}")
+
+
+def _lfw(value: Path, args: SourceArgs) -> Dataset:
+    _only("lfw", args, ("pairs",))
+    if args.pairs is None:
+        raise InputError(f"{value}: --lfw needs --pairs (use --images to embed every image)")
+    return lfw_dataset(value, args.pairs, keep_missing=args.skip_bad)
+
+
+def _images(value: Path, args: SourceArgs) -> Dataset:
+    _only("images", args, ("pairs",))
+    return images_dataset(value, args.pairs)
+
+
+def _list(value: Path, args: SourceArgs) -> Dataset:
+    _only("list", args, ("pairs", "root"))
+    return list_dataset(value, args.root, args.pairs)
+
+
+def _bin(value: Path, args: SourceArgs) -> Dataset:
+    _only("bin", args, ())
+    return insightface_dataset(value)
+
+
+def _input_bins(value: Path, args: SourceArgs) -> Dataset:
+    _only("input-bins", args, ("labels",))
+    return input_bins_dataset(value, args.labels)
+
+
+#: The input kinds, keyed by the option that selects them (``--lfw DIR`` ...).
+SOURCES: Registry[Callable[[Path, SourceArgs], Dataset]] = Registry("input kind")
+SOURCES.register("lfw", _lfw, description="LFW-style image root, with --pairs")
+SOURCES.register("images", _images, description="folder-per-identity dataset")
+SOURCES.register("list", _list, description="file of image paths, one per line")
+SOURCES.register("bin", _bin, description="insightface .bin (lfw.bin ...)")
+SOURCES.register("input-bins", _input_bins,
+                 description="folder of preprocessed <i>.bin inputs (labels: --labels)")
+
+
+def open_source(given: dict[str, Path | None], args: SourceArgs) -> Dataset:
+    """The dataset of the one source option given (``{"lfw": DIR, "images": None, ...}``)."""
+    chosen = [kind for kind in SOURCES if given.get(kind) is not None]
+    if len(chosen) != 1:
+        got = ", ".join(f"--{k}" for k in chosen) or "none"
+        raise InputError("give exactly one input: --lfw DIR --pairs FILE, --images DIR, --list "
+                         f"FILE, --bin FILE or --input-bins DIR (got {got})")
+    kind = chosen[0]
+    return SOURCES.get(kind)(Path(given[kind]), args)  # type: ignore[arg-type]

@@ -20,9 +20,9 @@ How identities are spread over folds (``split``):
 
 Pairs per fold: ``pairs_per_fold`` (even), or by default as many as every fold can
 supply, at most LFW's 300 same + 300 different. Write them with
-``massface.tools.pairs.write_path_pairs`` (paths relative to ``root``, with extensions).
+``massface.formats.pairs.write_path_pairs`` (paths relative to ``root``, with extensions).
 
-CLI: ``python -m massface.tools.pairs_generate ROOT --out pairs.txt [--seed 0]
+CLI: ``massface-pairs ROOT --out pairs.txt [--seed 0]
 [--folds 10] [--per-fold N] [--identities s31,s32,...] [--split auto|identity|pair]
 [--format auto|lfw|path]``: LFW's own ``pairs.txt`` format when every image is named
 ``<name>/<name>_NNNN.<ext>`` (as in LFW), else massface's path-pairs format (ORL's
@@ -41,8 +41,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from massface.cli import command, exit_help
 from massface.errors import InputError
-from massface.tools.pairs import (
+from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
     Pair,
     lfw_name,
@@ -252,51 +253,53 @@ def generate_pairs(
     return generate_pair_set(root, n_folds, pairs_per_fold, seed, identities, split).pairs
 
 
-def _cli() -> None:
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+@app.command(epilog=exit_help(InputError))
+@command("massface-pairs")
+def pairs_command(
+    root: Annotated[Path, typer.Argument(help="Dataset root: a folder per identity.")],
+    out: Annotated[Path, typer.Option("--out", help="Pairs file to write.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
+    per_fold: Annotated[int | None, typer.Option(
+        "--per-fold", help="Pairs per fold (even; half same).")] = None,
+    identities: Annotated[str | None, typer.Option(
+        help="Comma-separated identity folders to use, e.g. s31,s32,...,s40.")] = None,
+    split: Annotated[str, typer.Option(
+        help="auto, identity (LFW: each person in one fold) or pair (people shared, "
+             "pairs distinct).")] = "auto",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="lfw (LFW pairs.txt: needs files named <name>/<name>_NNNN.ext), "
+        "path (massface path-pairs, any file names), or auto (lfw when every image is "
+        "named the LFW way).")] = "auto",
+) -> None:
+    """Write LFW-style verification pairs for ROOT."""
     from rich.console import Console
 
-    def command(
-        root: Annotated[Path, typer.Argument(help="Dataset root: a folder per identity.")],
-        out: Annotated[Path, typer.Option("--out", help="Pairs file to write.")],
-        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-        folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
-        per_fold: Annotated[int | None, typer.Option(
-            "--per-fold", help="Pairs per fold (even; half same).")] = None,
-        identities: Annotated[str | None, typer.Option(
-            help="Comma-separated identity folders to use, e.g. s31,s32,...,s40.")] = None,
-        split: Annotated[str, typer.Option(
-            help="auto, identity (LFW: each person in one fold) or pair (people shared, "
-                 "pairs distinct).")] = "auto",
-        fmt: Annotated[str, typer.Option(
-            "--format", help="lfw (LFW pairs.txt: needs files named <name>/<name>_NNNN.ext), "
-            "path (massface path-pairs, any file names), or auto (lfw when every image is "
-            "named the LFW way).")] = "auto",
-    ) -> None:
-        """Write LFW-style verification pairs for ROOT."""
-        ids = [s.strip() for s in identities.split(",") if s.strip()] if identities else None
-        try:
-            if fmt not in ("auto", "lfw", "path"):
-                raise InputError(f"--format {fmt!r}: choose auto, lfw or path")
-            result = generate_pair_set(root, folds, per_fold, seed, ids, split)
-            if fmt == "auto":
-                named = all(lfw_name(r) for p in result.pairs for r in (p.a, p.b))
-                fmt = "lfw" if named else "path"
-            if fmt == "lfw":
-                write_lfw_pairs(out, result.pairs, result.n_folds, result.pairs_per_fold // 2)
-            else:
-                write_path_pairs(out, result.pairs)
-        except InputError as exc:
-            Console(stderr=True, soft_wrap=True).print(f"[red]pairs_generate: {exc}[/red]",
-                                                       highlight=False)
-            raise typer.Exit(2) from None
-        Console().print(
-            f"{out}: {len(result.pairs)} pairs = {result.n_folds} folds x "
-            f"{result.pairs_per_fold // 2} same + {result.pairs_per_fold // 2} different; "
-            f"{result.identities} identities, {result.images} images; split "
-            f"'{result.split}', seed {seed}; {fmt} format", highlight=False)
+    ids = [s.strip() for s in identities.split(",") if s.strip()] if identities else None
+    if fmt not in ("auto", "lfw", "path"):
+        raise InputError(f"--format {fmt!r}: choose auto, lfw or path")
+    result = generate_pair_set(root, folds, per_fold, seed, ids, split)
+    if fmt == "auto":
+        named = all(lfw_name(r) for p in result.pairs for r in (p.a, p.b))
+        fmt = "lfw" if named else "path"
+    if fmt == "lfw":
+        write_lfw_pairs(out, result.pairs, result.n_folds, result.pairs_per_fold // 2)
+    else:
+        write_path_pairs(out, result.pairs)
+    Console().print(
+        f"{out}: {len(result.pairs)} pairs = {result.n_folds} folds x "
+        f"{result.pairs_per_fold // 2} same + {result.pairs_per_fold // 2} different; "
+        f"{result.identities} identities, {result.images} images; split "
+        f"'{result.split}', seed {seed}; {fmt} format", highlight=False)
 
-    typer.run(command)
+
+def main() -> None:
+    """Console entry point (``massface-pairs``)."""
+    app(prog_name="massface-pairs")
 
 
 if __name__ == "__main__":
-    _cli()
+    main()

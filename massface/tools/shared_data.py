@@ -1,8 +1,10 @@
-"""Where the project's real data lives.
+"""The shared real data (aligned LFW, ORL, the pretrained MobileFaceNet), when configured.
 
-The data (aligned LFW, ORL, the pretrained MobileFaceNet) is never copied into the
-repository; it is found through ``MASSFACE_SHARED`` (default ``../shared`` relative to
-the repository root, i.e. beside the checkout).
+The library never guesses where it is (a wheel install has no checkout beside it): it is
+the folder named by ``MASSFACE_SHARED``. Defaults that need it (the export's parity and
+calibration faces) say so clearly when it is not set; the command-line options
+(``--parity-images``, ``--calibration-images``) avoid it altogether. The test suite and
+the benchmarks point ``MASSFACE_SHARED`` at ``../shared`` beside the checkout.
 """
 
 from __future__ import annotations
@@ -10,36 +12,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from massface.errors import InputError
+
 ENV_VAR = "MASSFACE_SHARED"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def shared_root() -> Path:
-    """The shared data folder: ``$MASSFACE_SHARED`` or ``<repo>/../shared``."""
+def shared_root(needed_for: str = "the shared data") -> Path:
+    """``$MASSFACE_SHARED``; :class:`InputError` naming ``needed_for`` when unset/missing."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else (_REPO_ROOT.parent / "shared")
+    if not env:
+        raise InputError(f"{needed_for}: {ENV_VAR} is not set; set it to the shared data "
+                         "folder (holding data/lfw/...) or pass the files explicitly")
+    root = Path(env)
+    if not root.is_dir():
+        raise InputError(f"{needed_for}: {ENV_VAR}={env} is not a folder")
+    return root
 
 
-def lfw_dir() -> Path:
+def lfw_dir(needed_for: str = "aligned LFW") -> Path:
     """Aligned 112x112 LFW images, ``<name>/<name>_NNNN.jpg``."""
-    return shared_root() / "data" / "lfw" / "lfw-112x112"
+    return shared_root(needed_for) / "data" / "lfw" / "lfw-112x112"
 
 
-def lfw_pairs() -> Path:
+def lfw_pairs(needed_for: str = "LFW pairs.txt") -> Path:
     """The standard LFW View-2 ``pairs.txt`` (6,000 pairs in 10 folds)."""
-    return shared_root() / "data" / "lfw" / "pairs.txt"
-
-
-def orl_dir() -> Path:
-    """AT&T/ORL faces: ``s1..s40/1..10.pgm``."""
-    return shared_root() / "data" / "orl"
-
-
-def pretrained_onnx() -> Path:
-    """The shared pretrained MobileFaceNet (ONNX, dynamic batch, 192-d, NHWC)."""
-    return shared_root() / "models" / "mobilefacenet-sirius" / "mobilefacenet_sirius.onnx"
-
-
-def pretrained_tflite() -> Path:
-    """The same pretrained MobileFaceNet as shipped (TFLite, batch 2)."""
-    return shared_root() / "models" / "mobilefacenet-sirius" / "MobileFaceNet.tflite"
+    return shared_root(needed_for) / "data" / "lfw" / "pairs.txt"

@@ -17,16 +17,15 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
-from massface.errors import InputError
+from massface.cli import command, exit_help
+from massface.errors import InputError, NonFiniteLossError, RunInterruptedError
 
 app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
-EXIT_NAN = 3
-EXIT_INTERRUPTED = 130
 
 
-@app.command()
+@app.command(epilog=exit_help(InputError, NonFiniteLossError, RunInterruptedError))
+@command("massface-train")
 def train(
     config: Annotated[Path | None, typer.Argument(help="experiment YAML (may name a "
                                                   "'base:' file)")] = None,
@@ -46,34 +45,34 @@ def train(
     resumes from the latest checkpoint. Exit codes: 0 done, 2 bad input, 3 NaN loss (last
     good checkpoint kept), 130 interrupted by Ctrl-C/SIGTERM (checkpoint saved)."""
     console = Console(stderr=True)
-    try:
-        from massface.train.config import dump_config, load_config
+    from massface.train.config import dump_config, load_config
 
-        # Options are set as typed (no YAML reading: --name 2024 / --name yes stay text).
-        values = {key: value for key, value in (
-            ("name", name), ("work_dir", work_dir), ("train.pretrained", pretrained),
-            ("train.max_steps", max_steps)) if value is not None}
-        if not progress:
-            values["train.progress"] = False
-        cfg = load_config(config, list(set_ or []), values)
-        if print_config:
-            typer.echo(dump_config(cfg), nl=False)
-            return
-        from massface.train.trainer import Trainer
+    # Options are set as typed (no YAML reading: --name 2024 / --name yes stay text).
+    values = {key: value for key, value in (
+        ("name", name), ("work_dir", work_dir), ("train.pretrained", pretrained),
+        ("train.max_steps", max_steps)) if value is not None}
+    if not progress:
+        values["train.progress"] = False
+    cfg = load_config(config, list(set_ or []), values)
+    if print_config:
+        typer.echo(dump_config(cfg), nl=False)
+        return
+    from massface.train.trainer import Trainer
 
-        result = Trainer(cfg, console=console).run()
-    except InputError as exc:
-        console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
-        raise typer.Exit(2) from None
+    result = Trainer(cfg, console=console).run()
     console.print(f"{result.status}: step {result.final_step}, checkpoint "
                   f"{result.last_checkpoint}, {result.images_per_s:.1f} images/s")
     if result.validation:
         console.print("verification: " + ", ".join(f"{k} {v:.4f}" for k, v in
                                                    result.validation.items()))
     if result.status == "nan":
-        raise typer.Exit(EXIT_NAN)
+        raise NonFiniteLossError(f"{result.run_dir}: the loss became NaN/Inf at step "
+                                 f"{result.final_step}; the last good checkpoint is "
+                                 f"{result.last_checkpoint}")
     if result.status == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise RunInterruptedError(f"{result.run_dir}: interrupted at step {result.final_step};"
+                                  f" checkpoint {result.last_checkpoint} saved (run the same "
+                                  "command to resume)")
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.tools.atomic import write_json, write_text
+from massface.io import write_json, write_text
 from massface.train import config as config_mod
 from massface.train.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
 

@@ -34,7 +34,7 @@ class PairsValidation:
     @classmethod
     def load(cls, pairs: str | os.PathLike[str], root: str | os.PathLike[str],
              size: tuple[int, int] = (112, 112), **kw: Any) -> PairsValidation:
-        from massface.tools.pairs import pair_references, read_pairs, resolve_reference
+        from massface.formats.pairs import pair_references, read_pairs, resolve_reference
 
         plist = read_pairs(pairs)
         refs = pair_references(plist)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from naive_reference import assert_matches, naive_evaluate
 from typer.testing import CliRunner
 
 from massface.evaluate import verify
 from massface.evaluate.cli import app
 from massface.evaluate.folds import contiguous_fold_ids
-from massface.tools import embedding_dir, msame
-from massface.tools.pairs import Pair, write_path_pairs
+from massface.formats import embedding_dir, msame
+from massface.formats.pairs import Pair, write_path_pairs
+from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 N_PAIRS = 60
 DIM = 8
@@ -238,7 +238,7 @@ def test_console_entry_point_runs(tmp_path, data):
 
 def test_evaluation_never_imports_tensorflow():
     code = ("import sys, massface.evaluate, massface.evaluate.cli, massface.evaluate.inputs, "
-            "massface.evaluate.report, massface.tools.msame, massface.tools.pairs_generate; "
+            "massface.evaluate.report, massface.formats.msame, massface.tools.pairs_generate; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

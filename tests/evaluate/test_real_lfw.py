@@ -12,13 +12,13 @@ import json
 
 import numpy as np
 import pytest
-from naive_reference import assert_matches, naive_evaluate
 from typer.testing import CliRunner
 
 from massface.evaluate import verify
 from massface.evaluate.cli import app
-from massface.tools import embedding_dir, msame
-from massface.tools.pairs import pair_references, read_pairs, resolve_reference
+from massface.formats import embedding_dir, msame
+from massface.formats.pairs import pair_references, read_pairs, resolve_reference
+from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 PUBLISHED_ACCURACY = 0.9925
 BATCH = 32

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from naive_reference import assert_matches, naive_evaluate
 from scipy.optimize import brentq
 from sklearn.model_selection import KFold
 
@@ -14,6 +13,7 @@ from massface.errors import InputError
 from massface.evaluate import VerificationResult, verify
 from massface.evaluate.folds import contiguous_fold_ids
 from massface.evaluate.verification import equal_error_rate, far_threshold
+from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 
 def _labels(rng, n, n_folds=10):

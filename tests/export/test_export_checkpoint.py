@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 
 from massface.export.cli import app
 from massface.export.manifest import sha256
+from tests.helpers.models import make_training_run
+from tests.helpers.standin_atc import install_standin_atc
 
 tf = pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -43,17 +45,17 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, faces, training_run_maker) -> Path:
-    return training_run_maker(tmp_path_factory.mktemp("train") / "orl-run", faces.images,
+def run_dir(tmp_path_factory, faces) -> Path:
+    return make_training_run(tmp_path_factory.mktemp("train") / "orl-run", faces.images,
                               embedding_size=EMBEDDING)
 
 
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory, atc_installer):
+def exported(run_dir, tmp_path_factory):
     """One full export, with a stand-in atc that succeeds, and what the stand-in saw."""
     base = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as mp:
-        bin_dir = atc_installer(base / "bin", "success", mp)
+        bin_dir = install_standin_atc(base / "bin", "success", mp)
         result = _invoke(["--ckpt", run_dir, "--out", base / "out", "--soc", "Ascend310P3"])
     return result, base / "out", bin_dir
 

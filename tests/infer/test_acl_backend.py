@@ -11,12 +11,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_linear_onnx
-from fake_acl import FakeAcl, write_fake_om
 
 from massface.errors import InputError
 from massface.infer.backends import open_backend
 from massface.infer.backends.acl_backend import AclError
+from tests.helpers.fake_acl import FakeAcl, write_fake_om
+from tests.helpers.models import make_linear_onnx
 
 SIZE = (16, 16)
 TEARDOWN = ["destroy_data_buffer", "mdl.destroy_dataset", "rt.free", "rt.free_host",
@@ -135,8 +135,8 @@ def test_cli_runs_om_end_to_end(monkeypatch, tmp_path, pretrained_onnx, lfw_dir)
     """massface-infer on an .om (the double runs the shared model) == on the ONNX."""
     from typer.testing import CliRunner
 
+    from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer.cli import app
-    from massface.tools.embedding_dir import read_embedding_dir
 
     install(monkeypatch, FakeAcl(pretrained_onnx, gears=(1, 8), output_dtype="float32"))
     om = write_fake_om(tmp_path / "m.om")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_linear_onnx
 
 from massface.errors import InputError
 from massface.infer.backends import BACKENDS, open_backend
 from massface.infer.backends.onnx_backend import OnnxBackend
+from tests.helpers.models import make_linear_onnx
 
 SIZE = (12, 10)
 

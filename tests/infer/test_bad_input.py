@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_linear_onnx
 from PIL import Image
 from typer.testing import CliRunner
 
+from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app
-from massface.tools.embedding_dir import read_embedding_dir
+from tests.helpers.models import make_linear_onnx
 
 runner = CliRunner()
 SIZE = (16, 16)

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import accuracy, lfw_accuracy_of
-from conftest import invoke_ok as invoke
 from typer.testing import CliRunner
 
-from massface.tools.embedding_dir import read_embedding_dir
-from massface.tools.insightface_bin import write_insightface_bin
-from massface.tools.pairs import pair_references, read_pairs, resolve_reference
+from massface.formats.embedding_dir import read_embedding_dir
+from massface.formats.insightface_bin import write_insightface_bin
+from massface.formats.pairs import pair_references, read_pairs, resolve_reference
+from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.scoring import accuracy, lfw_accuracy_of
 
 runner = CliRunner()
 
@@ -280,9 +280,8 @@ def test_orl_grey_pgm_folder_is_converted_and_resized(tmp_path, orl_dir, pretrai
 def test_local_reference_agrees_with_massface_evaluate(lfw_run):
     """The test-side accuracy reference and massface.evaluate.verify give the same figure."""
     pytest.importorskip("massface.evaluate")
-    from lfw_reference import lfw_accuracy
-
     from massface.evaluate import verify
+    from tests.helpers.lfw_reference import lfw_accuracy
 
     es = read_embedding_dir(lfw_run)
     rows = es.row_of()

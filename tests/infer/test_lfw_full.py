@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import lfw_accuracy_of
 from typer.testing import CliRunner
 
 from massface.infer.cli import app
+from tests.helpers.scoring import lfw_accuracy_of
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -10,8 +10,9 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import make_linear_onnx
 from PIL import Image
+
+from tests.helpers.models import make_linear_onnx
 
 SCRIPT = """
 import sys

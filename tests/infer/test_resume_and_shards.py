@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import invoke_ok as invoke
-from conftest import lfw_accuracy_of
 from typer.testing import CliRunner
 
 from massface.errors import InputError
+from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer import InferOptions, open_backend, run_inference
 from massface.infer.cli import app
 from massface.infer.sources import lfw_dataset
-from massface.tools.embedding_dir import read_embedding_dir
+from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.scoring import lfw_accuracy_of
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]

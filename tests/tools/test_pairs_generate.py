@@ -11,7 +11,7 @@ import pytest
 
 from massface.errors import InputError
 from massface.evaluate.folds import contiguous_fold_ids
-from massface.tools.pairs import read_pairs, resolve_reference, write_path_pairs
+from massface.formats.pairs import read_pairs, resolve_reference, write_path_pairs
 from massface.tools.pairs_generate import generate_pair_set, generate_pairs, natural_key
 
 

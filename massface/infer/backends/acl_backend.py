@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import AclError, InputError
 from massface.infer.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
 
 ACL_SUCCESS = 0
@@ -43,9 +43,6 @@ NPY_BYTE = 1  # numpy type code for ptr_to_numpy on old pyACL
 ACL_DTYPES = {0: "float32", 1: "float16", 2: "int8", 3: "int32", 4: "uint8", 6: "int16",
               7: "uint16", 8: "uint32", 9: "int64", 10: "uint64", 11: "float64", 12: "bool"}
 
-
-class AclError(InputError):
-    """A pyACL call returned a failure status; the message names the call and the status."""
 
 
 def import_acl(path: object) -> Any:

@@ -8,7 +8,7 @@ Layout (version 1)::
       index.txt             N lines: each row's image path, relative to the dataset root,
                             POSIX separators
       pairs.txt             optional: the pairs file the run was given (LFW or path-pairs
-                            format, see massface.tools.pairs), so that
+                            format, see massface.formats.pairs), so that
                             ``massface-eval OUTDIR`` needs no other argument
       meta.json             {"format": "massface-embeddings", "version": 1, ...}: model,
                             preprocessing, dataset root, counts
@@ -19,7 +19,6 @@ written atomically (temporary name, then rename).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.errors import InputError
-from massface.tools import atomic
+from massface.io import read_json
 
 FORMAT_NAME = "massface-embeddings"
 FORMAT_VERSION = 1
@@ -51,7 +51,7 @@ class EmbeddingSet:
 
     def row_of(self) -> dict[str, int]:
         """Map from image reference (with and without extension) to row."""
-        from massface.tools.pairs import strip_extension
+        from massface.formats.pairs import strip_extension
 
         rows: dict[str, int] = {}
         for i, p in enumerate(self.paths):
@@ -73,9 +73,13 @@ def write_embedding_dir(
     *,
     flip: np.ndarray | None = None,
     pairs_file: str | os.PathLike[str] | None = None,
+    pairs_bytes: bytes | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write an embedding folder; ``meta.json`` goes last so partial folders are visible."""
+    """Write an embedding folder; ``meta.json`` goes last so partial folders are visible.
+
+    The pairs file is copied from ``pairs_file``, or written from ``pairs_bytes``.
+    """
     out = Path(outdir)
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(paths):
@@ -84,18 +88,20 @@ def write_embedding_dir(
         raise InputError(f"{out}: flip embeddings {np.shape(flip)} do not match {emb.shape}")
     out.mkdir(parents=True, exist_ok=True)
     (out / META).unlink(missing_ok=True)
-    atomic.save_npy(out / EMBEDDINGS, emb)
+    io.save_npy(out / EMBEDDINGS, emb)
     if flip is not None:
-        atomic.save_npy(out / EMBEDDINGS_FLIP, np.asarray(flip, dtype=np.float32))
+        io.save_npy(out / EMBEDDINGS_FLIP, np.asarray(flip, dtype=np.float32))
     else:
         (out / EMBEDDINGS_FLIP).unlink(missing_ok=True)
-    atomic.write_text(out / INDEX, "".join(f"{p}\n" for p in paths))
+    io.write_text(out / INDEX, "".join(f"{p}\n" for p in paths))
     if pairs_file is not None:
-        atomic.write_bytes(out / PAIRS, Path(pairs_file).read_bytes())
+        io.write_bytes(out / PAIRS, Path(pairs_file).read_bytes())
+    elif pairs_bytes is not None:
+        io.write_bytes(out / PAIRS, pairs_bytes)
     info = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "images": len(paths),
             "dim": int(emb.shape[1]), "flip": flip is not None}
     info.update(meta or {})
-    atomic.write_json(out / META, info)
+    io.write_json(out / META, info)
     return out
 
 
@@ -113,10 +119,9 @@ def read_embedding_dir(path: str | os.PathLike[str]) -> EmbeddingSet:
     if not meta_path.is_file():
         raise InputError(f"{d}: no {META}: not a massface embedding folder, or the run that "
                          "wrote it did not finish")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{meta_path}: unreadable: {exc}") from exc
+    meta = read_json(meta_path, "embedding folder description")
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: expected a JSON object")
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise InputError(f"{meta_path}: format {meta.get('format')!r} version "
                          f"{meta.get('version')!r} is not {FORMAT_NAME} v{FORMAT_VERSION}")

@@ -107,6 +107,6 @@ def read_insightface_bin(path: str | os.PathLike[str]) -> InsightfaceBin:
 def write_insightface_bin(path: str | os.PathLike[str], images: list[bytes],
                           issame: list[bool]) -> None:
     """Write a ``.bin`` in the insightface layout (for tests and for converting sets)."""
-    from massface.tools.atomic import write_bytes
+    from massface.io import write_bytes
 
     write_bytes(path, pickle.dumps((list(images), [bool(f) for f in issame]), protocol=4))

@@ -222,23 +222,25 @@ def read_outputs(
 
 
 def read_labels_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """calAcc's ``actual_issame.txt``: whitespace-separated ``1``/``0`` tokens, as bool."""
+    """calAcc's ``actual_issame.txt``: whitespace-separated ``1``/``0`` (or ``True``/``False``)
+    tokens, as bool."""
     p = Path(path)
     try:
         tokens = p.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read labels: {exc}") from exc
-    bad = [(i, t) for i, t in enumerate(tokens) if t not in ("0", "1")]
+    table = {"1": True, "0": False, "true": True, "false": False}
+    bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in table]
     if bad:
         shown = ", ".join(f"#{i}={t!r}" for i, t in bad[:10])
-        raise InputError(f"{p}: {len(bad)} label(s) are not 0/1: {shown}")
+        raise InputError(f"{p}: {len(bad)} label(s) are not 0/1 (or True/False): {shown}")
     if not tokens:
         raise InputError(f"{p}: no labels in file")
-    return np.array([t == "1" for t in tokens], dtype=bool)
+    return np.array([table[t.lower()] for t in tokens], dtype=bool)
 
 
 def write_labels_file(path: str | os.PathLike[str], issame: Any) -> None:
     """Write ``actual_issame.txt`` the calAcc way (one line), atomically."""
-    from massface.tools.atomic import write_text
+    from massface.io import write_text
 
     write_text(path, " ".join("1" if bool(x) else "0" for x in issame) + "\n")

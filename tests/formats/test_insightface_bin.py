@@ -1,4 +1,4 @@
-"""The restricted unpickler of massface.tools.insightface_bin."""
+"""The restricted unpickler of massface.formats.insightface_bin."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from massface.errors import InputError
-from massface.infer.cli import app
-from massface.tools.insightface_bin import (
+from massface.formats.insightface_bin import (
     read_insightface_bin,
     restricted_loads,
     write_insightface_bin,
 )
+from massface.infer.cli import app
 
 
 def test_roundtrip_and_protocols(tmp_path):

@@ -5,21 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from massface.tools import atomic
+from massface import io
 
 
 def test_write_text_replaces_whole_file(tmp_path):
     target = tmp_path / "sub" / "report.json"
-    atomic.write_json(target, {"a": 1})
-    atomic.write_json(target, {"b": 2})
+    io.write_json(target, {"a": 1})
+    io.write_json(target, {"b": 2})
     assert target.read_text() == '{\n  "b": 2\n}\n'
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]
 
 
 def test_failure_inside_keeps_old_content_and_no_temp(tmp_path):
     target = tmp_path / "emb.npy"
-    atomic.save_npy(target, np.arange(3))
-    with pytest.raises(RuntimeError), atomic.atomic_path(target) as tmp:
+    io.save_npy(target, np.arange(3))
+    with pytest.raises(RuntimeError), io.atomic_path(target) as tmp:
         tmp.write_bytes(b"half")
         raise RuntimeError("interrupted")
     np.testing.assert_array_equal(np.load(target), np.arange(3))
@@ -28,5 +28,5 @@ def test_failure_inside_keeps_old_content_and_no_temp(tmp_path):
 
 def test_save_npy_refuses_object_arrays(tmp_path):
     with pytest.raises(ValueError):
-        atomic.save_npy(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object))
+        io.save_npy(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object))
     assert list(tmp_path.iterdir()) == []

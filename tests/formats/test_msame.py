@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.tools import msame
+from massface.formats import msame
 
 
 def _write(folder, n, namer=msame.msame_output_name, k=0, dim=4, dtype=np.float32):
@@ -86,7 +86,7 @@ def test_labels_file_round_trip(tmp_path):
     assert path.read_text() == "1 0 1 0\n"
     np.testing.assert_array_equal(msame.read_labels_file(path), [True, False, True, False])
     path.write_text("1 0 x 1\n")
-    with pytest.raises(InputError, match=r"1 label\(s\) are not 0/1: #2='x'"):
+    with pytest.raises(InputError, match=r"1 label\(s\) are not 0/1 \(or True/False\): #2='x'"):
         msame.read_labels_file(path)
     path.write_text("\n")
     with pytest.raises(InputError, match="no labels"):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.tools import embedding_dir as ed
-from massface.tools.pairs import Pair, read_pairs, write_path_pairs
+from massface.formats import embedding_dir as ed
+from massface.formats.pairs import Pair, read_pairs, write_path_pairs
 
 
 def test_round_trip_with_flip_and_pairs(tmp_path):

@@ -95,16 +95,21 @@ def _read_path_pairs(path: Path, lines: list[str]) -> list[Pair]:
     return pairs
 
 
-def write_path_pairs(path: str | os.PathLike[str], pairs: list[Pair]) -> None:
-    """Write pairs in the massface path-pairs format (atomically)."""
-    from massface.tools.atomic import write_text
-
+def format_path_pairs(pairs: list[Pair], where: str | os.PathLike[str] = "pairs") -> str:
+    """The text of a massface path-pairs file holding ``pairs``."""
     for p in pairs:
         for ref in (p.a, p.b):
             if "\t" in ref or "\n" in ref:
-                raise InputError(f"{path}: image path {ref!r} contains a tab or newline")
+                raise InputError(f"{where}: image path {ref!r} contains a tab or newline")
     body = "".join(f"{p.a}\t{p.b}\t{int(p.issame)}\n" for p in pairs)
-    write_text(path, PATH_PAIRS_HEADER + "\n" + body)
+    return PATH_PAIRS_HEADER + "\n" + body
+
+
+def write_path_pairs(path: str | os.PathLike[str], pairs: list[Pair]) -> None:
+    """Write pairs in the massface path-pairs format (atomically)."""
+    from massface.io import write_text
+
+    write_text(path, format_path_pairs(pairs, path))
 
 
 _LFW_NAME = re.compile(r"^(?P<name>[^/\s]+)/(?P=name)_(?P<num>\d+)(\.[A-Za-z0-9]+)?$")
@@ -123,7 +128,7 @@ def write_lfw_pairs(path: str | os.PathLike[str], pairs: list[Pair], n_sets: int
     Only for datasets whose files are named ``<name>/<name>_NNNN.<ext>``; anything else
     is refused (write it with :func:`write_path_pairs` instead).
     """
-    from massface.tools.atomic import write_text
+    from massface.io import write_text
 
     lines = [f"{n_sets}\t{per_class}"]
     for p in pairs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from massface.errors import InputError
-from massface.tools.pairs import (
+from massface.formats.pairs import (
     Pair,
     pair_references,
     read_pairs,

@@ -1,0 +1,103 @@
+"""Files: written so that a reader never sees a half-written one, read with one message.
+
+Everything massface writes for another tool to read (embeddings, reports, models, whole
+export folders) goes through :func:`atomic_path`: the data lands under a hidden
+temporary name in the same folder and is renamed into place only when complete, so an
+interrupted run leaves nothing that looks finished. :func:`read_json` and
+:func:`sha256_file` are the one way to read a JSON file and hash a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from massface.errors import InputError
+
+PathLike = str | os.PathLike[str]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; move it onto ``path`` on success.
+
+    The caller writes a file, or creates a folder, at the yielded path. On success it
+    replaces ``path`` (an existing folder is moved aside first and deleted after the swap,
+    so ``path`` is never missing or half-filled); on an exception the temporary is removed
+    and ``path`` is untouched.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.rmdir()  # only the unique name is wanted: the caller makes a file or a folder
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    old = None
+    if final.is_dir() and not final.is_symlink():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old)  # onto the empty temporary folder
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_bytes(path: PathLike, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: PathLike, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_npy(path: PathLike, array: Any) -> None:
+    """Atomically write a NumPy array as ``.npy`` (never pickled)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def read_json(path: PathLike, what: str) -> Any:
+    """The JSON document at ``path``; :class:`InputError` naming it as ``what`` otherwise."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes; :class:`InputError` when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable: {exc}") from exc
+    return h.hexdigest()

@@ -1,0 +1,67 @@
+"""Small model builders: a linear ONNX "face model" and a real-looking training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def make_linear_onnx(path: Path, *, layout: str = "NHWC", batch: int | None = None,
+                     size: tuple[int, int] = (112, 112), channels: int = 3, dim: int = 16,
+                     seed: int = 0, input_shape: list | None = None) -> np.ndarray:
+    """Write ``embeddings = flatten(input) @ W`` as ONNX; returns W (for a numpy reference)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = size
+    shape = input_shape or ([batch or "N", h, w, channels] if layout == "NHWC"
+                            else [batch or "N", channels, h, w])
+    flat = int(np.prod([d for d in shape[1:] if isinstance(d, int)]))
+    weight = np.random.default_rng(seed).standard_normal((flat, dim)).astype(np.float32) / 50
+    nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "W"], ["embeddings"])]
+    graph = helper.make_graph(
+        nodes, "linear",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, [shape[0], dim])],
+        [numpy_helper.from_array(weight, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return weight
+
+
+def make_training_run(run_dir: Path, faces, *, embedding_size: int = 128, seed: int = 0) -> Path:
+    """A massface-train-style run folder whose BatchNorm statistics are real.
+
+    Random-init MobileFaceNet, non-trivial gamma/beta, then one training-mode pass over
+    real faces with momentum 0 so every BatchNorm's moving mean/variance are the real
+    activation statistics (so folding BN into the convolutions is really exercised).
+    Saved as ``tf.train.Checkpoint(backbone=model, step=...)`` by a CheckpointManager
+    under ``checkpoints/``, with ``config.yaml`` beside it, as ``load_backbone`` expects.
+    """
+    import numpy as np
+    import tensorflow as tf
+    import yaml
+
+    from massface.train.mobilefacenet import BatchNorm, MobileFaceNet
+
+    model = MobileFaceNet(embedding_size=embedding_size, seed=seed)
+    rng = np.random.default_rng(seed)
+    bns = [m for m in model.submodules if isinstance(m, BatchNorm)]
+    for bn in bns:
+        bn.gamma.assign(rng.uniform(0.6, 1.4, bn.gamma.shape).astype(np.float32))
+        bn.beta.assign(rng.normal(0.0, 0.1, bn.beta.shape).astype(np.float32))
+        bn.momentum = 0.0
+    model(tf.constant(faces), training=True)
+    for bn in bns:
+        bn.momentum = 0.995
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(
+        yaml.safe_dump({"model": {"embedding_size": embedding_size},
+                        "data": {"image_size": [112, 112], "mean": 127.5, "std": 128.0,
+                                 "color": "RGB"}}))
+    ckpt = tf.train.Checkpoint(backbone=model, step=tf.Variable(1, dtype=tf.int64))
+    tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=1).save()
+    return run_dir
