@@ -8,7 +8,7 @@ machine. The naive reference runs fully on the 6,000 pairs; on 1,000,000 pairs i
 take many minutes, so it runs on a 50,000-pair subset and its time is extrapolated
 linearly (its cost is thresholds x pairs) -- the output says so.
 
-Run: ``python -m bench.bench_evaluate`` (from the repository root) (about a minute, ~4 GB of memory).
+Run from the repository root: ``python -m bench.bench_evaluate`` (about a minute, ~4 GB).
 """
 
 from __future__ import annotations

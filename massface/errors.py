@@ -37,7 +37,7 @@ class VerificationError(MassfaceError):
     """A produced artifact did not pass its check; nothing that looks finished is left."""
 
     exit_code = 3
-    meaning = "an artifact failed verification (conversion, freezing, parity)"
+    meaning = "an artifact failed verification (conversion, freezing, parity); nothing is kept"
 
 
 class FreezeError(VerificationError):
@@ -62,11 +62,14 @@ class ToolError(MassfaceError):
     """An external tool or runtime ran and failed."""
 
     exit_code = 4
-    meaning = "an external tool failed (ATC, pyACL); its output is kept"
+    meaning = "an external tool or runtime failed (ATC, pyACL)"
 
 
 class AtcError(ToolError):
     """ATC ran and did not produce a model (non-zero exit, or no ``.om`` written)."""
+
+    meaning = ("ATC failed (the verified .pb/.onnx are kept, export.json records it, ATC's "
+               "output is in atc.log)")
 
 
 class AclError(ToolError):

@@ -54,6 +54,10 @@ class Registry(Generic[T]):
         self.get(name)
         return self._entries[name][1]
 
+    def choices(self) -> str:
+        """``"a (what a is), b (what b is)"``: the choices for a command's ``--help``."""
+        return ", ".join(f"{n} ({d})" if d else n for n, (_, d) in self._entries.items())
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -22,15 +22,10 @@ from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.report import Run, print_report, write_json, write_markdown, write_roc
 from massface.evaluate.verification import verify
+from massface.formats.msame import DTYPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
-
-
-def _choice(value: str, options: dict | tuple, name: str) -> str:
-    if value not in options:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(options)}", param_hint=name)
-    return value
 
 
 @app.command(epilog=exit_help(InputError))
@@ -46,7 +41,7 @@ def evaluate(
              "both exist they must agree. A pairs file given with an embedding folder "
              "chooses the pairs scored.")] = None,
     kind: Annotated[str, typer.Option(
-        help=f"Input kind: auto, {', '.join(INPUT_KINDS)}.")] = "auto",
+        help=f"Input kind: auto (detected), {INPUT_KINDS.choices()}.")] = "auto",
     dtype: Annotated[str, typer.Option(
         help="Raw .bin output type: float32, float16, or auto (from file size and --dim).")
     ] = "auto",
@@ -55,12 +50,11 @@ def evaluate(
     output_index: Annotated[int, typer.Option(
         help="Which model output k of <i>_output_<k>.bin to read.")] = 0,
     normalization: Annotated[str, typer.Option(
-        help="l2 (default), massface (row-mean-centred then L2), or none.")] = "l2",
+        help=f"Normalisation: {NORMALIZATIONS.choices()}.")] = "l2",
     flip: Annotated[str, typer.Option(
-        help="Flip fusion when flip embeddings exist: none, concat (facenet), sum "
-             "(insightface).")] = "none",
+        help=f"Flip fusion when flip embeddings exist: {FLIPS.choices()}.")] = "none",
     distance: Annotated[str, typer.Option(
-        help="euclidean (squared L2) or cosine (arccos/pi).")] = "euclidean",
+        help=f"Distance: {DISTANCES.choices()}.")] = "euclidean",
     subtract_mean: Annotated[bool, typer.Option(
         "--subtract-mean", help="Subtract the training folds' mean embedding per fold.")
     ] = False,
@@ -77,11 +71,13 @@ def evaluate(
     roc: Annotated[Path | None, typer.Option(help="Write the ROC curves (PNG).")] = None,
 ) -> None:
     """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
-    _choice(normalization, NORMALIZATIONS, "--normalization")
-    _choice(flip, FLIPS, "--flip")
-    _choice(distance, DISTANCES, "--distance")
-    _choice(dtype, ("auto", "float32", "float16"), "--dtype")
-    _choice(kind, ("auto", *INPUT_KINDS), "--kind")
+    NORMALIZATIONS.get(normalization, "--normalization")
+    FLIPS.get(flip, "--flip")
+    DISTANCES.get(distance, "--distance")
+    if dtype not in ("auto", *DTYPES):
+        raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
+    if kind != "auto":
+        INPUT_KINDS.get(kind, "--kind")
     _evaluate(inputs, LoadOptions(labels=labels, kind=kind, dtype=dtype, dim=dim,
                                   output_index=output_index, allow_missing=allow_missing,
                                   n_folds=folds),

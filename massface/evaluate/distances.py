@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from massface.registry import Registry
+
 BLOCK_ROWS = 65536
 
 
@@ -28,19 +30,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arccos(np.clip(dot / norm, -1.0, 1.0)) / math.pi
 
 
-DISTANCES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "euclidean": _squared_l2,
-    "cosine": _cosine,
-}
-
-DISTANCE_TEXT = {"euclidean": "squared L2", "cosine": "arccos(cosine)/pi"}
+Distance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+DISTANCES: Registry[Distance] = Registry("distance")
+DISTANCES.register("euclidean", _squared_l2, description="squared L2")
+DISTANCES.register("cosine", _cosine, description="arccos(cosine)/pi")
 
 
 def pair_distances(
     e1: np.ndarray, e2: np.ndarray, metric: str = "euclidean", mean: np.ndarray | None = None
 ) -> np.ndarray:
     """Distance of each pair ``(e1[i], e2[i])``, after subtracting ``mean`` from both if given."""
-    fn = DISTANCES[metric]
+    fn = DISTANCES.get(metric)
     out = np.empty(e1.shape[0], dtype=np.float64)
     for start in range(0, e1.shape[0], BLOCK_ROWS):
         s = slice(start, start + BLOCK_ROWS)

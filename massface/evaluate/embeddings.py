@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from massface.errors import InputError
+from massface.registry import Registry
 
 
 def _rows(mask: np.ndarray, limit: int = 10, offset: int = 0) -> str:
@@ -86,17 +87,11 @@ def normalize_none(x: np.ndarray, what: str = "embeddings", offset: int = 0) -> 
     return x
 
 
-NORMALIZATIONS: dict[str, Callable[..., np.ndarray]] = {
-    "l2": normalize_l2,
-    "massface": normalize_massface,
-    "none": normalize_none,
-}
-
-NORMALIZATION_TEXT = {
-    "l2": "L2-normalised",
-    "massface": "row-mean-centred then L2-normalised (MassFace)",
-    "none": "not normalised",
-}
+NORMALIZATIONS: Registry[Callable[..., np.ndarray]] = Registry("normalization")
+NORMALIZATIONS.register("l2", normalize_l2, description="L2-normalised")
+NORMALIZATIONS.register("massface", normalize_massface,
+                        description="row-mean-centred then L2-normalised (MassFace)")
+NORMALIZATIONS.register("none", normalize_none, description="not normalised")
 
 
 Normalize = Callable[..., np.ndarray]
@@ -121,30 +116,17 @@ def _flip_sum(emb: np.ndarray, flip: np.ndarray | None, norm: Normalize,
     return norm(emb, "embeddings + flip embeddings", offset)
 
 
-FLIPS: dict[str, Callable[[np.ndarray, np.ndarray | None, Normalize, int], np.ndarray]] = {
-    "none": _flip_none,
-    "concat": _flip_concat,
-    "sum": _flip_sum,
-}
-
-FLIP_TEXT = {
-    "none": "no flip",
-    "concat": "flip concatenated (facenet)",
-    "sum": "flip summed then normalised (insightface)",
-}
-
-
-def _choice(name: str, registry: dict, what: str) -> Callable:
-    try:
-        return registry[name]
-    except KeyError:
-        raise InputError(f"unknown {what} {name!r}: choose one of {', '.join(registry)}") from None
+Fuse = Callable[[np.ndarray, np.ndarray | None, Normalize, int], np.ndarray]
+FLIPS: Registry[Fuse] = Registry("flip mode")
+FLIPS.register("none", _flip_none, description="no flip")
+FLIPS.register("concat", _flip_concat, description="flip concatenated (facenet)")
+FLIPS.register("sum", _flip_sum, description="flip summed then normalised (insightface)")
 
 
 def check_names(normalization: str, flip: str) -> None:
     """Refuse unknown option names before any work."""
-    _choice(normalization, NORMALIZATIONS, "normalization")
-    _choice(flip, FLIPS, "flip mode")
+    NORMALIZATIONS.get(normalization)
+    FLIPS.get(flip)
 
 
 def prepare_embeddings(
@@ -160,8 +142,8 @@ def prepare_embeddings(
     Row-local: a block of rows (whose first row is row ``offset`` of the whole, for error
     messages) comes out exactly as those rows of the whole would.
     """
-    norm = _choice(normalization, NORMALIZATIONS, "normalization")
-    fuse = _choice(flip, FLIPS, "flip mode")
+    norm = NORMALIZATIONS.get(normalization)
+    fuse = FLIPS.get(flip)
     emb = np.array(embeddings, dtype=np.float64)  # an owned copy: normalised in place
     if emb.ndim != 2:
         raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")

@@ -42,6 +42,7 @@ from massface.evaluate.verification import as_labels
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import strip_extension
 from massface.io import read_json, sha256_file
+from massface.registry import Registry
 
 MANY_FILES = 2000  # show a progress bar from this many output files on
 
@@ -375,12 +376,16 @@ class InputKind:
     load: Callable[[Path, LoadOptions], PairInput]
 
 
-INPUT_KINDS: dict[str, InputKind] = {
-    "embeddings": InputKind(_is_embedding_dir, load_embedding_dir),
-    "npy": InputKind(lambda p: p.is_file() and p.suffix == ".npy", load_npy),
-    "npz": InputKind(lambda p: p.is_file() and p.suffix == ".npz", load_npz),
-    "outputs": InputKind(_is_output_folder, load_output_folder),
-}
+#: Tried in this order by ``--kind auto``.
+INPUT_KINDS: Registry[InputKind] = Registry("input kind")
+INPUT_KINDS.register("embeddings", InputKind(_is_embedding_dir, load_embedding_dir),
+                     description="massface embedding folder (meta.json, index.txt)")
+INPUT_KINDS.register("npy", InputKind(lambda p: p.is_file() and p.suffix == ".npy", load_npy),
+                     description=".npy array in pair order")
+INPUT_KINDS.register("npz", InputKind(lambda p: p.is_file() and p.suffix == ".npz", load_npz),
+                     description=".npz with embeddings (+ embeddings_flip, issame)")
+INPUT_KINDS.register("outputs", InputKind(_is_output_folder, load_output_folder),
+                     description="msame / ais_bench output folder")
 
 
 def load_input(path: str | Path, opts: LoadOptions) -> PairInput:
@@ -389,11 +394,9 @@ def load_input(path: str | Path, opts: LoadOptions) -> PairInput:
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
     if opts.kind != "auto":
-        if opts.kind not in INPUT_KINDS:
-            raise InputError(f"unknown input kind {opts.kind!r}: choose auto or "
-                             f"{', '.join(INPUT_KINDS)}")
-        return INPUT_KINDS[opts.kind].load(p, opts)
-    for kind in INPUT_KINDS.values():
+        return INPUT_KINDS.get(opts.kind, "--kind").load(p, opts)
+    for name in INPUT_KINDS:
+        kind = INPUT_KINDS.get(name)
         if kind.detect(p):
             return kind.load(p, opts)
     if p.is_dir() and (p / embedding_dir.EMBEDDINGS).is_file():

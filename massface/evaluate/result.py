@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from massface.evaluate.distances import DISTANCE_TEXT
-from massface.evaluate.embeddings import FLIP_TEXT, NORMALIZATION_TEXT
+from massface.evaluate.distances import DISTANCES
+from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 
 NOT_ENOUGH_NEGATIVES = "not enough negatives"
 
@@ -31,9 +31,9 @@ class Protocol:
         """One line naming the protocol, e.g. for a table caption."""
         parts = [
             f"{self.n_folds}-fold ({self.folds})",
-            NORMALIZATION_TEXT[self.normalization],
-            FLIP_TEXT[self.flip],
-            DISTANCE_TEXT[self.distance],
+            NORMALIZATIONS.description(self.normalization),
+            FLIPS.description(self.flip),
+            DISTANCES.description(self.distance),
             "per-fold mean subtracted" if self.subtract_mean else "no mean subtraction",
             f"threshold step {self.threshold_step:g}",
             f"VAL@FAR={self.far_target:g} (step {self.val_threshold_step:g})",

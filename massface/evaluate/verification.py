@@ -161,8 +161,7 @@ def verify(
     if emb.ndim != 2:
         raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
     _check_pairs(emb, same)
-    if distance not in DISTANCES:
-        raise InputError(f"unknown distance {distance!r}: choose one of {', '.join(DISTANCES)}")
+    DISTANCES.get(distance)
     if not threshold_step > 0 or not val_threshold_step > 0:
         raise InputError("threshold steps must be positive")
     for t in (far_target, *far_targets):

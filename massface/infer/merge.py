@@ -22,8 +22,7 @@ from massface.io import read_json
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                  output_format: str = "embeddings") -> Path:
     """Merge shard folders (any order) into ``out``; returns ``out``."""
-    if output_format not in WRITERS:
-        raise InputError(f"--format {output_format!r}: choose one of {', '.join(WRITERS)}")
+    writer = WRITERS.get(output_format, "--format")
     if not shard_dirs:
         raise InputError("merge: no shard folders given")
     sets = []
@@ -94,7 +93,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     result.meta["fingerprint"] = fp
     result.meta["merged_from"] = [str(d) for d, _, _ in sets]
     out_path = Path(out)
-    WRITERS[output_format](out_path, result)
+    writer.write(out_path, result)
     return out_path
 
 

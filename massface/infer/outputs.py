@@ -31,6 +31,7 @@ from massface.formats import embedding_dir, msame
 from massface.formats.pairs import format_path_pairs
 from massface.infer.sources import Dataset
 from massface.io import read_json
+from massface.registry import Registry
 
 SKIPPED = "skipped.txt"
 SUMMARY = "summary.json"
@@ -156,15 +157,25 @@ def write_msame(out: Path, res: FinalResult) -> None:
         "order": [ds.keys[r] for r in slots]})
 
 
-Writer = Callable[[Path, FinalResult], None]
-WRITERS: dict[str, Writer] = {"embeddings": write_embeddings, "msame": write_msame}
-MARKERS: dict[str, str] = {"embeddings": embedding_dir.META, "msame": MSAME_META}
+@dataclass(frozen=True)
+class OutputFormat:
+    """How a finished run is written, and the file (written last) that marks it done."""
+
+    write: Callable[[Path, FinalResult], None]
+    marker: str
+
+
+WRITERS: Registry[OutputFormat] = Registry("output format")
+WRITERS.register("embeddings", OutputFormat(write_embeddings, embedding_dir.META),
+                 description="embedding folder for massface-eval")
+WRITERS.register("msame", OutputFormat(write_msame, MSAME_META),
+                 description="msame-style <i>_output_0.bin per pair slot")
 
 
 def completed_fingerprint(out: Path, fmt: str) -> dict[str, Any] | None:
     """The fingerprint of a finished run in ``out`` (None when there is none)."""
 
-    marker = out / MARKERS[fmt]
+    marker = out / WRITERS.get(fmt, "--format").marker
     if not marker.is_file():
         return None
     meta = read_json(marker, "description of the finished run (--overwrite replaces it)")

@@ -169,8 +169,7 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
 
 
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
-    if opts.output_format not in WRITERS:
-        raise InputError(f"--format {opts.output_format!r}: choose one of {', '.join(WRITERS)}")
+    WRITERS.get(opts.output_format, "--format")
     if opts.batch_size < 1 or opts.chunk_batches < 1:
         raise InputError("--batch-size and --chunk-batches must be at least 1")
     if opts.output_format == "msame" and opts.flip:
@@ -241,7 +240,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
         "fingerprint": fingerprint,
     }
-    WRITERS[opts.output_format](opts.out, result)
+    WRITERS.get(opts.output_format).write(opts.out, result)
     store.remove()
     return InferResult(opts.out, summary, result.skipped, result.meta)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.infer.backends import BACKENDS, open_backend
+from massface.infer.backends import BACKENDS, backend_for, open_backend
 from massface.infer.backends.onnx_backend import OnnxBackend
 from tests.helpers.models import make_linear_onnx
 
@@ -17,9 +17,17 @@ def images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, *SIZE, 3)).astype(np.float32)
 
 
-def test_registry_is_keyed_by_suffix():
-    assert set(BACKENDS) == {".onnx", ".pb", ".om"}
-    assert BACKENDS[".onnx"] is OnnxBackend
+def test_auto_backend_is_chosen_by_suffix(tmp_path):
+    assert set(BACKENDS) == {"onnxruntime", "tensorflow", "acl"}
+    assert backend_for("m.onnx") is OnnxBackend
+    assert backend_for("m.ONNX") is OnnxBackend
+    assert backend_for("m.pb").name == "tensorflow" and backend_for("m.om").name == "acl"
+    with pytest.raises(InputError, match=r"unknown model type '\.tflite'"):
+        backend_for("m.tflite")
+    with pytest.raises(InputError, match=r"the tensorflow backend runs \.pb"):
+        backend_for("m.onnx", "tensorflow")
+    with pytest.raises(InputError, match=r"unknown backend 'trt' \(choose one of"):
+        backend_for("m.onnx", "trt")
 
 
 def test_shared_model_info(pretrained_onnx):

@@ -1,8 +1,10 @@
-"""Inference backends, chosen by the model file's suffix.
+"""Inference backends: a registry keyed by backend name, each declaring the model files
+it runs (``suffixes``).
 
-``BACKENDS`` maps a suffix to the backend class; heavy runtimes (TensorFlow, pyACL) are
-imported only when their backend is constructed, so ``massface-infer`` on an ``.onnx``
-model never pays for TensorFlow.
+``--backend auto`` (the default) picks the first registered backend whose suffixes
+include the model file's: ``.onnx`` -> ONNX Runtime, ``.pb`` -> TensorFlow, ``.om`` ->
+pyACL. Heavy runtimes (TensorFlow, pyACL) are imported only when their backend is
+constructed, so ``massface-infer`` on an ``.onnx`` model never pays for TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,25 +17,42 @@ from massface.infer.backends.acl_backend import AclBackend
 from massface.infer.backends.base import DYNAMIC, GEARS, STATIC, Backend, ModelInfo
 from massface.infer.backends.onnx_backend import OnnxBackend
 from massface.infer.backends.tf_backend import TensorFlowBackend
+from massface.registry import Registry
 
-BACKENDS: dict[str, type[Backend]] = {
-    ".onnx": OnnxBackend,
-    ".pb": TensorFlowBackend,
-    ".om": AclBackend,
-}
+BACKENDS: Registry[type[Backend]] = Registry("backend")
+BACKENDS.register(OnnxBackend.name, OnnxBackend, description="ONNX Runtime (.onnx)")
+BACKENDS.register(TensorFlowBackend.name, TensorFlowBackend,
+                  description="TensorFlow frozen GraphDef (.pb)")
+BACKENDS.register(AclBackend.name, AclBackend, description="Ascend pyACL (.om)")
 
-__all__ = ["BACKENDS", "DYNAMIC", "GEARS", "STATIC", "Backend", "ModelInfo", "open_backend"]
+__all__ = ["BACKENDS", "DYNAMIC", "GEARS", "STATIC", "Backend", "ModelInfo", "backend_for",
+           "open_backend"]
+
+
+def backend_for(path: str | os.PathLike[str], backend: str = "auto") -> type[Backend]:
+    """The backend class ``backend`` names, or for ``auto`` the first that runs the suffix."""
+    p = Path(path)
+    if backend != "auto":
+        cls = BACKENDS.get(backend, "--backend")
+        if p.suffix.lower() not in cls.suffixes:
+            raise InputError(f"{p}: the {backend} backend runs {', '.join(cls.suffixes)} "
+                             "models")
+        return cls
+    for name in BACKENDS:
+        cls = BACKENDS.get(name)
+        if p.suffix.lower() in cls.suffixes:
+            return cls
+    known = sorted({s for name in BACKENDS for s in BACKENDS.get(name).suffixes})
+    raise InputError(f"{p}: unknown model type {p.suffix!r}; massface-infer runs "
+                     f"{', '.join(known)}")
 
 
 def open_backend(
-    path: str | os.PathLike[str], *, threads: int | None = None, device: str = "auto",
-    device_id: int = 0, input_name: str | None = None, output_name: str | None = None,
+    path: str | os.PathLike[str], *, backend: str = "auto", threads: int | None = None,
+    device: str = "auto", device_id: int = 0, input_name: str | None = None,
+    output_name: str | None = None,
 ) -> Backend:
-    """Load ``path`` with the backend its suffix names."""
-    p = Path(path)
-    cls = BACKENDS.get(p.suffix.lower())
-    if cls is None:
-        raise InputError(f"{p}: unknown model type {p.suffix!r}; massface-infer runs "
-                         f"{', '.join(sorted(BACKENDS))}")
-    return cls(p, threads=threads, device=device, device_id=device_id, input_name=input_name,
-               output_name=output_name)
+    """Load ``path`` with the backend ``backend`` names (``auto``: by the file's suffix)."""
+    cls = backend_for(path, backend)
+    return cls(Path(path), threads=threads, device=device, device_id=device_id,
+               input_name=input_name, output_name=output_name)

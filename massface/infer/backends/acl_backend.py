@@ -63,6 +63,7 @@ class AclBackend(Backend):
     """One ``.om`` model loaded on one Ascend device."""
 
     name = "acl"
+    suffixes = (".om",)
 
     def __init__(self, path: str | os.PathLike[str], *, device_id: int = 0,
                  output_name: str | None = None, **_: object) -> None:

@@ -100,6 +100,7 @@ class Backend(ABC):
     """One loaded model. Use as a context manager, or call :meth:`close`."""
 
     name = "backend"
+    suffixes: tuple[str, ...] = ()  # model files this backend runs (``--backend auto``)
     info: ModelInfo
 
     @abstractmethod

@@ -48,6 +48,7 @@ class OnnxBackend(Backend):
     """One ``onnxruntime.InferenceSession``; ``threads`` sets intra-op parallelism."""
 
     name = "onnxruntime"
+    suffixes = (".onnx",)
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  device: str = "auto", input_name: str | None = None,

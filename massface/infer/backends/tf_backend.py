@@ -42,6 +42,7 @@ class TensorFlowBackend(Backend):
     """A frozen ``GraphDef`` run through TensorFlow 2 (``threads`` = intra-op threads)."""
 
     name = "tensorflow"
+    suffixes = (".pb",)
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
                  input_name: str | None = None, output_name: str | None = None,
