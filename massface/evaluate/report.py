@@ -13,6 +13,7 @@ from typing import Any
 from massface import __version__, io
 from massface.evaluate.inputs import PairInput
 from massface.evaluate.result import VerificationResult
+from massface.optional import require
 
 REPORT_FORMAT = "massface-eval"
 REPORT_VERSION = 1
@@ -155,6 +156,7 @@ def write_markdown(path: Path, runs: list[Run]) -> None:
 
 def write_roc(path: Path, runs: list[Run]) -> None:
     """ROC curves of every run, TPR against log-scale FAR (Agg backend, no display)."""
+    require("matplotlib", extra="report", purpose="--roc (plots)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
