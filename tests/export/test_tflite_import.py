@@ -147,3 +147,20 @@ def test_a_tflite_that_is_not_mobilefacenet_imports_but_does_not_map(tmp_path, f
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "o" / "export.json").read_text())
     assert m["parity"]["onnx"]["passed"] and m["output"]["dim"] == 8
+
+
+@pytest.mark.slow
+def test_truncated_tflite_is_a_clear_error_not_a_crash(tmp_path, pretrained_tflite):
+    """TFLite's interpreter segfaults on a cut file; export must refuse it (exit 2)."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(pretrained_tflite.read_bytes()[:2_000_000])
+    proc = subprocess.run(
+        [sys.executable, "-m", "massface.export.cli", "--tflite", str(cut), "--out",
+         str(tmp_path / "o"), "--parity-images", str(tmp_path), "--no-om"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "cut.tflite" in proc.stderr and "truncated or damaged" in proc.stderr
+    assert not (tmp_path / "o").exists()
