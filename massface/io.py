@@ -82,6 +82,37 @@ def save_npy(path: PathLike, array: Any) -> None:
         np.save(fh, np.asarray(array), allow_pickle=False)
 
 
+def load_arrays(path: PathLike, what: str) -> dict[str, Any]:
+    """Every array of an ``.npy`` (key ``""``) or ``.npz``, read eagerly and never unpickled.
+
+    A truncated or corrupt file, an object array (which only unpickling could read) or a
+    damaged member is an :class:`InputError` naming the file as ``what``.
+    """
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"": loaded}
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+
+
+def load_array(path: PathLike, what: str) -> Any:
+    """The array of an ``.npy`` file (see :func:`load_arrays`)."""
+    arrays = load_arrays(path, what)
+    if list(arrays) != [""]:
+        raise InputError(f"{path}: expected one .npy array as {what}, found an archive")
+    return arrays[""]
+
+
 def read_json(path: PathLike, what: str) -> Any:
     """The JSON document at ``path``; :class:`InputError` naming it as ``what`` otherwise."""
     p = Path(path)

@@ -24,7 +24,7 @@ from massface.errors import InputError
 from massface.evaluate.verification import as_labels
 from massface.formats.msame import LABEL_WORDS, LABELS_ACCEPTED, read_labels_file
 from massface.formats.pairs import Pair, pairs_format, read_pairs
-from massface.io import read_json
+from massface.io import load_array, read_json
 
 
 @dataclass
@@ -70,10 +70,7 @@ def read_labels(path: str | Path) -> Labels:
     if not p.is_file():
         raise InputError(f"{p}: labels file not found")
     if p.suffix == ".npy":
-        try:
-            arr = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{p}: cannot read labels array: {exc}") from exc
+        arr = load_array(p, "labels array")
         return Labels(as_labels(arr, str(p)), p, "npy")
     if p.suffix == ".json":
         obj = read_json(p, "labels (not valid JSON)")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
 # written by ``massface-infer --format msame`` beside its outputs: dtype, dim, order
@@ -146,7 +147,7 @@ def _vector_from_file(path: Path, ext: str, dtype: np.dtype | None) -> np.ndarra
         if ext == "bin":
             return np.frombuffer(path.read_bytes(), dtype=dtype)
         if ext == "npy":
-            return np.load(path, allow_pickle=False).ravel()
+            return np.asarray(load_array(path, "output file")).ravel()
         return np.array(path.read_text(encoding="ascii").split(), dtype=np.float64)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: unreadable output file: {exc}") from exc
