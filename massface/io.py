@@ -58,6 +58,41 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_file(path: PathLike, option: str) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder in its
+    place, a parent that is a file, or a folder where files cannot be created."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {p}: is a folder; give a file name")
+    parent = _existing_ancestor(p.parent)
+    if not parent.is_dir():
+        raise InputError(f"{option} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {p}: cannot write in {parent} (permission denied)")
+    return p
+
+
+def check_output_dir(path: PathLike, option: str) -> Path:
+    """Like :func:`check_output_file` for an output folder (which may exist)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {p}: exists and is not a folder")
+    target = p if p.is_dir() else _existing_ancestor(p.parent)
+    if not target.is_dir():
+        raise InputError(f"{option} {p}: {target} is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {p}: cannot write in {target} (permission denied)")
+    return p
+
+
+def _existing_ancestor(p: Path) -> Path:
+    """``p`` or its nearest existing ancestor (what ``mkdir(parents=True)`` would start in)."""
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
 def write_bytes(path: PathLike, data: bytes) -> None:
     """Atomically write ``data`` to ``path``."""
     with atomic_path(path) as tmp:

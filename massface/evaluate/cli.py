@@ -23,6 +23,7 @@ from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.report import Run, print_report, write_json, write_markdown, write_roc
 from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
+from massface.io import check_output_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -71,6 +72,9 @@ def evaluate(
     roc: Annotated[Path | None, typer.Option(help="Write the ROC curves (PNG).")] = None,
 ) -> None:
     """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
+    for option, path in (("--json", json_path), ("--markdown", markdown), ("--roc", roc)):
+        if path is not None:
+            check_output_file(path, option)
     NORMALIZATIONS.get(normalization, "--normalization")
     FLIPS.get(flip, "--flip")
     DISTANCES.get(distance, "--distance")

@@ -30,7 +30,7 @@ from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose
 from massface.infer.preprocess import flip_batch as mirror
 from massface.infer.resume import Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
-from massface.io import sha256_file
+from massface.io import check_output_dir, sha256_file
 
 
 @dataclass
@@ -169,6 +169,7 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
 
 
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
+    check_output_dir(opts.out, "--out")
     WRITERS.get(opts.output_format, "--format")
     if opts.batch_size < 1 or opts.chunk_batches < 1:
         raise InputError("--batch-size and --chunk-batches must be at least 1")
