@@ -42,6 +42,7 @@ from massface.evaluate.verification import as_labels
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import strip_extension
 from massface.io import load_array, load_arrays, read_json, sha256_file
+from massface.progress import ProgressBar
 from massface.registry import Registry
 
 MANY_FILES = 2000  # show a progress bar from this many output files on
@@ -349,14 +350,11 @@ def _dtype_name(outputs: msame.OutputFolder, paths: list[Path], opts: LoadOption
 
 def _read_with_progress(outputs: msame.OutputFolder, indices: list[int],
                         opts: LoadOptions) -> np.ndarray:
-    if not opts.progress or len(indices) < MANY_FILES:
-        return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"reading {len(indices)} outputs", total=len(indices))
+    enabled = opts.progress and len(indices) >= MANY_FILES
+    with ProgressBar("reading outputs", len(indices), enabled=enabled,
+                     rate_unit="files/s") as bar:
         return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim,
-                                  progress=lambda n: bar.update(task, completed=n))
+                                  progress=bar.update)
 
 
 # --- registry -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from massface.infer.preprocess import flip_batch as mirror
 from massface.infer.resume import Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
 from massface.io import check_output_dir, sha256_file
+from massface.progress import ProgressBar
 
 
 @dataclass
@@ -116,43 +117,6 @@ def _percentiles(lat: list[float]) -> dict[str, float]:
     a = np.asarray(lat) * 1000.0
     return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
             "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
-
-
-class _Progress:
-    """A rich progress bar with images/s (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
-                            TimeRemainingColumn(), transient=False,
-                            console=Console(stderr=True))
-        self.task = self.bar.add_task("embed", total=total, completed=done, rate="-")
-        self.start = time.perf_counter()
-        self.base = done
-        self.bar.start()
-
-    def advance(self, n: int, done: int) -> None:
-        if self.bar is None:
-            return
-        rate = (done - self.base) / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
@@ -272,7 +236,8 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     chunk_rows = opts.batch_size * opts.chunk_batches
     resume_row = chunks[-1].stop if chunks else start
     summary.resumed_rows = resume_row - start
-    progress = _Progress(opts.progress, stop - start, resume_row - start)
+    progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
+                           enabled=opts.progress)
     latencies: list[float] = []
     acc: list[np.ndarray] = []
     acc_flip: list[np.ndarray] = []
@@ -308,7 +273,7 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
                 chunks.append(chunk)
                 acc, acc_flip, good, bad = [], [], [], []
                 chunk_start = batch.stop
-            progress.advance(batch.stop - batch.start, batch.stop - start)
+            progress.update(batch.stop - start)
             t_wait = time.perf_counter()
     finally:
         progress.close()
