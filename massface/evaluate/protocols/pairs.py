@@ -50,9 +50,10 @@ class Block:
         return (self.r1 - self.r0) * self.r0
 
 
-def blocks(sorted_labels: np.ndarray, block_rows: int = BLOCK_ROWS) -> list[Block]:
+def blocks(sorted_labels: np.ndarray, block_rows: int | None = None) -> list[Block]:
     """Row blocks ending on label boundaries, each of at least ``block_rows`` rows (but
-    the last)."""
+    the last; default :data:`BLOCK_ROWS`)."""
+    block_rows = block_rows or BLOCK_ROWS
     n = sorted_labels.size
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     ends = np.r_[starts[1:], n]
@@ -89,7 +90,7 @@ def score_block(features: np.ndarray, sorted_labels: np.ndarray, block: Block,
 
 
 def iter_scores(features: np.ndarray, sorted_labels: np.ndarray,
-                block_rows: int = BLOCK_ROWS
+                block_rows: int | None = None
                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`score_block` over all blocks, reusing one rectangle buffer."""
     parts = blocks(sorted_labels, block_rows)
@@ -99,7 +100,7 @@ def iter_scores(features: np.ndarray, sorted_labels: np.ndarray,
 
 
 def all_scores(features: np.ndarray, sorted_labels: np.ndarray,
-               block_rows: int = BLOCK_ROWS, buffer: np.ndarray | None = None
+               block_rows: int | None = None, buffer: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """(impostor, genuine) scores of every pair, in two flat float32 arrays.
 
