@@ -348,8 +348,20 @@ def _present(idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return idx[rows[idx] >= 0]
 
 
-def _trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, t: int, ranks: list[int],
-           buffer: np.ndarray) -> tuple[BlufrTrial, tuple, tuple]:
+@dataclass
+class _Scored:
+    """A trial's pair scores (stage 1), waiting for its thresholds (stage 2)."""
+
+    t: int
+    test_images: int
+    impostor: np.ndarray
+    genuine: np.ndarray
+    seconds: float
+
+
+def _score_trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, t: int,
+                 buffer: np.ndarray) -> _Scored:
+    """Stage 1 (matrix products, multi-threaded BLAS): every test pair's score."""
     start = time.perf_counter()
     test = _present(cfg.test[t], rows)
     labels = cfg.labels[test]
@@ -359,19 +371,51 @@ def _trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, t: int, ranks: li
     if imp.size == 0 or gen.size == 0:
         raise InputError(f"{cfg.path}: trial {t + 1} has {gen.size} genuine and {imp.size} "
                          "impostor pairs left: need at least one of each")
-    v = far_thresholds(VERIFICATION_FARS, imp.size, lambda ks: kth_largest(imp, ks), gen)
-    vr = accept_rates(gen, v.threshold)
-    n_imp, n_gen = imp.size, gen.size
-    gal, prob = _present(cfg.gallery[t], rows), _present(cfg.probe[t], rows)
+    return _Scored(t, int(test.size), imp, gen, time.perf_counter() - start)
+
+
+def _finish_trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, ranks: list[int],
+                  sc: _Scored) -> tuple[BlufrTrial, tuple, tuple]:
+    """Stage 2 (selection, one thread): VR thresholds, then the open-set search."""
+    start = time.perf_counter()
+    imp = sc.impostor
+    v = far_thresholds(VERIFICATION_FARS, imp.size, lambda ks: kth_largest(imp, ks),
+                       sc.genuine)
+    vr = accept_rates(sc.genuine, v.threshold)
+    gal, prob = _present(cfg.gallery[sc.t], rows), _present(cfg.probe[sc.t], rows)
     outcomes, _ = search(fs.features[rows[gal]], cfg.labels[gal], fs.features[rows[prob]],
                          cfg.labels[prob], SearchOptions(backend="dense"))
     o = open_set(outcomes, OPEN_SET_FARS, ranks)
     if o is None:
-        raise InputError(f"{cfg.path}: trial {t + 1} has no impostor or no genuine probe left")
-    trial = BlufrTrial(int(test.size), n_gen, n_imp, int(gal.size), o.n_genuine, o.n_impostor,
-                       time.perf_counter() - start)
+        raise InputError(f"{cfg.path}: trial {sc.t + 1} has no impostor or no genuine probe "
+                         "left")
+    trial = BlufrTrial(sc.test_images, int(sc.genuine.size), int(imp.size), int(gal.size),
+                       o.n_genuine, o.n_impostor, sc.seconds + time.perf_counter() - start)
     return (trial, (v.far, v.threshold, vr),
             (o.thresholds.far, o.thresholds.threshold, o.dir))
+
+
+def _run_trials(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, ranks: list[int],
+                progress: Any) -> list[tuple[BlufrTrial, tuple, tuple]]:
+    """Every trial, as a two-stage pipeline: while one trial's thresholds are selected
+    (single-threaded NumPy), the next trial's pairs are scored (BLAS) in a worker thread,
+    into the other of two reused impostor buffers. Both release the GIL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sizes = [pair_counts(cfg.labels[_present(test, rows)])[1] for test in cfg.test]
+    buffers = [np.empty(max(sizes), dtype=np.float32) for _ in range(min(2, cfg.n_trials))]
+    done = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(_score_trial, fs, cfg, rows, 0, buffers[0])
+        for t in range(cfg.n_trials):
+            scored = pending.result()
+            if t + 1 < cfg.n_trials:
+                pending = pool.submit(_score_trial, fs, cfg, rows, t + 1,
+                                      buffers[(t + 1) % 2])
+            done.append(_finish_trial(fs, cfg, rows, ranks, scored))
+            if progress is not None:
+                progress(t + 1)
+    return done
 
 
 def evaluate_blufr(fs: FeatureSet, cfg: BlufrConfig, features: FeatureOptions,
@@ -381,10 +425,7 @@ def evaluate_blufr(fs: FeatureSet, cfg: BlufrConfig, features: FeatureOptions,
     rows, missing, unused = match_images(fs, cfg, allow_missing)
     n_gallery = min(int((rows[g] >= 0).sum()) for g in cfg.gallery)
     ranks = usable_ranks(RANKS, n_gallery)
-    sizes = [pair_counts(cfg.labels[_present(test, rows)])[1] for test in cfg.test]
-    buffer = np.empty(max(sizes), dtype=np.float32)  # impostor scores, reused by every trial
-    done = [_trial(fs, cfg, rows, t, ranks, buffer) for t in _steps(cfg.n_trials, progress)]
-    del buffer
+    done = _run_trials(fs, cfg, rows, ranks, progress)
     ver = Curves(np.array(VERIFICATION_FARS), *(np.stack([d[1][i] for d in done])
                                                 for i in range(3)))
     ops = Curves(np.array(OPEN_SET_FARS), *(np.stack([d[2][i] for d in done])
@@ -392,13 +433,6 @@ def evaluate_blufr(fs: FeatureSet, cfg: BlufrConfig, features: FeatureOptions,
     protocol = BlufrProtocol(str(cfg.path), cfg.sha256, cfg.n_trials, features, allow_missing)
     timing = Timing({"total": time.perf_counter() - start})
     return BlufrResult(protocol, ver, ops, [d[0] for d in done], missing, unused, timing)
-
-
-def _steps(n: int, progress: Any) -> Any:
-    for t in range(n):
-        yield t
-        if progress is not None:
-            progress(t + 1)
 
 
 def trial_summary(cfg: BlufrConfig) -> dict[str, Any]:

@@ -99,26 +99,64 @@ def dense_search(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.nda
                  ) -> tuple[ProbeOutcomes, dict[str, Any]]:
     n_gal, n_probe = gallery.shape[0], probes.shape[0]
     out = _empty(n_probe)
-    cols = np.arange(n_gal)
+    mates = MateIndex(gallery_labels)
     step = max(1, BLOCK_SCORES // max(n_gal, 1))
     for s in range(0, n_probe, step):
         e = min(s + step, n_probe)
         scores = probes[s:e] @ gallery.T                     # [block, gallery]
-        rows = np.arange(e - s)
         best = scores.argmax(axis=1)                           # first of equals
         out.top_index[s:e] = best
-        out.top_score[s:e] = scores[rows, best]
-        own = gallery_labels[None, :] == probe_labels[s:e, None]
-        has = own.any(axis=1)
-        mate = np.where(own, scores, -np.inf).argmax(axis=1)  # best own, first of equals
-        mate_score = scores[rows, mate]
-        above = (scores > mate_score[:, None]).sum(axis=1)
-        tied_before = ((scores == mate_score[:, None]) & (cols[None, :] < mate[:, None])
-                       ).sum(axis=1)
+        out.top_score[s:e] = scores[np.arange(e - s), best]
+        has, mate, mate_score = mates.best(scores, probe_labels[s:e])
         out.genuine[s:e] = has
-        out.rank[s:e] = np.where(has, 1 + above + tied_before, 0)
+        out.rank[s:e] = 0
+        out.rank[s:e][has] = _ranks(scores[has], mate[has], mate_score[has])
         out.mate_score[s:e] = np.where(has, mate_score, np.nan)
     return out, {"block_probes": step}
+
+
+class MateIndex:
+    """The gallery entries of each label, to find a probe's mate without a full mask."""
+
+    def __init__(self, gallery_labels: np.ndarray) -> None:
+        self.order = np.argsort(gallery_labels, kind="stable")  # by label, then gallery order
+        self.labels, self.start, self.count = np.unique(
+            gallery_labels[self.order], return_index=True, return_counts=True)
+
+    def best(self, scores: np.ndarray, probe_labels: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per probe row: has a mate; the mate (best own-label entry, first in gallery
+        order among equals); its score."""
+        pos = np.searchsorted(self.labels, probe_labels)
+        pos = np.minimum(pos, self.labels.size - 1)
+        has = self.labels[pos] == probe_labels
+        rows = np.flatnonzero(has)
+        counts = self.count[pos[rows]]
+        # every (row, own gallery entry) pair, grouped by row, entries in gallery order
+        row_of = np.repeat(rows, counts)
+        first = np.repeat(self.start[pos[rows]] - np.cumsum(counts) + counts, counts)
+        entry = self.order[np.arange(row_of.size) + first]
+        value = scores[row_of, entry]
+        starts = np.cumsum(counts) - counts
+        best = np.maximum.reduceat(value, starts) if rows.size else value
+        at_best = value == np.repeat(best, counts)
+        mate_of = np.minimum.reduceat(np.where(at_best, entry, np.iinfo(np.int64).max),
+                                      starts) if rows.size else entry
+        mate = np.zeros(probe_labels.size, np.int64)
+        mate_score = np.full(probe_labels.size, -np.inf, np.float32)
+        mate[rows], mate_score[rows] = mate_of, best
+        return has, mate, mate_score
+
+
+def _ranks(scores: np.ndarray, mate: np.ndarray, mate_score: np.ndarray) -> np.ndarray:
+    """1 + entries scoring above the mate + equal entries before it in gallery order."""
+    above = np.count_nonzero(scores > mate_score[:, None], axis=1)
+    equal = np.count_nonzero(scores >= mate_score[:, None], axis=1) - above
+    rank = 1 + above
+    tied = np.flatnonzero(equal > 1)  # rows where another entry ties with the mate
+    for i in tied:
+        rank[i] += np.count_nonzero(scores[i, : mate[i]] == mate_score[i])
+    return rank
 
 
 def _empty(n: int) -> ProbeOutcomes:
@@ -156,8 +194,9 @@ def _faiss_outcomes(scores: np.ndarray, index: np.ndarray, gallery_labels: np.nd
                          rank)
 
 
-def _faiss_search(index: Any, probes: np.ndarray, gallery_labels: np.ndarray,
-                  probe_labels: np.ndarray, k: int) -> ProbeOutcomes:
+def faiss_search(index: Any, probes: np.ndarray, gallery_labels: np.ndarray,
+                 probe_labels: np.ndarray, k: int) -> ProbeOutcomes:
+    """Search a built FAISS index (inner product) for the top ``k`` of every probe."""
     k = min(k, index.ntotal)
     parts = []
     step = max(1, BLOCK_SCORES // 64 // max(k, 1))
@@ -175,7 +214,7 @@ def faiss_flat_search(gallery: np.ndarray, gallery_labels: np.ndarray, probes: n
     faiss = import_faiss("--search faiss-flat")
     index = faiss.IndexFlatIP(gallery.shape[1])
     index.add(np.ascontiguousarray(gallery, dtype=np.float32))
-    out = _faiss_search(index, probes, gallery_labels, probe_labels, opts.k)
+    out = faiss_search(index, probes, gallery_labels, probe_labels, opts.k)
     return out, {"k": min(opts.k, gallery.shape[0]), "faiss": faiss.__version__}
 
 
@@ -205,7 +244,7 @@ def faiss_ivf_search(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np
     nlist = opts.nlist or default_nlist(gallery.shape[0])
     index = build_ivf(gallery, nlist, opts.seed)
     index.nprobe = opts.nprobe
-    out = _faiss_search(index, probes, gallery_labels, probe_labels, opts.k)
+    out = faiss_search(index, probes, gallery_labels, probe_labels, opts.k)
     return out, {"k": min(opts.k, gallery.shape[0]), "nlist": nlist, "nprobe": opts.nprobe,
                  "faiss": import_faiss("--search faiss-ivf").__version__}
 
