@@ -52,6 +52,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.command(epilog=exit_help(InputError))
 @command("massface-eval")
 def evaluate(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(
         help="Embedding folders, msame/ais_bench output folders, or .npy/.npz arrays in "
              "pair order. Several are compared in one table.", show_default=False)],
@@ -125,24 +126,18 @@ def evaluate(
     """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
     NORMALIZATIONS.get(normalization, "--normalization")
     FLIPS.get(flip, "--flip")
-    given = {"labels": labels is not None, "kind": kind != "auto", "dtype": dtype != "auto",
-             "dim": dim is not None, "output_index": output_index != 0,
-             "distance": distance != "euclidean", "subtract_mean": subtract_mean,
-             "folds": folds != 10, "step": step != 0.01, "far": far != 1e-3,
-             "roc": roc is not None, "allow_missing": allow_missing,
-             "blufr_config": blufr_config is not None, "image_labels": image_labels is not None,
-             "gallery": gallery is not None, "probe": probe is not None, "seed": seed != 0,
-             "gallery_identities": gallery_identities != 0.5,
-             "gallery_images": gallery_images != 1, "search": search != "auto",
-             "max_rank": max_rank != 100, "dense_max_gallery": dense_max_gallery !=
-             DENSE_MAX_GALLERY, "ivf_nlist": ivf_nlist is not None, "ivf_nprobe": ivf_nprobe != 16}
+    # options the user gave (even at their default value) must belong to the protocol
+    given = {name: _source(ctx, name) != "DEFAULT"
+             for name in ctx.params if name not in ("inputs", "protocol", "normalization",
+                                                    "flip", "json_path", "markdown")}
     if check_options(protocol, given).evaluate is not None:
         if search != "auto":
             SEARCHES.get(search, "--search")
         opts = ScaleOptions(
             FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
             SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
-            SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed))
+            SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
+            progress=True)
         _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console())
         return
     DISTANCES.get(distance, "--distance")
@@ -157,6 +152,12 @@ def evaluate(
                    subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
                    far_target=far),
               json_path, markdown, roc, Console())
+
+
+def _source(ctx: typer.Context, name: str) -> str:
+    """Where an option's value came from: DEFAULT, COMMANDLINE, ..."""
+    source = ctx.get_parameter_source(name)
+    return "DEFAULT" if source is None else source.name
 
 
 def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,

@@ -38,6 +38,7 @@ from massface.evaluate.protocols.labelled import (
     set_labels,
 )
 from massface.evaluate.protocols.search import SearchOptions
+from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.tools.shared_data import ENV_VAR
 
@@ -52,6 +53,7 @@ class ScaleOptions:
     allow_missing: bool = False
     split: SplitOptions = field(default_factory=SplitOptions)
     search: SearchOptions = field(default_factory=SearchOptions)
+    progress: bool = False
 
 
 Evaluate = Callable[[FeatureSet, ScaleOptions], ProtocolResult]
@@ -77,7 +79,10 @@ def _blufr(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
     if not path.is_file():
         raise InputError(f"{path}: no BLUFR config there: pass --blufr-config FILE (or set "
                          f"{ENV_VAR} to the shared data folder)")
-    return evaluate_blufr(fs, read_blufr_config(path), opts.features, opts.allow_missing)
+    cfg = read_blufr_config(path)
+    with ProgressBar("BLUFR trials", cfg.n_trials, enabled=opts.progress,
+                     rate_unit="trials/s") as bar:
+        return evaluate_blufr(fs, cfg, opts.features, opts.allow_missing, bar.update)
 
 
 def _identification(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:

@@ -46,7 +46,7 @@ def pct(x: float | None, digits: int = 2) -> str:
     """A rate as a percentage, ``-`` when missing or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
-    return f"{100 * x:.{digits}f}"
+    return f"{100 * x + 0.0:.{digits}f}"  # + 0.0: no "-0.00"
 
 
 def floats(a: Any) -> Any:

@@ -272,18 +272,23 @@ class BlufrResult:
                 ("DIR mean ± std %", f"{pct(dr.mean())} ± {pct(_std(dr))}")]
 
     def tables(self) -> list[ReportTable]:
-        return [self._trial_table(), self._vr_table(), self._dir_table(),
+        return [*self._trial_tables(), self._vr_table(), self._dir_table(),
                 self._rank_table()]
 
-    def _trial_table(self) -> ReportTable:
-        header = ["trial", "test images", "genuine pairs", "impostor pairs",
-                  f"VR@{VR_FAR:g} %", "gallery", "genuine probes", "impostor probes",
-                  f"DIR@{DIR_FAR:g} r{DIR_RANK} %", "seconds"]
-        rows = [[str(t + 1), f"{tr.test_images:,}", f"{tr.genuine_pairs:,}",
-                 f"{tr.impostor_pairs:,}", pct(self.vr_trials[t]), f"{tr.gallery:,}",
-                 f"{tr.genuine_probes:,}", f"{tr.impostor_probes:,}", pct(self.dir_trials[t]),
+    def _trial_tables(self) -> list[ReportTable]:
+        brief = [[str(t + 1), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
+                  str(tr.test_images), str(tr.genuine_pairs), str(tr.impostor_pairs)]
+                 for t, tr in enumerate(self.trials)]
+        full = [[str(t + 1), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
+                 f"{tr.test_images:,}", f"{tr.genuine_pairs:,}", f"{tr.impostor_pairs:,}",
+                 f"{tr.gallery:,}", f"{tr.genuine_probes:,}", f"{tr.impostor_probes:,}",
                  f"{tr.seconds:.2f}"] for t, tr in enumerate(self.trials)]
-        return ReportTable("per trial", header, rows)
+        head = ["trial", f"VR@{VR_FAR:g} %", f"DIR@{DIR_FAR:g} r{DIR_RANK} %", "test images",
+                "genuine pairs", "impostor pairs"]
+        return [ReportTable("per trial", head, brief),
+                ReportTable("per trial, in full", [*head, "gallery", "genuine probes",
+                                                   "impostor probes", "seconds (overlapping)"],
+                            full, brief=False)]
 
     def _vr_table(self) -> ReportTable:
         v = self.verification

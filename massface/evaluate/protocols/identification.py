@@ -217,8 +217,8 @@ class IdentificationResult:
                            [[str(r), pct(self.cmc[r - 1])] for r in shown])]
         o = self.open_set
         if o is not None:
-            cols = [r for r in (1, 5, 10, 20, 50, 100) if r in o.ranks]
-            rows = [[f"{f:g}", f"{o.thresholds.far[i]:.4g}", f"{o.thresholds.threshold[i]:.5f}",
+            cols = [r for r in (1, 5, 10) if r in o.ranks]
+            rows = [[f"{f:g}", f"{o.thresholds.far[i]:.3g}", f"{o.thresholds.threshold[i]:.4f}",
                      *[pct(o.dir[o.ranks.index(r), i]) for r in cols]]
                     for i, f in enumerate(o.thresholds.far_points) if _decade(f)]
             out.append(ReportTable("open-set DIR by FAR",
