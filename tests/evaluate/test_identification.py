@@ -247,3 +247,22 @@ def test_images_without_identity_folder_need_labels(tmp_path):
     result = CliRunner().invoke(app, [str(folder), "--protocol", "identification",
                                       "--image-labels", str(tmp_path / "labels.txt")])
     assert result.exit_code == 0, result.output
+
+
+def test_flip_fusion_applies_and_needs_flip_embeddings(tmp_path):
+    rng = np.random.default_rng(15)
+    keys = [f"id{i % 9}/img{i}.jpg" for i in range(40)]
+    vecs = dyadic_vectors(40, 8, rng)
+    plain = embedding_dir.write_embedding_dir(tmp_path / "plain", vecs, keys)
+    flipped = embedding_dir.write_embedding_dir(tmp_path / "flip", vecs, keys, flip=vecs)
+    # x + x is 2x: after L2 normalisation exactly the plain features, so the same figures
+    a = identify(plain).to_dict()
+    fo = FeatureOptions(flip="sum")
+    fs = load_features(flipped, fo, "identification")
+    b = evaluate_identification(fs, set_labels(fs, None), fo, SplitOptions(),
+                                SearchOptions()).to_dict()
+    assert a["cmc"] == b["cmc"] and a["open_set"] == b["open_set"]
+    assert b["protocol"]["flip"] == "sum"
+    result = CliRunner().invoke(app, [str(plain), "--protocol", "identification", "--flip",
+                                      "concat"])
+    assert result.exit_code == 2 and "embeddings_flip.npy" in result.output

@@ -3,8 +3,9 @@
 Read from a massface embedding folder (``massface-infer --images ROOT --out DIR``: one row
 per image, keyed by its path under ROOT, e.g. ``Aaron_Eckhart/Aaron_Eckhart_0001.jpg``).
 The embeddings are checked (no NaN/Inf or all-zero rows, named by image), normalised and
-flip-fused by the same registries as the LFW protocol, and kept as float32 rows for the
-float32 matrix products of the protocols.
+flip-fused by the same registries as the LFW protocol, brought to unit length (the
+protocols' score is the cosine similarity) and kept as float32 rows for the float32
+matrix products of the protocols.
 
 Labels: the identity folder of each key (its parent path), or ``--image-labels FILE``
 with lines ``<path> <label>`` (path as in the folder's ``index.txt``, with or without its
@@ -37,7 +38,8 @@ class FeatureOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return {"normalization": self.normalization, "flip": self.flip,
-                "score": "cosine similarity of the features, float32 matrix products"}
+                "score": "cosine similarity (rows L2-normalised after normalisation and flip "
+                         "fusion), float32 matrix products"}
 
     def describe(self) -> str:
         return (f"{NORMALIZATIONS.description(self.normalization)}, "
@@ -82,6 +84,9 @@ def load_features(path: Path, opts: FeatureOptions, protocol: str) -> FeatureSet
                                       flip=opts.flip)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from exc
+    # the score is a cosine whatever came before (flip concat, --normalization none):
+    # unit rows; a no-op, to rounding, after the default L2 normalisation
+    prepared /= np.linalg.norm(prepared, axis=1, keepdims=True)
     files = {str(path / name): sha256_file(path / name)
              for name in (embedding_dir.EMBEDDINGS, embedding_dir.EMBEDDINGS_FLIP,
                           embedding_dir.INDEX, embedding_dir.META)
