@@ -21,7 +21,7 @@ from tests.helpers import shared
 from tests.helpers.blufr_reference import OSI_FARS, VER_FARS, spec_thresholds
 from tests.helpers.cli import invoke_ok
 
-SUBSET_IMAGES = 300
+SUBSET_IMAGES = 200
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +56,7 @@ def test_real_config_has_the_documented_trials(blufr_config):
 
 @pytest.fixture(scope="module")
 def lfw_subset(tmp_path_factory, lfw_dir, pretrained_onnx):
-    """The first identities of LFW (alphabetical) up to ~300 images, embedded."""
+    """The first identities of LFW (alphabetical) up to ~200 images, embedded."""
     files = []
     for person in sorted(p for p in lfw_dir.iterdir() if p.is_dir()):
         files += sorted(f"{person.name}/{f.name}" for f in person.iterdir())
