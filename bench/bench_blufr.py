@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from massface.evaluate.protocols.blufr import evaluate_blufr, read_blufr_config
+from massface.evaluate.protocols.blufr import evaluate_blufr
+from massface.evaluate.protocols.blufr_config import read_blufr_config
 from massface.evaluate.protocols.far import OPEN_SET_FARS, RANKS, VERIFICATION_FARS
 from massface.evaluate.protocols.labelled import FeatureOptions, load_features
 from tests.helpers import shared as shared_data

@@ -12,6 +12,8 @@ from typing import Any
 
 from massface import __version__, io
 from massface.evaluate.inputs import PairInput
+from massface.evaluate.protocols.base import ProtocolResult
+from massface.evaluate.protocols.labelled import FeatureSet
 from massface.evaluate.result import VerificationResult
 
 REPORT_FORMAT = "massface-eval"
@@ -185,8 +187,8 @@ def write_roc(path: Path, runs: list[Run]) -> None:
 class ProtocolRun:
     """One embedding folder scored by a labelled-set protocol."""
 
-    input: Any  # massface.evaluate.protocols.labelled.FeatureSet
-    result: Any  # a massface.evaluate.protocols.base.ProtocolResult
+    input: FeatureSet
+    result: ProtocolResult
 
     def to_dict(self) -> dict[str, Any]:
         return {"input": self.input.to_dict(), **self.result.to_dict()}

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from massface.errors import InputError
 from massface.evaluate.cli import app
 from massface.evaluate.protocols import order_stats, pairs
-from massface.evaluate.protocols.blufr import evaluate_blufr, read_blufr_config
+from massface.evaluate.protocols.blufr import evaluate_blufr
+from massface.evaluate.protocols.blufr_config import read_blufr_config
 from massface.evaluate.protocols.labelled import FeatureOptions, load_features
 from massface.formats import embedding_dir
 from tests.helpers.blufr_reference import (

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
-from massface.evaluate.protocols.blufr import read_blufr_config, trial_summary
+from massface.evaluate.protocols.blufr_config import read_blufr_config, trial_summary
 from massface.formats import embedding_dir
 from tests.helpers import shared
 from tests.helpers.blufr_reference import OSI_FARS, VER_FARS, spec_thresholds

@@ -25,11 +25,8 @@ from pathlib import Path
 from massface.errors import InputError
 from massface.evaluate.protocols.allpairs import evaluate_all_pairs
 from massface.evaluate.protocols.base import ProtocolResult
-from massface.evaluate.protocols.blufr import (
-    DEFAULT_CONFIG,
-    evaluate_blufr,
-    read_blufr_config,
-)
+from massface.evaluate.protocols.blufr import evaluate_blufr
+from massface.evaluate.protocols.blufr_config import DEFAULT_CONFIG, read_blufr_config
 from massface.evaluate.protocols.identification import SplitOptions, evaluate_identification
 from massface.evaluate.protocols.labelled import (
     FeatureOptions,
