@@ -95,15 +95,15 @@ def evaluate(
         help=f"Protocol: {PROTOCOLS.choices()}. All but lfw score embedding folders as "
              "labelled sets of images.")] = "lfw",
     blufr_config: Annotated[Path | None, typer.Option(
-        help="blufr: the BLUFR config .mat [default: $MASSFACE_SHARED (or ../shared)"
-             "/data/lfw/blufr/blufr_lfw_config.mat].", show_default=False)] = None,
+        help="blufr: the BLUFR config .mat (default: $MASSFACE_SHARED, else ../shared, then "
+             "/data/lfw/blufr/blufr_lfw_config.mat).", show_default=False)] = None,
     image_labels: Annotated[Path | None, typer.Option(
-        help="identification, all-pairs: '<path> <label>' lines [default: the identity "
-             "folder of each image].", show_default=False)] = None,
+        help="identification, all-pairs: '<path> <label>' lines (default: the identity "
+             "folder of each image).", show_default=False)] = None,
     gallery: Annotated[Path | None, typer.Option(
         help="identification: gallery list ('<path>' or '<path> <label>' lines).")] = None,
     probe: Annotated[Path | None, typer.Option(
-        help="identification: probe list [default: the images not in the gallery].")] = None,
+        help="identification: probe list (default: the images not in the gallery).")] = None,
     seed: Annotated[int, typer.Option(help="identification: seed of the split.")] = 0,
     gallery_identities: Annotated[float, typer.Option(
         help="identification split: fraction of the identities with more than "
@@ -119,7 +119,7 @@ def evaluate(
         help="identification: largest gallery searched densely by --search auto.")
     ] = DENSE_MAX_GALLERY,
     ivf_nlist: Annotated[int | None, typer.Option(
-        help="faiss-ivf: k-means cells [default: about 4 sqrt(gallery)].",
+        help="faiss-ivf: k-means cells (default: about 4 sqrt(gallery)).",
         show_default=False)] = None,
     ivf_nprobe: Annotated[int, typer.Option(help="faiss-ivf: cells searched per probe.")] = 16,
 ) -> None:
