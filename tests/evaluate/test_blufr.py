@@ -215,3 +215,19 @@ def test_pair_ordered_inputs_are_refused(tmp_path):
     np.save(tmp_path / "emb.npy", np.ones((4, 3), np.float32))
     code, output = run(tmp_path / "emb.npy", "--protocol", "blufr")
     assert code == 2 and "needs a massface embedding folder" in output
+
+
+def test_default_config_comes_from_the_shared_folder(tmp_path, monkeypatch):
+    world = make_world(tmp_path, 12)
+    shared = tmp_path / "shared"
+    (shared / "data" / "lfw" / "blufr").mkdir(parents=True)
+    (shared / "data" / "lfw" / "blufr" / "blufr_lfw_config.mat").write_bytes(
+        world["config"].read_bytes())
+    monkeypatch.setenv("MASSFACE_SHARED", str(shared))
+    out = tmp_path / "r.json"
+    code, output = run(world["folder"], "--protocol", "blufr", "--json", out)
+    assert code == 0, output
+    assert json.loads(out.read_text())["protocol"]["config"].startswith(str(shared))
+    monkeypatch.setenv("MASSFACE_SHARED", str(tmp_path / "nowhere"))
+    code, output = run(world["folder"], "--protocol", "blufr")
+    assert code == 2 and "--blufr-config" in output
