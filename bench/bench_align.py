@@ -10,7 +10,9 @@ beforehand, each detected (MTCNN) and aligned (ArcFace 112x112), on ``--workers`
 with one ONNX Runtime thread per net. Two detectors are timed in the same run, in
 alternating segments (ABBA order; the machine is shared and its load swings): batched
 (R-net and O-net run once per image on all candidates) and one candidate per net call
-(simple per-face ports, the baseline). Reported: images/s of each and their ratio.
+(simple per-face ports, the baseline). Reported: images/s of each and their ratio, and
+the process CPU time per image (all threads), which a loaded machine inflates less than
+wall time: ``2 / cpu_s_per_image`` is what two cores to itself would give.
 
 ``lfw-set1``: LFW View 2 set 1 (pairs.txt lines 2-601: 300 same then 300 different) in
 an interleaved order -- same pair i, then different pair i, for i = 1..300 -- so that the
@@ -70,18 +72,25 @@ def speed(limit: int, segments: int, workers: int) -> dict:
         work(a, images[0])  # load the sessions
     bounds = np.linspace(0, len(images), segments + 1).astype(int)
     rates: dict[str, list[float]] = {k: [] for k in aligners}
+    cpu: dict[str, list[float]] = {k: [] for k in aligners}  # process CPU s per image
     with ThreadPoolExecutor(workers) as pool:
         for i in range(segments):
             part = images[bounds[i]:bounds[i + 1]]
             order = list(aligners) if i % 2 == 0 else list(aligners)[::-1]
             for kind in order:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 list(pool.map(lambda im, a=aligners[kind]: work(a, im), part))
                 rates[kind].append(len(part) / (time.perf_counter() - t))
+                cpu[kind].append((time.process_time() - c) / len(part))
     ratios = [b / o for b, o in zip(rates["batched"], rates["one-at-a-time"], strict=True)]
     return {"images": len(images), "workers": workers, "segments": segments,
             "img_per_s_median": {k: round(float(np.median(v)), 1) for k, v in rates.items()},
             "img_per_s_segments": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+            # what 2 busy cores would give: 2 / (CPU seconds per image); load-independent-ish
+            "img_per_s_on_2_cpus_from_cpu_time": {
+                k: round(2.0 / float(np.median(v)), 1) for k, v in cpu.items()},
+            "cpu_ms_per_image_median": {k: round(1000 * float(np.median(v)), 1)
+                                        for k, v in cpu.items()},
             "batched_over_one_at_a_time_median": round(float(np.median(ratios)), 3)}
 
 
