@@ -171,8 +171,9 @@ class _Sampler:
             im = ImageOps.expand(im, (left, top, right, bottom), fill=(0, 0, 0))
         for n, (a, b, c, d) in enumerate(zip(x0 + left, y0 + top, x1 + left, y1 + top,
                                              strict=True)):
-            out[n] = np.asarray(im.resize((size, size), Image.Resampling.BOX,
-                                          box=(int(a), int(b), int(c), int(d))))
+            crop = im.resize((size, size), Image.Resampling.BOX,
+                             box=(int(a), int(b), int(c), int(d)))
+            out[n] = np.frombuffer(crop.tobytes(), np.uint8).reshape(size, size, 3)
         return out
 
 
