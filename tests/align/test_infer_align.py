@@ -13,6 +13,7 @@ from massface.infer.cli import app as infer_app
 from tests.helpers.cli import invoke_ok
 
 
+@pytest.mark.slow
 def test_align_in_infer_equals_align_then_infer(small_tree, tmp_path, pretrained_onnx):
     (small_tree / "broken.jpg").unlink()
     out = tmp_path / "emb"
@@ -72,6 +73,7 @@ class _FailAfter:
         self.inner.close()
 
 
+@pytest.mark.slow
 def test_interrupted_align_run_resumes_with_all_landmarks(small_tree, tmp_path,
                                                           pretrained_onnx):
     from massface.align.infer_step import AlignStep

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import sys
 from massface.align.cli import main
@@ -19,6 +21,7 @@ print("HEAVY=" + ",".join(sorted(m for m in ("tensorflow", "cv2", "torch", "mtcn
 """
 
 
+@pytest.mark.slow
 def test_align_loads_no_heavy_or_opencv_module(small_tree, tmp_path):
     proc = subprocess.run([sys.executable, "-c", SCRIPT.format(src=str(small_tree),
                                                                out=str(tmp_path / "o"))],
