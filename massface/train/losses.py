@@ -8,18 +8,23 @@ shapes, no py_func); a step with no selected triplet contributes zero triplet lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from massface.registry import Registry
 from massface.train import mining
+
+if TYPE_CHECKING:
+    from massface.train.config import LossConfig
 
 
 @dataclass
 class Objective:
     """Base: subclasses set ``head`` (name in :data:`massface.train.heads.HEADS` or None)
-    and ``sampler`` ("shuffle" or "pk")."""
+    and ``sampler`` (name in :data:`massface.train.data.SAMPLERS`: "shuffle" or "pk")."""
 
     head = None
     sampler = "shuffle"
@@ -96,19 +101,22 @@ class TripletCosFace(Triplet):
         return loss + self.weight * ce, stats
 
 
-def build_objective(cfg: dict[str, Any]) -> Objective:
+#: ``loss.kind`` -> ``build(loss_config) -> Objective``.
+OBJECTIVES: Registry[Callable[[LossConfig], Objective]] = Registry("loss")
+OBJECTIVES.register("softmax", lambda c: Classification("softmax"),
+                    description="cross-entropy through a softmax head")
+OBJECTIVES.register("cosface", lambda c: Classification("cosface"),
+                    description="cross-entropy through a CosFace head (loss.scale, margin)")
+OBJECTIVES.register("arcface", lambda c: Classification("arcface"),
+                    description="cross-entropy through an ArcFace head (loss.scale, margin)")
+OBJECTIVES.register("triplet", lambda c: Triplet(alpha=c.alpha, strategy=c.mining),
+                    description="triplet loss over mined triplets of P x K batches")
+OBJECTIVES.register(
+    "triplet_cosface",
+    lambda c: TripletCosFace(alpha=c.alpha, strategy=c.mining, weight=c.cosface_weight),
+    description="triplet loss + loss.cosface_weight x CosFace cross-entropy")
+
+
+def build_objective(cfg: LossConfig) -> Objective:
     """Objective from the config's ``loss`` section (``kind`` picks the registry entry)."""
-    kind = cfg["kind"]
-    if kind not in OBJECTIVES:
-        raise ValueError(f"unknown loss.kind {kind!r}; choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[kind](cfg)
-
-
-OBJECTIVES = {
-    "softmax": lambda c: Classification("softmax"),
-    "cosface": lambda c: Classification("cosface"),
-    "arcface": lambda c: Classification("arcface"),
-    "triplet": lambda c: Triplet(alpha=c["alpha"], strategy=c["mining"]),
-    "triplet_cosface": lambda c: TripletCosFace(alpha=c["alpha"], strategy=c["mining"],
-                                                weight=c["cosface_weight"]),
-}
+    return OBJECTIVES.get(cfg.kind, "loss.kind")(cfg)
