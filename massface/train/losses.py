@@ -50,7 +50,8 @@ class Classification(Objective):
     def head(self) -> str:  # type: ignore[override]
         return self.head_name
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         ce, acc = _cross_entropy(head(embeddings, labels), labels)
         return ce, {"ce": ce, "train_acc": acc}
 
@@ -71,7 +72,8 @@ class Triplet(Objective):
     def __post_init__(self) -> None:
         mining.check_strategy(self.strategy)
 
-    def triplet_term(self, embeddings, labels, seed):
+    def triplet_term(self, embeddings: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
+                     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         e = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1, epsilon=1e-10)
         dist = mining.pairwise_squared_distances(e)
         if self.fixed_mask is not None:
@@ -82,7 +84,8 @@ class Triplet(Objective):
         stats = mining.triplet_statistics(dist, mask, self.alpha)
         return stats["triplet_loss"], stats
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, stats = self.triplet_term(embeddings, labels, seed)
         return loss, stats
 
@@ -94,7 +97,8 @@ class TripletCosFace(Triplet):
     weight: float = 0.5
     head = "cosface"
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, stats = self.triplet_term(embeddings, labels, seed)
         ce, acc = _cross_entropy(head(embeddings, labels), labels)
         stats = dict(stats, ce=ce, train_acc=acc)

@@ -87,7 +87,8 @@ class Adam(Optimizer):
         super().__init__(variables, name="adam")
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         b1, b2 = self.beta1, self.beta2
         m = slots["m"] * b1 + grad * (1.0 - b1)
         v = slots["v"] * b2 + tf.square(grad) * (1.0 - b2)
@@ -108,7 +109,8 @@ class Adagrad(Optimizer):
         self.slot_init = initial_accumulator
         super().__init__(variables, name="adagrad")
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         acc = slots["accumulator"] + tf.square(grad)
         new = var - lr * grad / tf.sqrt(acc)
         slots["accumulator"].assign(_keep(ok, acc, slots["accumulator"]))
@@ -125,7 +127,8 @@ class Momentum(Optimizer):
         super().__init__(variables, name="sgd")
         self.momentum = momentum
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         acc = slots["momentum"] * self.momentum + grad
         new = var - lr * acc
         slots["momentum"].assign(_keep(ok, acc, slots["momentum"]))
