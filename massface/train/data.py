@@ -26,8 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from massface.errors import InputError
 from massface.formats import pairs as pairs_format
+from massface.formats.pairs import natural_key as _natural_key  # 's10' after 's9'
 from massface.registry import Registry
-from massface.tools.pairs_generate import natural_key as _natural_key  # 's10' after 's9'
 
 if TYPE_CHECKING:
     from massface.train.config import AugmentConfig, DataConfig
