@@ -31,9 +31,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".t
 
 def natural_key(name: str) -> list[Any]:
     """Sort key for file names: numbers by value (``s2`` before ``s10``, ``2.pgm`` before
-    ``10.pgm``), text case-insensitively, the exact name breaking ties (deterministic)."""
-    parts: list[Any] = [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-    return [*parts, name]
+    ``10.pgm``), text as is (``AJ_Lamas`` before ``Aaron_Eckhart``, as a plain sort)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 @dataclass(frozen=True)
