@@ -158,8 +158,8 @@ class _Progress:
             self.bar.stop()
 
 
-def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
-                 opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
+def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
+                 prep: Preprocessing, opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
     return {
         "model_sha256": sha256_file(model), "model_input": info["input_name"],
         "model_output": info["output_name"], "dataset": ds.kind,
@@ -167,7 +167,7 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
         "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
         "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
-        "format": opts.output_format, "backend": info["backend"], "precision": opts.precision,
+        "format": opts.output_format, "backend": info["backend"], "precision": precision,
     }
 
 
@@ -218,8 +218,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if start == stop:
         raise InputError(f"{ds.root}: nothing to embed (shard {opts.shard} of {len(ds.keys)} "
                          "images is empty)")
-    fingerprint = _fingerprint(model, info.to_dict(), ds, choice.preprocessing, opts,
-                               chunk_rows)
+    fingerprint = _fingerprint(model, info.to_dict(), backend.precision, ds,
+                               choice.preprocessing, opts, chunk_rows)
     summary = InferSummary(model_load_s=round(load_s, 3))
     if _already_done(opts, fingerprint):
         summary.already_complete = True
@@ -233,7 +233,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
-                      "backend": info.backend, "precision": opts.precision,
+                      "backend": info.backend, "precision": backend.precision,
                       "streams": info.extra.get("streams"), "model": str(model)}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
@@ -244,7 +244,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
-        "backend": info.backend, "precision": opts.precision, "fingerprint": fingerprint,
+        "backend": info.backend, "precision": backend.precision, "fingerprint": fingerprint,
     }
     WRITERS.get(opts.output_format).write(opts.out, result)
     store.remove()

@@ -135,6 +135,7 @@ class Backend(ABC):
     name = "backend"
     suffixes: tuple[str, ...] = ()  # model files this backend runs (``--backend auto``)
     precisions: tuple[str, ...] = ("fp32",)  # ``--precision`` values it runs
+    precision = "fp32"  # the one this instance runs
     takes_streams = False  # whether ``--streams`` means something to it
     in_flight = 1  # model calls :meth:`embed_many` keeps started at once
     info: ModelInfo

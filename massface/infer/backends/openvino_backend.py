@@ -151,6 +151,7 @@ class OpenVinoBackend(Backend):
             model.reshape({inp.get_any_name(): fixed})
             batch, sizes = STATIC, (int(batch_size),)
         self.compiled = self._compile(ov, core, model, precision, threads, streams, p)
+        self.precision = precision
         import openvino.properties as props
 
         n_streams = int(self.compiled.get_property(props.num_streams))
