@@ -104,8 +104,8 @@ def infer(
         help="fp32 (exact, default) | bf16 | fp16: arithmetic of the model (bf16/fp16: "
              "OpenVINO on CPUs that have it natively)")] = "fp32",
     streams: Annotated[int | None, typer.Option(
-        help="OpenVINO: parallel inference streams (default 1; requests in flight: "
-             "streams + 1)")] = None,
+        help="OpenVINO: parallel inference streams (default: OpenVINO's throughput "
+             "choice; requests in flight: streams + 1)")] = None,
     device_id: Annotated[int, typer.Option(help="Ascend device id (.om)")] = 0,
     input_name: Annotated[str | None, typer.Option(help="model input to feed")] = None,
     output_name: Annotated[str | None, typer.Option(help="model output to read")] = None,

@@ -1,7 +1,7 @@
 """ONNX inference and evaluation never load TensorFlow, OpenVINO or Ascend's ``acl``.
 
-Both are heavy or absent on inference machines: TensorFlow is for ``.pb`` models only and
-``acl`` for ``.om`` models only. Checked in a fresh interpreter, after a real run.
+They are heavy or absent on inference machines: TensorFlow is for ``.pb`` models only,
+OpenVINO for ``--backend openvino`` and ``.xml`` models only, ``acl`` for ``.om`` models only. Checked in a fresh interpreter, after a real run.
 """
 
 from __future__ import annotations

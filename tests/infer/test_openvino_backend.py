@@ -218,6 +218,14 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     assert (summary["backend"], summary["precision"], summary["streams"]) == \
         ("openvino", "fp32", 2)
     assert summary["batches"] == -(-summary["images"] // 16)
+    # the same loop in memory (what a precision preview embeds LFW with)
+    from massface.infer.pipeline import embed_dataset
+
+    ds = lfw_dataset(lfw_dir, subset_pairs)
+    with open_backend(pretrained_onnx, backend="openvino", batch_size=16) as b:
+        emb, flips = embed_dataset(b, ds, batch_size=16, flip=True)
+    assert flips is not None and flips.shape == emb.shape
+    np.testing.assert_allclose(emb, got.embeddings, rtol=1e-5, atol=1e-5)
     report = tmp_path / "r.md"
     r = runner.invoke(eval_app, [str(out), "--markdown", str(report)])
     assert r.exit_code == 0, r.output
@@ -226,7 +234,6 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     r = runner.invoke(app, [*base, "--out", str(out)])
     assert r.exit_code == 2 and "--overwrite" in r.output
     # an unfinished fp32 run is not resumed in another precision
-    ds = lfw_dataset(lfw_dir, subset_pairs)
     part = tmp_path / "part"
     opts = InferOptions(out=part, batch_size=8, chunk_batches=2, progress=False,
                         backend="openvino")

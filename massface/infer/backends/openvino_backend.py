@@ -9,10 +9,12 @@ when this backend is constructed. What massface sets, and why:
   natively (OpenVINO's ``OPTIMIZATION_CAPABILITIES`` lists ``BF16``/``FP16``): elsewhere
   OpenVINO would emulate them slowly or fall back to float32 without a word (it does the
   latter on AVX2 CPUs), so the run is refused with exit 2 instead.
-* ``INFERENCE_NUM_THREADS`` from ``--threads``, ``NUM_STREAMS`` from ``--streams`` (with the
-  THROUGHPUT performance hint when there are several). :meth:`Backend.embed_many` keeps
-  ``streams + 1`` asynchronous infer requests in flight, so a stream never waits while
-  Python collects a result and hands in the next batch.
+* ``INFERENCE_NUM_THREADS`` from ``--threads``; ``NUM_STREAMS`` from ``--streams``, by
+  default OpenVINO's own choice for the THROUGHPUT performance hint (an offline batch job
+  is a throughput job; it picks 2 streams of 1 thread on a 2-core CPU, measured faster
+  than 1 stream of 2 threads here, see ``bench/bench_infer.py``).
+  :meth:`Backend.embed_many` keeps ``streams + 1`` asynchronous infer requests in flight,
+  so a stream never waits while Python collects a result and hands in the next batch.
 * A model with a free batch dimension is compiled for the caller's batch size
   (``batch_size``): the CPU plugin runs a static shape faster than a dynamic one, and the
   base class pads the last batch and drops the padding rows, as for any static model.
@@ -188,10 +190,11 @@ class OpenVinoBackend(Backend):
         config: dict[Any, Any] = {hints.inference_precision: getattr(ov.Type, wanted)}
         if threads:
             config[props.inference_num_threads] = int(threads)
-        n = int(streams or 1)
-        config[props.num_streams] = n
-        config[hints.performance_mode] = (hints.PerformanceMode.THROUGHPUT if n > 1 else
-                                          hints.PerformanceMode.LATENCY)
+        config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
+        if streams is not None:
+            config[props.num_streams] = int(streams)
+            if streams == 1:
+                config[hints.performance_mode] = hints.PerformanceMode.LATENCY
         try:
             compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
