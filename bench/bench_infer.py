@@ -225,9 +225,12 @@ def summarise(rows: list[dict], engines: list[tuple[str, str]]) -> dict:
         return float(np.median([r[key][field] for r in rows]))
 
     out: dict = {"decode_1_thread_images_per_s": round(med("decode"), 1), "engines": {}}
-    print(f"\nmedians over slices (decode alone, 1 thread: {med('decode'):.1f} img/s)")
+    decode_cpu = 1000 / med("decode", "images_per_cpu_s")
+    out["decode_cpu_ms_per_image"] = round(decode_cpu, 3)
+    print(f"\nmedians over slices (decode alone, 1 thread: {med('decode'):.1f} img/s, "
+          f"{decode_cpu:.2f} CPU-ms/img)")
     print(f"{'engine':18s} {'bare img/s':>10s} {'x ORT':>6s} {'e2e img/s':>10s} {'x ORT':>6s} "
-          f"{'e2e/bare':>8s} {'e2e img/CPU-s':>13s}")
+          f"{'e2e/bare':>8s} {'CPU-ms/img bare':>15s} {'e2e':>6s}")
     for e in engines:
         name = label(e)
         d = {"bare_images_per_s": round(med(f"bare {name}"), 1),
@@ -235,11 +238,12 @@ def summarise(rows: list[dict], engines: list[tuple[str, str]]) -> dict:
              "bare_vs_ort": round(_median_ratio(rows, f"bare {name}", "bare onnxruntime"), 3),
              "e2e_vs_ort": round(_median_ratio(rows, f"e2e {name}", "e2e onnxruntime"), 3),
              "e2e_vs_bare": round(_median_ratio(rows, f"e2e {name}", f"bare {name}"), 3),
-             "e2e_images_per_cpu_s": round(med(f"e2e {name}", "images_per_cpu_s"), 1)}
+             "bare_cpu_ms_per_image": round(1000 / med(f"bare {name}", "images_per_cpu_s"), 2),
+             "e2e_cpu_ms_per_image": round(1000 / med(f"e2e {name}", "images_per_cpu_s"), 2)}
         out["engines"][name] = d
         print(f"{name:18s} {d['bare_images_per_s']:10.1f} {d['bare_vs_ort']:6.2f} "
               f"{d['e2e_images_per_s']:10.1f} {d['e2e_vs_ort']:6.2f} {d['e2e_vs_bare']:8.3f} "
-              f"{d['e2e_images_per_cpu_s']:13.1f}")
+              f"{d['bare_cpu_ms_per_image']:15.2f} {d['e2e_cpu_ms_per_image']:6.2f}")
     targets = {"openvino fp32": 1.2, "openvino bf16": 2.5}
     for name, target in targets.items():
         if name in out["engines"]:
