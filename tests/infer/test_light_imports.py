@@ -1,7 +1,8 @@
 """ONNX inference and evaluation never load TensorFlow, OpenVINO or Ascend's ``acl``.
 
 They are heavy or absent on inference machines: TensorFlow is for ``.pb`` models only,
-OpenVINO for ``--backend openvino`` and ``.xml`` models only, ``acl`` for ``.om`` models only. Checked in a fresh interpreter, after a real run.
+OpenVINO for ``--backend openvino`` and ``.xml`` models only, ``acl`` for ``.om`` models
+only. Checked in a fresh interpreter, after a real run.
 """
 
 from __future__ import annotations
