@@ -124,7 +124,6 @@ class _Call:
 class _Job:
     """One batch of :meth:`Backend.embed_many`: its calls, and when it was handed in."""
 
-    rows: int
     started: float
     calls: list[_Call] = field(default_factory=list)
 
@@ -186,7 +185,7 @@ class Backend(ABC):
         jobs: deque[_Job] = deque()
         running: deque[_Call] = deque()
         for batch in batches:
-            job = _Job(batch.shape[0], time.perf_counter())
+            job = _Job(time.perf_counter())
             jobs.append(job)
             for feed, rows in self._feeds(batch):
                 while len(running) >= max(1, self.in_flight):
