@@ -1,21 +1,28 @@
-"""massface-infer end to end vs a bare ONNX Runtime loop, same model, batch and threads.
+"""ONNX Runtime vs OpenVINO (fp32, bf16), bare engine and massface-infer end to end.
 
     python -m bench.bench_infer [--limit N] [--segments 10] [--batch 32] [--threads 2]
-                                [--workers 1] [--json out.json]
+                                [--workers 1] [--streams 1] [--json out.json]
 
 Images: the distinct LFW images named by the shared pairs.txt (7,701), model: the shared
-MobileFaceNet ONNX. The bare loop runs ``session.run`` (a session built exactly as
-massface-infer builds it) over batches preloaded as float32 arrays: no decoding, no
-writing, an upper bound. The end-to-end figure is ``run_inference`` from the image files
-to a finished embedding folder (model load, listing, decoding on the thread pool,
-inference, resumable chunks, final files).
+MobileFaceNet ONNX. Measured on each slice of images, in one run:
 
-The machine is shared, and its load swings throughput by 2x within a minute, so the two
-are measured on the same slices of images, back to back, in ABBA order (segment i even:
-bare then end to end; odd: the reverse), and the ratio of each neighbouring pair is
-taken: the median of those ratios is the figure reported. CPU time per image (process CPU
-seconds, all threads) is reported too; its ratio shows what decoding and writing cost.
-Target: end to end >= 0.9x the bare loop.
+* bare ONNX Runtime: ``session.run`` (the session massface-infer builds) over batches
+  preloaded as float32 arrays: no decoding, no writing, the engine's rate;
+* bare OpenVINO fp32 / bf16: the model compiled as massface-infer compiles it (static
+  batch, ``--streams``, ``--threads``), ``streams + 1`` asynchronous infer requests kept
+  in flight over the same preloaded batches, outputs copied out;
+* massface-infer end to end with each: ``run_inference`` from the image files to a
+  finished embedding folder (model load, listing, decoding on the thread pool, inference,
+  resumable chunks, final files);
+* decoding alone: the slice's JPEGs decoded and normalised on one thread.
+
+bf16 runs only where the CPU has native bf16 (OpenVINO lists BF16 in its capabilities:
+AVX512-BF16 or AMX); elsewhere its rows say so. The machine is shared and its load swings
+throughput within a minute, so the order of the measurements rotates from slice to slice
+and every ratio is taken within a slice (OpenVINO / ONNX Runtime, end to end / bare); the
+medians over slices are reported. CPU time per image (process CPU seconds, all threads)
+is reported too. Targets: OpenVINO end to end >= 1.2x (fp32) and >= 2.5x (bf16) the ONNX
+Runtime end-to-end rate; ONNX Runtime end to end >= 0.9x its bare rate.
 """
 
 import argparse
@@ -23,51 +30,152 @@ import itertools
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from massface.errors import InputError
 from massface.infer import InferOptions, run_inference
-from massface.infer.backends.onnx_backend import OnnxBackend
+from massface.infer.backends import open_backend
 from massface.infer.sources import lfw_dataset
 from tests.helpers import shared as shared_data
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
+             "amx_fp16")
 
-def bare_loop(model: Path, batches: list[np.ndarray], threads: int | None
-              ) -> tuple[float, float]:
-    """``session.run`` over preloaded batches, with the session massface-infer would build.
 
-    Returns (images/s, images per CPU-second)."""
-    backend = OnnxBackend(model, threads=threads, device="cpu")
+def cpu_description() -> dict:
+    """Model name and the vector/matrix flags that decide OpenVINO's precisions."""
+    name, flags = "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "?":
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    caps: list[str] = []
+    try:
+        import openvino as ov
+
+        caps = list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except ImportError:
+        pass
+    return {"model": name, "flags": {f: f in flags for f in CPU_FLAGS},
+            "openvino_capabilities": caps}
+
+
+def timed(fn: Callable[[], int]) -> tuple[float, float]:
+    """(images/s, images per CPU-second) of ``fn``, which returns the images it handled."""
+    t, c = time.perf_counter(), time.process_time()
+    n = fn()
+    return n / (time.perf_counter() - t), n / max(time.process_time() - c, 1e-9)
+
+
+def bare_ort(model: Path, batches: list[np.ndarray], args) -> Callable[[], int]:
+    backend = open_backend(model, threads=args.threads, device="cpu")
     sess = backend.session
     sess.run(None, {"input": batches[0][:1]})
-    n = sum(len(b) for b in batches)
-    t, c = time.perf_counter(), time.process_time()
-    for b in batches:
-        sess.run(["embeddings"], {"input": b})
-    return n / (time.perf_counter() - t), n / (time.process_time() - c)
+
+    def loop() -> int:
+        for b in batches:
+            sess.run(["embeddings"], {"input": b})
+        return sum(len(b) for b in batches)
+
+    return loop
 
 
-def end_to_end(model: Path, ds, batch: int, threads: int | None, workers: int
-               ) -> tuple[float, float]:
-    """``run_inference`` from image files to a finished embedding folder."""
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = InferOptions(out=Path(tmp) / "run", batch_size=batch, threads=threads,
-                            workers=workers, device="cpu", progress=False)
-        t, c = time.perf_counter(), time.process_time()
-        run_inference(model, ds, opts)
-        n = len(ds.keys)
-        return n / (time.perf_counter() - t), n / (time.process_time() - c)
+def bare_openvino(model: Path, batches: list[np.ndarray], args, precision: str
+                  ) -> Callable[[], int]:
+    """The engine's own asynchronous requests over preloaded, full batches."""
+    backend = open_backend(model, backend="openvino", threads=args.threads,
+                           precision=precision, streams=args.streams, batch_size=args.batch)
+    compiled = backend.compiled
+    requests = [compiled.create_infer_request() for _ in range(backend.in_flight)]
+    full = [b for b in batches if len(b) == args.batch]
+    requests[0].infer({0: full[0]})
+
+    def loop() -> int:
+        busy = [False] * len(requests)
+        for k, b in enumerate(full):
+            i = k % len(requests)
+            if busy[i]:
+                requests[i].wait()
+                requests[i].get_output_tensor(0).data.copy()
+            requests[i].start_async({0: b}, share_inputs=True)
+            busy[i] = True
+        for i, r in enumerate(requests):
+            if busy[i]:
+                r.wait()
+                r.get_output_tensor(0).data.copy()
+        return sum(len(b) for b in full)
+
+    return loop
+
+
+def end_to_end(model: Path, ds, args, backend: str, precision: str) -> Callable[[], int]:
+    def run() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            opts = InferOptions(out=Path(tmp) / "run", batch_size=args.batch,
+                                threads=args.threads, workers=args.workers, device="cpu",
+                                backend=backend, precision=precision, progress=False,
+                                streams=args.streams if backend == "openvino" else None)
+            run_inference(model, ds, opts)
+        return len(ds.keys)
+
+    return run
+
+
+def decode_only(ds, prep) -> Callable[[], int]:
+    from massface.infer.loader import LoaderOptions, load_rows
+
+    return lambda: len(load_rows(ds, 0, len(ds.keys), LoaderOptions(prep)).array)
+
+
+ENGINES = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
+
+
+def label(engine: tuple[str, str]) -> str:
+    return engine[0] if engine[0] == "onnxruntime" else f"{engine[0]} {engine[1]}"
+
+
+def available(model: Path, engine: tuple[str, str]) -> str | None:
+    """None when the engine runs here, else why not."""
+    try:
+        open_backend(model, backend=engine[0], precision=engine[1], threads=1).close()
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def measure_slice(i: int, model: Path, ds, arr: np.ndarray, args,
+                  engines: list[tuple[str, str]]) -> dict:
+    from massface.infer.preprocess import Preprocessing
+
+    batches = [np.ascontiguousarray(arr[j:j + args.batch]) for j in range(0, len(arr),
+                                                                          args.batch)]
+    jobs: list[tuple[str, Callable[[], int]]] = [("decode", decode_only(ds, Preprocessing()))]
+    for e in engines:
+        bare = (bare_ort(model, batches, args) if e[0] == "onnxruntime" else
+                bare_openvino(model, batches, args, e[1]))
+        jobs += [(f"bare {label(e)}", bare), (f"e2e {label(e)}", end_to_end(model, ds, args,
+                                                                              *e))]
+    jobs = jobs[i % len(jobs):] + jobs[:i % len(jobs)]  # rotate the order per slice
+    return {name: timed(fn) for name, fn in jobs}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
-    ap.add_argument("--segments", type=int, default=10, help="ABBA slices")
+    ap.add_argument("--segments", type=int, default=10, help="slices")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (both)")
+    ap.add_argument("--threads", type=int, default=2, help="engine threads (all engines)")
     ap.add_argument("--workers", type=int, default=1, help="decode threads (end to end)")
+    ap.add_argument("--streams", type=int, default=None, help="OpenVINO streams (default: "
+                                                                "massface-infer's)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -77,40 +185,72 @@ def main() -> None:
     model = shared_data.pretrained_onnx()
     full = lfw_dataset(shared_data.lfw_dir(), shared_data.lfw_pairs())
     n = args.limit or len(full.keys)
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']}; flags: "
+          f"{', '.join(f for f, on in cpu['flags'].items() if on) or 'none of interest'}; "
+          f"OpenVINO capabilities: {', '.join(cpu['openvino_capabilities']) or '-'}")
+    skipped = {label(e): why for e in ENGINES if (why := available(model, e))}
+    engines = [e for e in ENGINES if label(e) not in skipped]
+    for name, why in skipped.items():
+        print(f"{name}: not measured: {why}")
     bounds = np.linspace(0, n, args.segments + 1).astype(int)
-    print(f"{n} LFW images in {args.segments} slices; batch {args.batch}, ORT intra-op "
-          f"threads {args.threads}, decode workers {args.workers}", flush=True)
+    print(f"{n} LFW images in {args.segments} slices; batch {args.batch}, engine threads "
+          f"{args.threads}, decode workers {args.workers}", flush=True)
     rows = []
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         ds = replace(full, keys=full.keys[a:b], items=full.items[a:b], pairs=None,
                      pairs_file=None, slots=None)
         arr = load_rows(ds, 0, len(ds.keys), LoaderOptions(Preprocessing())).array
-        batches = [np.ascontiguousarray(arr[j:j + args.batch])
-                   for j in range(0, len(arr), args.batch)]
-        order = ("bare", "e2e") if i % 2 == 0 else ("e2e", "bare")
-        got = {}
-        for what in order:
-            got[what] = (bare_loop(model, batches, args.threads) if what == "bare" else
-                         end_to_end(model, ds, args.batch, args.threads, args.workers))
-        ratio, cpu_ratio = got["e2e"][0] / got["bare"][0], got["e2e"][1] / got["bare"][1]
-        rows.append({"images": int(b - a), "bare_images_per_s": round(got["bare"][0], 1),
-                     "e2e_images_per_s": round(got["e2e"][0], 1), "ratio": round(ratio, 3),
-                     "cpu_ratio": round(cpu_ratio, 3)})
-        print(f"slice {i}: bare {got['bare'][0]:6.1f} img/s, end to end {got['e2e'][0]:6.1f} "
-              f"img/s, ratio {ratio:.3f} (CPU-time ratio {cpu_ratio:.3f})", flush=True)
-    med = float(np.median([r["ratio"] for r in rows]))
-    cpu_med = float(np.median([r["cpu_ratio"] for r in rows]))
-    bare_med = float(np.median([r["bare_images_per_s"] for r in rows]))
-    e2e_med = float(np.median([r["e2e_images_per_s"] for r in rows]))
-    print(f"\nmedian: bare {bare_med:.1f} img/s, end to end {e2e_med:.1f} img/s; end to end / "
-          f"bare = {med:.3f} ({'meets' if med >= 0.9 else 'BELOW'} the 0.9x target); "
-          f"CPU-time ratio {cpu_med:.3f}")
+        got = measure_slice(i, model, ds, arr, args, engines)
+        rows.append({"images": int(b - a), **{k: {"images_per_s": round(v[0], 1),
+                                                  "images_per_cpu_s": round(v[1], 1)}
+                                              for k, v in got.items()}})
+        print(f"slice {i}: " + ", ".join(f"{k} {v[0]:.1f}" for k, v in got.items()) + " img/s",
+              flush=True)
+    report = summarise(rows, engines)
     if args.json:
         args.json.write_text(json.dumps({
-            "images": n, "batch": args.batch, "threads": args.threads,
-            "workers": args.workers, "slices": rows, "ratio_median": round(med, 3),
-            "cpu_ratio_median": round(cpu_med, 3), "bare_median": bare_med,
-            "e2e_median": e2e_med}, indent=2) + "\n")
+            "images": n, "batch": args.batch, "threads": args.threads, "workers": args.workers,
+            "streams": args.streams, "cpu": cpu, "not_measured": skipped, "slices": rows,
+            **report}, indent=2) + "\n")
+
+
+def _median_ratio(rows: list[dict], num: str, den: str) -> float:
+    return float(np.median([r[num]["images_per_s"] / r[den]["images_per_s"] for r in rows]))
+
+
+def summarise(rows: list[dict], engines: list[tuple[str, str]]) -> dict:
+    """Median rates, and within-slice ratios to ONNX Runtime and end to end / bare."""
+    def med(key: str, field: str = "images_per_s") -> float:
+        return float(np.median([r[key][field] for r in rows]))
+
+    out: dict = {"decode_1_thread_images_per_s": round(med("decode"), 1), "engines": {}}
+    decode_cpu = 1000 / med("decode", "images_per_cpu_s")
+    out["decode_cpu_ms_per_image"] = round(decode_cpu, 3)
+    print(f"\nmedians over slices (decode alone, 1 thread: {med('decode'):.1f} img/s, "
+          f"{decode_cpu:.2f} CPU-ms/img)")
+    print(f"{'engine':18s} {'bare img/s':>10s} {'x ORT':>6s} {'e2e img/s':>10s} {'x ORT':>6s} "
+          f"{'e2e/bare':>8s} {'CPU-ms/img bare':>15s} {'e2e':>6s}")
+    for e in engines:
+        name = label(e)
+        d = {"bare_images_per_s": round(med(f"bare {name}"), 1),
+             "e2e_images_per_s": round(med(f"e2e {name}"), 1),
+             "bare_vs_ort": round(_median_ratio(rows, f"bare {name}", "bare onnxruntime"), 3),
+             "e2e_vs_ort": round(_median_ratio(rows, f"e2e {name}", "e2e onnxruntime"), 3),
+             "e2e_vs_bare": round(_median_ratio(rows, f"e2e {name}", f"bare {name}"), 3),
+             "bare_cpu_ms_per_image": round(1000 / med(f"bare {name}", "images_per_cpu_s"), 2),
+             "e2e_cpu_ms_per_image": round(1000 / med(f"e2e {name}", "images_per_cpu_s"), 2)}
+        out["engines"][name] = d
+        print(f"{name:18s} {d['bare_images_per_s']:10.1f} {d['bare_vs_ort']:6.2f} "
+              f"{d['e2e_images_per_s']:10.1f} {d['e2e_vs_ort']:6.2f} {d['e2e_vs_bare']:8.3f} "
+              f"{d['bare_cpu_ms_per_image']:15.2f} {d['e2e_cpu_ms_per_image']:6.2f}")
+    targets = {"openvino fp32": 1.2, "openvino bf16": 2.5}
+    for name, target in targets.items():
+        if name in out["engines"]:
+            got = out["engines"][name]["e2e_vs_ort"]
+            print(f"{name} end to end / ONNX Runtime end to end = {got:.2f} "
+                  f"({'meets' if got >= target else 'BELOW'} the {target}x target)")
+    return out
 
 
 if __name__ == "__main__":

@@ -205,7 +205,13 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
     files[str(labels.path)] = sha256_file(labels.path)
     return PairInput(str(path), "embeddings", emb, labels.issame[keep], flip, folds, n, dropped,
                      files, {"labels": str(labels.path), "labels_kind": labels.kind,
-                             "images": len(es.paths), "model": es.meta.get("model")})
+                             "images": len(es.paths), "model": es.meta.get("model"),
+                             **inference_settings(es.meta)})
+
+
+def inference_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """The backend and precision massface-infer recorded (absent in older or foreign runs)."""
+    return {k: meta[k] for k in ("backend", "precision") if k in meta}
 
 
 # --- arrays in pair order -------------------------------------------------------------
@@ -337,6 +343,9 @@ def load_output_folder(path: Path, opts: LoadOptions) -> PairInput:
         "output_dtype": _dtype_name(outputs, paths, opts),
         "outputs_manifest_sha256": _manifest_sha256(paths),
     }
+    if (path / msame.WRITER_META).is_file():
+        meta = read_json(path / msame.WRITER_META, "massface-infer output description")
+        details.update(inference_settings(meta if isinstance(meta, dict) else {}))
     return PairInput(str(path), "outputs", emb, labels.issame[keep], None, folds, n_pairs,
                      dropped, files, details)
 

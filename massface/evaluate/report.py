@@ -85,6 +85,17 @@ def protocol_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
+def inference_lines(runs: list[Run]) -> list[str]:
+    """``run: embedded by <backend> in <precision>`` for inputs whose producer recorded it."""
+    lines = []
+    for run in runs:
+        d = run.input.details
+        if "precision" in d:
+            lines.append(f"{run.input.name}: embedded by {d.get('backend', '?')} in "
+                         f"{d['precision']}")
+    return lines
+
+
 def print_report(runs: list[Run], console: Any) -> None:
     """Rich tables: metrics (rows) by run (columns), and the folds when there is one run."""
     from rich.table import Table
@@ -98,6 +109,8 @@ def print_report(runs: list[Run], console: Any) -> None:
         table.add_row(name, *[row[i] for row in rows])
     console.print(table)
     console.print(protocol_lines(runs)[0], highlight=False, soft_wrap=True)
+    for line in inference_lines(runs):
+        console.print(line, highlight=False, soft_wrap=True)
     if len(runs) == 1:
         header, rows = fold_rows(runs[0])
         folds = Table(title="per fold")
@@ -122,7 +135,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def markdown_report(runs: list[Run]) -> str:
     header, rows = summary_rows(runs)
-    parts = ["# LFW-protocol verification\n", _markdown_table(header, rows)]
+    parts = ["# LFW-protocol verification\n"]
+    parts += [f"\n{line}\n" for line in inference_lines(runs)]
+    parts += ["\n" if parts[1:] else "", _markdown_table(header, rows)]
     parts += [f"\n{line}\n" for line in protocol_lines(runs)]
     for run in runs:
         header, rows = fold_rows(run)

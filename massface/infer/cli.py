@@ -7,6 +7,7 @@
     massface-infer merge part0 part1 part2 part3 --out OUTDIR
     massface-infer prepare-bins --lfw LFW_DIR --pairs pairs.txt --out BINS    (the 2bin step)
     massface-infer info M.onnx
+    massface-infer --model M.onnx --backend openvino [--precision bf16] --lfw ... --out OUTDIR
 
 Bad input (a file that cannot be read or cannot feed the model) is reported with its
 name and exit status 2; nothing that looks like complete output is left behind.
@@ -26,8 +27,9 @@ from massface.cli import command, exit_help
 from massface.errors import InputError, ToolError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Batched offline inference (ONNX Runtime, TensorFlow .pb, Ascend .om) "
-                       "writing embeddings for massface-eval or msame-style outputs.")
+                  help="Batched offline inference (ONNX Runtime, OpenVINO, TensorFlow .pb, "
+                       "Ascend .om) writing embeddings for massface-eval or msame-style "
+                       "outputs.")
 err = Console(stderr=True, soft_wrap=True)
 EXIT_HELP = exit_help(InputError, ToolError)
 
@@ -51,6 +53,9 @@ Resize = Annotated[bool, typer.Option(help="resize images to the model's input")
 BatchSize = Annotated[int, typer.Option(help="images per model call")]
 Workers = Annotated[int, typer.Option(help="decode threads")]
 Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output")]
+BackendName = Annotated[str, typer.Option(
+    "--backend", help="auto (by the model's suffix: .onnx ONNX Runtime, .xml OpenVINO, .pb "
+                      "TensorFlow, .om pyACL) | onnxruntime | openvino | tensorflow | acl")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -94,6 +99,13 @@ def infer(
     workers: Workers = 1,
     prefetch: Annotated[int, typer.Option(help="batches decoded ahead")] = 3,
     device: Annotated[str, typer.Option(help="ONNX Runtime: auto | cpu | cuda")] = "auto",
+    backend: BackendName = "auto",
+    precision: Annotated[str, typer.Option(
+        help="fp32 (exact, default) | bf16 | fp16: arithmetic of the model (bf16/fp16: "
+             "OpenVINO on CPUs that have it natively)")] = "fp32",
+    streams: Annotated[int | None, typer.Option(
+        help="OpenVINO: parallel inference streams (default: OpenVINO's throughput "
+             "choice; requests in flight: streams + 1)")] = None,
     device_id: Annotated[int, typer.Option(help="Ascend device id (.om)")] = 0,
     input_name: Annotated[str | None, typer.Option(help="model input to feed")] = None,
     output_name: Annotated[str | None, typer.Option(help="model output to read")] = None,
@@ -136,7 +148,8 @@ def infer(
     opts = InferOptions(
         out=out, output_format=output_format, batch_size=batch_size, threads=threads,
         workers=workers, prefetch=prefetch, device=device, device_id=device_id,
-        input_name=input_name, output_name=output_name, preprocessing=overrides,
+        backend=backend, precision=precision, streams=streams, input_name=input_name,
+        output_name=output_name, preprocessing=overrides,
         resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
         progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
@@ -235,12 +248,13 @@ def merge(
 @app.command("info", epilog=EXIT_HELP)
 @command("massface-infer info")
 def info(model: Annotated[Path, typer.Argument(help="model file")],
-         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json")] = False,
+         backend: BackendName = "auto") -> None:
     """Print what the backend reads from a model (input, layout, batch, output)."""
     from massface.infer.backends import open_backend
 
-    with open_backend(model) as backend:
-        d = backend.info.to_dict()
+    with open_backend(model, backend=backend) as opened:
+        d = opened.info.to_dict()
     if as_json:
         print(json.dumps(d, indent=2))
         return

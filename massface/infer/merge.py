@@ -85,7 +85,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     result = FinalResult(ds, rows, emb, flip, sorted(skipped),
                          meta={k: v for k, v in meta0.items()
                                if k in ("model", "preprocessing", "dataset", "resize",
-                                        "batch_size")},
+                                        "batch_size", "backend", "precision")},
                          summary={"merged_shards": [str(d) for d, _, _ in sets],
                                   "shard_summaries": summaries})
     fp = dict(meta0.get("fingerprint", {}))

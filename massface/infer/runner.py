@@ -26,8 +26,8 @@ from massface.infer.outputs import (
     completed_fingerprint,
     remove_outputs,
 )
+from massface.infer.pipeline import PipelineStats, embedded_batches
 from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
-from massface.infer.preprocess import flip_batch as mirror
 from massface.infer.resume import Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
 from massface.io import check_output_dir, sha256_file
@@ -46,6 +46,9 @@ class InferOptions:
     prefetch: int = 3  # batches decoded ahead
     device: str = "auto"
     device_id: int = 0
+    backend: str = "auto"  # a BACKENDS name, or auto (by the model's suffix)
+    precision: str = "fp32"  # a PRECISIONS name the backend runs
+    streams: int | None = None  # OpenVINO request streams (None: the backend's default)
     input_name: str | None = None
     output_name: str | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)  # explicit overrides
@@ -120,8 +123,8 @@ def _percentiles(lat: list[float]) -> dict[str, float]:
             "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
-def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
-                 opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
+def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
+                 prep: Preprocessing, opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
     return {
         "model_sha256": sha256_file(model), "model_input": info["input_name"],
         "model_output": info["output_name"], "dataset": ds.kind,
@@ -129,7 +132,7 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
         "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
         "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
-        "format": opts.output_format,
+        "format": opts.output_format, "backend": info["backend"], "precision": precision,
         **({"align": opts.align.fingerprint()} if opts.align is not None else {}),
     }
 
@@ -161,9 +164,11 @@ def run_inference(model: str | os.PathLike[str], ds: Dataset, opts: InferOptions
     t_load = time.perf_counter()
     own_backend = backend is None
     if backend is None:
-        backend = open_backend(model, threads=opts.threads, device=opts.device,
-                               device_id=opts.device_id, input_name=opts.input_name,
-                               output_name=opts.output_name)
+        backend = open_backend(model, backend=opts.backend, threads=opts.threads,
+                               device=opts.device, device_id=opts.device_id,
+                               input_name=opts.input_name, output_name=opts.output_name,
+                               precision=opts.precision, streams=opts.streams,
+                               batch_size=opts.batch_size)
     try:
         load_s = time.perf_counter() - t_load
         return _run(model, ds, opts, backend, load_s)
@@ -183,8 +188,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if start == stop:
         raise InputError(f"{ds.root}: nothing to embed (shard {opts.shard} of {len(ds.keys)} "
                          "images is empty)")
-    fingerprint = _fingerprint(model, info.to_dict(), ds, choice.preprocessing, opts,
-                               chunk_rows)
+    fingerprint = _fingerprint(model, info.to_dict(), backend.precision, ds,
+                               choice.preprocessing, opts, chunk_rows)
     summary = InferSummary(model_load_s=round(load_s, 3))
     if _already_done(opts, fingerprint):
         summary.already_complete = True
@@ -200,7 +205,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
-                      "backend": info.backend, "model": str(model)}
+                      "backend": info.backend, "precision": backend.precision,
+                      "streams": info.extra.get("streams"), "model": str(model)}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
                         "stop": stop, "total": len(ds.keys),
@@ -210,7 +216,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
-        "fingerprint": fingerprint,
+        "backend": info.backend, "precision": backend.precision, "fingerprint": fingerprint,
     }
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
@@ -247,27 +253,22 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     summary.resumed_rows = resume_row - start
     progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
                            enabled=opts.progress)
-    latencies: list[float] = []
+    stats = PipelineStats()
     acc: list[np.ndarray] = []
     acc_flip: list[np.ndarray] = []
     good: list[int] = []
     bad: list[tuple[int, str]] = []
-    chunk_start, embedded, wait = resume_row, 0, 0.0
+    chunk_start, embedded = resume_row, 0
     t0 = time.perf_counter()
     try:
         batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
                                workers=opts.workers, prefetch=opts.prefetch)
-        t_wait = time.perf_counter()
-        for batch in batches:
-            wait += time.perf_counter() - t_wait
+        for item in embedded_batches(backend, batches, flip=opts.flip, stats=stats):
+            batch = item.batch
             if batch.good:
-                for pixels, sink in ((batch.array, acc),
-                                     (mirror(batch.array) if opts.flip else None, acc_flip)):
-                    if pixels is None:
-                        continue
-                    t = time.perf_counter()
-                    sink.append(backend.embed(pixels))
-                    latencies.append(time.perf_counter() - t)
+                acc.append(item.embeddings)
+                if item.flip is not None:
+                    acc_flip.append(item.flip)
             good += batch.good
             bad += batch.bad
             embedded += len(batch.good)
@@ -283,16 +284,15 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
                 acc, acc_flip, good, bad = [], [], [], []
                 chunk_start = batch.stop
             progress.update(batch.stop - start)
-            t_wait = time.perf_counter()
     finally:
         progress.close()
     wall = time.perf_counter() - t0
     summary.images = embedded
-    summary.batches = len(latencies)
+    summary.batches = len(stats.latencies)
     summary.wall_s = round(wall, 3)
     summary.images_per_s = round(embedded / wall, 2) if wall > 0 and embedded else 0.0
-    summary.latency_ms = _percentiles(latencies)
-    summary.input_wait_s = round(wait, 3)
+    summary.latency_ms = _percentiles(stats.latencies)
+    summary.input_wait_s = round(stats.input_wait_s, 3)
 
 
 def _assemble(store: PartialStore, chunks: list[Chunk], ds: Dataset, opts: InferOptions,

@@ -65,3 +65,41 @@ def make_training_run(run_dir: Path, faces, *, embedding_size: int = 128, seed: 
     ckpt = tf.train.Checkpoint(backbone=model, step=tf.Variable(1, dtype=tf.int64))
     tf.train.CheckpointManager(ckpt, str(run_dir / "checkpoints"), max_to_keep=1).save()
     return run_dir
+
+
+def make_conv_onnx(path: Path, *, layout: str = "NCHW", batch: int | None = None,
+                   size: tuple[int, int] | None = (16, 16), dim: int = 8, seed: int = 0) -> None:
+    """A small real network as ONNX: 3x3 convolution, ReLU, global average pool, MatMul.
+
+    ``layout`` NHWC adds a Transpose in front (as tf2onnx exports do); ``size=None`` leaves
+    height and width symbolic, ``batch=None`` the batch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    h, w = size if size is not None else ("H", "W")
+    n = batch or "N"
+    shape = [n, 3, h, w] if layout == "NCHW" else [n, h, w, 3]
+    kernel = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) / 3
+    bias = rng.standard_normal(8).astype(np.float32) / 10
+    weight = rng.standard_normal((8, dim)).astype(np.float32)
+    first = "input"
+    nodes = []
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]))
+        first = "nchw"
+    nodes += [helper.make_node("Conv", [first, "K", "B"], ["conv"], pads=[1, 1, 1, 1]),
+              helper.make_node("Relu", ["conv"], ["relu"]),
+              helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+              helper.make_node("Flatten", ["pool"], ["flat"], axis=1),
+              helper.make_node("MatMul", ["flat", "W"], ["embeddings"])]
+    graph = helper.make_graph(
+        nodes, "conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, [n, dim])],
+        [numpy_helper.from_array(kernel, "K"), numpy_helper.from_array(bias, "B"),
+         numpy_helper.from_array(weight, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

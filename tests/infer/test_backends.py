@@ -18,9 +18,11 @@ def images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_auto_backend_is_chosen_by_suffix(tmp_path):
-    assert set(BACKENDS) == {"onnxruntime", "tensorflow", "acl"}
+    assert set(BACKENDS) == {"onnxruntime", "openvino", "tensorflow", "acl"}
     assert backend_for("m.onnx") is OnnxBackend
     assert backend_for("m.ONNX") is OnnxBackend
+    assert backend_for("m.xml").name == "openvino"
+    assert backend_for("m.onnx", "openvino").name == "openvino"
     assert backend_for("m.pb").name == "tensorflow" and backend_for("m.om").name == "acl"
     with pytest.raises(InputError, match=r"unknown model type '\.tflite'"):
         backend_for("m.tflite")

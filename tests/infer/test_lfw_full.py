@@ -1,4 +1,5 @@
-"""The done-when figures: the shared model over all 6,000 LFW pairs, ONNX and TF .pb."""
+"""The done-when figures: the shared model over all 6,000 LFW pairs: ONNX Runtime, TF .pb,
+OpenVINO fp32."""
 
 from __future__ import annotations
 
@@ -40,4 +41,18 @@ def test_tensorflow_pb_gives_the_same_accuracy(tmp_path, frozen_pb, onnx_accurac
     assert r.exit_code == 0, r.output
     acc = lfw_accuracy_of(out)
     print(f"LFW accuracy (TensorFlow .pb): {acc:.6f}")
+    assert acc == onnx_accuracy
+
+
+def test_openvino_fp32_gives_the_same_accuracy(tmp_path, onnx_accuracy, pretrained_onnx,
+                                               lfw_dir, lfw_pairs):
+    pytest.importorskip("openvino")
+    out = tmp_path / "openvino"
+    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+                            str(lfw_pairs), "--out", str(out), "--backend", "openvino",
+                            "--threads", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "meta.json").read_text())["precision"] == "fp32"
+    acc = lfw_accuracy_of(out)
+    print(f"LFW accuracy (OpenVINO fp32): {acc:.6f}")
     assert acc == onnx_accuracy

@@ -1,7 +1,8 @@
-"""ONNX inference and evaluation never load TensorFlow or Ascend's ``acl``.
+"""ONNX inference and evaluation never load TensorFlow, OpenVINO or Ascend's ``acl``.
 
-Both are heavy or absent on inference machines: TensorFlow is for ``.pb`` models only and
-``acl`` for ``.om`` models only. Checked in a fresh interpreter, after a real run.
+They are heavy or absent on inference machines: TensorFlow is for ``.pb`` models only,
+OpenVINO for ``--backend openvino`` and ``.xml`` models only, ``acl`` for ``.om`` models
+only. Checked in a fresh interpreter, after a real run.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ for cmd, argv in ((infer, {infer_args!r}), (evaluate, {eval_args!r})):
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise
-heavy = sorted(m for m in ("tensorflow", "acl", "tf2onnx") if m in sys.modules)
+heavy = sorted(m for m in ("tensorflow", "acl", "tf2onnx", "openvino") if m in sys.modules)
 print("HEAVY=" + ",".join(heavy))
 """
 
 
-def test_onnx_inference_and_eval_load_no_tensorflow_or_acl(tmp_path):
+def test_onnx_inference_and_eval_load_no_tensorflow_openvino_or_acl(tmp_path):
     model = tmp_path / "m.onnx"
     make_linear_onnx(model, size=(8, 8), dim=4)
     rng = np.random.default_rng(0)

@@ -75,20 +75,17 @@ def test_killed_run_resumes_to_the_identical_result(tmp_path, clean, pretrained_
     assert not (out / ".partial").exists()
 
 
-class _FailingBackend:
-    """Wraps a backend and raises after ``n`` batches (an injected crash)."""
+def _failing(backend, n: int):
+    """``backend``, made to raise at its model call after ``n`` (an injected crash)."""
+    run, calls = backend._run, iter(range(n))
 
-    def __init__(self, inner, n: int) -> None:
-        self.inner, self.n, self.info = inner, n, inner.info
-
-    def embed(self, batch):
-        if self.n == 0:
+    def run_or_fail(batch):
+        if next(calls, None) is None:
             raise RuntimeError("injected failure")
-        self.n -= 1
-        return self.inner.embed(batch)
+        return run(batch)
 
-    def close(self) -> None:
-        self.inner.close()
+    backend._run = run_or_fail
+    return backend
 
 
 def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained_onnx,
@@ -98,7 +95,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     opts = InferOptions(out=out, batch_size=8, chunk_batches=2, progress=False)
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, opts,
-                      backend=_FailingBackend(open_backend(pretrained_onnx), 5))
+                      backend=_failing(open_backend(pretrained_onnx), 5))
     assert sorted(p.name for p in (out / ".partial").glob("chunk_*.json")) == \
         ["chunk_00000.json", "chunk_00001.json"]
     result = run_inference(pretrained_onnx, ds, opts)
@@ -116,7 +113,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, InferOptions(out=out2, batch_size=8, chunk_batches=2,
                                                         progress=False),
-                      backend=_FailingBackend(open_backend(pretrained_onnx), 3))
+                      backend=_failing(open_backend(pretrained_onnx), 3))
     opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False)
     with pytest.raises(InputError, match=r"unfinished run with other settings.*batch_size"):
         run_inference(pretrained_onnx, ds, opts16)

@@ -5,13 +5,19 @@ what it learnt from the model (:class:`ModelInfo`): the input's name, layout and
 whether the batch dimension is dynamic, fixed, or a set of gears (Ascend dynamic batch),
 and the output's name, dtype and width. :meth:`Backend.embed` takes NHWC float32 batches
 of any size and takes care of layout, padding to a size the model accepts (the padding
-rows are dropped again) and conversion of the output to float32.
+rows are dropped again) and conversion of the output to float32. :meth:`Backend.embed_many`
+does the same for a stream of batches, keeping up to :attr:`Backend.in_flight` model calls
+running at once on backends with asynchronous requests (the subclass hooks ``_start`` /
+``_ready`` / ``_collect``); synchronous backends run each call at once, in order.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +25,18 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.registry import Registry
 
 DYNAMIC = "dynamic"
 STATIC = "static"
 GEARS = "gears"
+
+#: ``--precision``: the arithmetic a backend runs the model in. Each backend lists the ones
+#: it runs (:attr:`Backend.precisions`); fp32 everywhere, so results are exact unless asked.
+PRECISIONS: Registry[str] = Registry("precision")
+PRECISIONS.register("fp32", "fp32", description="float32, exact (default)")
+PRECISIONS.register("bf16", "bf16", description="bfloat16, OpenVINO on CPUs with native bf16")
+PRECISIONS.register("fp16", "fp16", description="float16, OpenVINO on CPUs with native fp16")
 
 
 @dataclass
@@ -96,16 +110,53 @@ def batch_kind(first_dim: int | None) -> tuple[str, tuple[int, ...]]:
     return STATIC, (int(first_dim),)
 
 
+@dataclass
+class _Call:
+    """One model call of :meth:`Backend.embed_many`: started, then collected."""
+
+    handle: Any
+    fed: int  # rows fed (after padding)
+    rows: int  # real rows among them
+    out: np.ndarray | None = None
+
+
+@dataclass
+class _Job:
+    """One batch of :meth:`Backend.embed_many`: its calls, and when it was handed in."""
+
+    started: float
+    calls: list[_Call] = field(default_factory=list)
+
+
 class Backend(ABC):
     """One loaded model. Use as a context manager, or call :meth:`close`."""
 
     name = "backend"
     suffixes: tuple[str, ...] = ()  # model files this backend runs (``--backend auto``)
+    precisions: tuple[str, ...] = ("fp32",)  # ``--precision`` values it runs
+    precision = "fp32"  # the one this instance runs
+    takes_streams = False  # whether ``--streams`` means something to it
+    in_flight = 1  # model calls :meth:`embed_many` keeps started at once
     info: ModelInfo
 
     @abstractmethod
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch already in the model's layout and an accepted size; return [n, ...]."""
+
+    def _start(self, batch: np.ndarray) -> Any:
+        """Start a model call (same input as :meth:`_run`); :meth:`_collect` takes the result.
+
+        Synchronous backends run it here. At most :attr:`in_flight` calls are started and
+        not yet collected, and they are collected in the order they were started."""
+        return self._run(batch)
+
+    def _ready(self, handle: Any) -> bool:
+        """Whether the call ``handle`` has finished (collecting it would not wait)."""
+        return True
+
+    def _collect(self, handle: Any) -> np.ndarray:
+        """The output of a started call, waiting for it; an array the caller may keep."""
+        return handle
 
     def close(self) -> None:  # noqa: B027 - optional hook; most runtimes free on drop
         """Release the model (and device) resources."""
@@ -118,22 +169,71 @@ class Backend(ABC):
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """float32 NHWC ``[n, H, W, C]`` -> float32 ``[n, D]``, whatever the model's batching."""
-        n = batch.shape[0]
-        if n == 0:
-            return np.zeros((0, self.info.output_dim or 0), np.float32)
-        limit = self.info.max_batch or n
-        parts = [self._embed_fitting(batch[i:i + limit]) for i in range(0, n, limit)]
+        if batch.shape[0] == 0:
+            return self._empty()
+        parts = [self._finish(self._run(feed), feed.shape[0], rows)
+                 for feed, rows in self._feeds(batch)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _embed_fitting(self, batch: np.ndarray) -> np.ndarray:
-        n = batch.shape[0]
-        size = self.info.feed_size(n)
-        if size != n:
-            pad = np.zeros((size - n, *batch.shape[1:]), batch.dtype)
-            batch = np.concatenate([batch, pad])
-        if self.info.layout == "NCHW":
-            batch = batch.transpose(0, 3, 1, 2)
-        out = np.asarray(self._run(np.ascontiguousarray(batch, dtype=np.float32)))
+    def embed_many(self, batches: Iterable[np.ndarray],
+                   latencies: list[float] | None = None) -> Iterator[np.ndarray]:
+        """:meth:`embed` of each batch, in order, with up to :attr:`in_flight` calls running.
+
+        The next batch is taken from ``batches`` while earlier ones are still in the
+        model. ``latencies`` (if given) gets, per batch that needed the model, the seconds
+        from handing it in to its result (for a synchronous backend: the call's time)."""
+        jobs: deque[_Job] = deque()
+        running: deque[_Call] = deque()
+        for batch in batches:
+            job = _Job(time.perf_counter())
+            jobs.append(job)
+            for feed, rows in self._feeds(batch):
+                while len(running) >= max(1, self.in_flight):
+                    self._wait(running.popleft())
+                call = _Call(self._start(feed), feed.shape[0], rows)
+                job.calls.append(call)
+                running.append(call)
+            while jobs and all(c.out is not None or self._ready(c.handle)
+                               for c in jobs[0].calls):
+                yield self._job_result(jobs.popleft(), running, latencies)
+        while jobs:
+            yield self._job_result(jobs.popleft(), running, latencies)
+
+    def _wait(self, call: _Call) -> None:
+        call.out = self._finish(self._collect(call.handle), call.fed, call.rows)
+
+    def _job_result(self, job: _Job, running: deque[_Call],
+                    latencies: list[float] | None) -> np.ndarray:
+        for call in job.calls:  # the oldest job's calls are the oldest running ones
+            if call.out is None:
+                self._wait(running.popleft())
+        if latencies is not None and job.calls:
+            latencies.append(time.perf_counter() - job.started)
+        if not job.calls:
+            return self._empty()
+        parts = [c.out for c in job.calls if c.out is not None]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, self.info.output_dim or 0), np.float32)
+
+    def _feeds(self, batch: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
+        """Model-ready pieces of ``batch``: (padded, in the model's layout, float32), rows."""
+        limit = self.info.max_batch or max(1, batch.shape[0])
+        for i in range(0, batch.shape[0], limit):
+            part = batch[i:i + limit]
+            n = part.shape[0]
+            size = self.info.feed_size(n)
+            if size != n:
+                pad = np.zeros((size - n, *part.shape[1:]), part.dtype)
+                part = np.concatenate([part, pad])
+            if self.info.layout == "NCHW":
+                part = part.transpose(0, 3, 1, 2)
+            yield np.ascontiguousarray(part, dtype=np.float32), n
+
+    def _finish(self, out: np.ndarray, size: int, n: int) -> np.ndarray:
+        """The model's output for a fed batch of ``size``: its first ``n`` rows, float32."""
+        out = np.asarray(out)
         if out.shape[0] != size:
             raise InputError(f"{self.info.path}: model returned {out.shape[0]} rows for a batch "
                              f"of {size}")

@@ -1,0 +1,86 @@
+"""Decoded batches through a backend, in order: the loop ``massface-infer`` runs.
+
+The decode pool (:func:`massface.infer.loader.iter_batches`) prepares batches ahead on its
+threads; :meth:`Backend.embed_many` takes each batch as soon as the model has room for it,
+so on a backend with asynchronous requests (OpenVINO) several batches are in the model
+while the next ones decode. Each loaded batch comes back with its embeddings (and those of
+its mirror image with ``flip``).
+
+:func:`embed_dataset` is the same loop without an output folder: the embeddings of a whole
+dataset in memory, e.g. to compare precisions or backends on LFW.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from massface.infer.backends import Backend
+from massface.infer.loader import LoadedBatch, LoaderOptions, iter_batches
+from massface.infer.preprocess import choose_preprocessing
+from massface.infer.preprocess import flip_batch as mirror
+from massface.infer.sources import Dataset
+
+
+@dataclass
+class PipelineStats:
+    """Where the time went: waiting for decoded batches, and per-batch model latency."""
+
+    input_wait_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class EmbeddedBatch:
+    """A loaded batch and the embeddings of its good rows."""
+
+    batch: LoadedBatch
+    embeddings: np.ndarray  # [len(batch.good), D]
+    flip: np.ndarray | None = None  # embeddings of the mirrored images, with ``flip``
+
+
+def embedded_batches(backend: Backend, batches: Iterable[LoadedBatch], *, flip: bool = False,
+                     stats: PipelineStats | None = None) -> Iterator[EmbeddedBatch]:
+    """Each of ``batches`` with its embeddings, in order."""
+    stats = stats if stats is not None else PipelineStats()
+    loaded: deque[LoadedBatch] = deque()
+
+    def arrays() -> Iterator[np.ndarray]:
+        source = iter(batches)
+        while True:
+            t = time.perf_counter()
+            batch = next(source, None)
+            stats.input_wait_s += time.perf_counter() - t
+            if batch is None:
+                return
+            loaded.append(batch)
+            yield batch.array
+            if flip:
+                yield mirror(batch.array)
+
+    results = backend.embed_many(arrays(), stats.latencies)
+    for emb in results:
+        flipped = next(results) if flip else None
+        yield EmbeddedBatch(loaded.popleft(), emb, flipped)
+
+
+def embed_dataset(backend: Backend, ds: Dataset, *, batch_size: int = 32, workers: int = 1,
+                  prefetch: int = 3, flip: bool = False,
+                  preprocessing: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings of every row of ``ds`` (and of its mirror images with ``flip``).
+
+    Preprocessing as ``massface-infer`` chooses it (``export.json`` beside the model, then
+    ``preprocessing`` overrides); any unreadable image is an error."""
+    info = backend.info
+    choice = choose_preprocessing(info.path, preprocessing or {}, info.size)
+    opts = LoaderOptions(choice.preprocessing, info.channels)
+    batches = iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers,
+                           prefetch=prefetch)
+    parts = list(embedded_batches(backend, batches, flip=flip))
+    emb = np.concatenate([p.embeddings for p in parts])
+    flips = np.concatenate([p.flip for p in parts if p.flip is not None]) if flip else None
+    return emb, flips
