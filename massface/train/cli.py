@@ -76,7 +76,13 @@ def train(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (``massface-train report RUN`` too: a separate small app, so
+    that ``massface-train CONFIG`` stays one command)."""
+    if sys.argv[1:2] == ["report"]:
+        from massface.report.cli import train_main
+
+        train_main(sys.argv[2:])
+        return
     app(prog_name="massface-train")
 
 
