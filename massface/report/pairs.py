@@ -193,6 +193,7 @@ def galleries(run: Run, worst: int) -> list[Gallery]:
     where = "" if images.problem is None else f" No face images: {images.problem}."
     if run.input.pair_refs is None:
         where = " No face images: the input does not name its images (a pairs file does)."
+    where += " Pairs are numbered from 0 in the pairs file's order; folds from 1."
     return [
         Gallery(f"Worst false accepts ({len(fa)} of {n_fa})", [_card(p, images) for p in fa],
                 "Different people accepted: distance below the fold's threshold, smallest "

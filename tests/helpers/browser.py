@@ -10,7 +10,8 @@ the page printed to PDF.
 Chromium runs headless, without sandbox (CI runs as root), GPU, QUIC or any background
 networking, in a fresh profile, so nothing it does comes from anything but the page.
 
-    python -m tests.helpers.browser work_dirs/demo/report.html --screenshot docs/x.png
+    python -m tests.helpers.browser work_dirs/demo/report.html \
+        --screenshot docs/report-demo.png --colours 256     # the README's screenshot
 """
 
 from __future__ import annotations
@@ -279,6 +280,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--max-height", type=int, default=0,
                         help="crop the screenshot to this many pixels (0: whole page)")
+    parser.add_argument("--colours", type=int, default=0,
+                        help="quantise the PNG to this many colours (0: keep true colour)")
     args = parser.parse_args()
     with chromium() as browser:
         check = inspect_page(browser, args.page, width=args.width)
@@ -293,6 +296,9 @@ def main() -> None:
         with Image.open(io.BytesIO(check.screenshot)) as im:
             if args.max_height and im.height > args.max_height:
                 im = im.crop((0, 0, im.width, args.max_height))
+            if args.colours:
+                im = im.convert("RGB").quantize(args.colours, Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.NONE)
             im.save(args.screenshot, optimize=True)
         print(f"wrote {args.screenshot}")
 

@@ -26,9 +26,9 @@ from massface.report.page import CONTENT_SECURITY_POLICY
 from massface.report.pairs import (
     error_counts,
     failed_pairs,
+    galleries,
     histogram_chart,
     operating_point,
-    pairs_page,
     roc_chart,
     short_names,
 )
@@ -172,20 +172,15 @@ def test_missing_images_degrade_to_paths(tmp_path):
     run = scored(world["folder"])
     p = failed_pairs(run, 1)[0][0]
     (world["root"] / p.refs[0]).unlink()
-    page = pairs_page([run], worst=1)
-    gallery = next(b for s in page.sections for b in s.blocks
-                   if getattr(b, "kind", "") == "gallery")
-    faces = gallery.cards[0].faces
+    faces = galleries(run, 1)[0].cards[0].faces
     assert faces[0].path == p.refs[0] and faces[0].src is None
     assert faces[1].src is not None
     # a dataset root that is not on this machine: every face is a path, and the page says so
     run.input.source_meta = {**run.input.source_meta, "dataset": {"kind": "images",
                                                                   "root": "/no/such/root"}}
-    page = pairs_page([run], worst=2)
-    galleries = [b for s in page.sections for b in s.blocks if getattr(b, "kind", "") ==
-                 "gallery"]
-    assert all(f.src is None for g in galleries for c in g.cards for f in c.faces)
-    assert "/no/such/root" in galleries[0].caption
+    shown = galleries(run, 2)
+    assert all(f.src is None for g in shown for c in g.cards for f in c.faces)
+    assert "/no/such/root" in shown[0].caption
 
 
 def test_inputs_without_image_names_show_pair_numbers(tmp_path):
@@ -193,9 +188,7 @@ def test_inputs_without_image_names_show_pair_numbers(tmp_path):
     data = load_input(world["folder"], LoadOptions())
     np.savez(tmp_path / "pairs.npz", embeddings=data.embeddings, issame=data.issame)
     run = scored(tmp_path / "pairs.npz")
-    page = pairs_page([run], worst=1)
-    gallery = next(b for s in page.sections for b in s.blocks
-                   if getattr(b, "kind", "") == "gallery")
+    gallery = galleries(run, 1)[0]
     assert gallery.cards[0].faces[0].src is None
     assert gallery.cards[0].faces[0].path.startswith("pair ")
     assert "does not name its images" in gallery.caption
