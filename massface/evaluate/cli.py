@@ -102,8 +102,9 @@ def evaluate(
         help=f"Protocol: {PROTOCOLS.choices()}. All but lfw score embedding folders as "
              "labelled sets of images.")] = "lfw",
     blufr_config: Annotated[Path | None, typer.Option(
-        help="blufr: the BLUFR config .mat (default: $MASSFACE_SHARED, else ../shared, then "
-             "/data/lfw/blufr/blufr_lfw_config.mat).", show_default=False)] = None,
+        help="blufr: the BLUFR config .mat (default: data/lfw/blufr/blufr_lfw_config.mat "
+             "under $MASSFACE_SHARED, else under ../shared from the working folder).",
+        show_default=False)] = None,
     image_labels: Annotated[Path | None, typer.Option(
         help="identification, all-pairs: '<path> <label>' lines (default: the identity "
              "folder of each image).", show_default=False)] = None,

@@ -56,6 +56,7 @@ class InferOptions:
     shard: tuple[int, int] | None = None  # (index, count), index 0-based
     chunk_batches: int = 16
     progress: bool = True
+    align: Any = None  # massface.align.infer_step.AlignStep (--align)
 
 
 @dataclass
@@ -129,6 +130,7 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
         "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
         "format": opts.output_format,
+        **({"align": opts.align.fingerprint()} if opts.align is not None else {}),
     }
 
 
@@ -143,6 +145,9 @@ def _check_options(opts: InferOptions, ds: Dataset) -> None:
     if opts.output_format == "msame" and opts.shard is not None:
         raise InputError("--shard writes embedding folders; merge them with "
                          "`massface-infer merge ... --format msame`")
+    if opts.align is not None and ds.kind in ("input-bins", "insightface"):
+        raise InputError(f"{ds.root}: --align needs photos (--lfw, --images or --list), not "
+                         f"{ds.kind} inputs")
     if ds.tensors and opts.flip:
         raise InputError(f"{ds.root}: --flip needs images; preprocessed input bins cannot be "
                          "mirrored reliably (their layout is the model's)")
@@ -186,8 +191,10 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
     chunks = store.open(opts.overwrite)
+    if opts.align is not None:
+        opts.align.start(store.dir, info.size, info.channels)
     loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                opts.skip_bad)
+                                opts.skip_bad, align=opts.align)
     _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
 
     result = _assemble(store, chunks, ds, opts, start, stop)
@@ -205,6 +212,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
         "fingerprint": fingerprint,
     }
+    if opts.align is not None:
+        result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
     store.remove()
     return InferResult(opts.out, summary, result.skipped, result.meta)

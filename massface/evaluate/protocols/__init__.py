@@ -66,7 +66,9 @@ class ProtocolEntry:
 
 
 def default_blufr_config() -> Path:
-    """``$MASSFACE_SHARED/data/lfw/blufr/...``, else ``../shared/data/lfw/blufr/...``."""
+    """``$MASSFACE_SHARED/data/lfw/blufr/...``, else ``../shared/data/lfw/blufr/...``
+    relative to the working folder (the layout issue 12 names: the shared data beside a
+    checkout); never a path derived from where the package is installed."""
     root = os.environ.get(ENV_VAR)
     return (Path(root) if root else Path("..") / "shared") / DEFAULT_CONFIG
 
