@@ -97,7 +97,8 @@ def evaluate(
         help="Write a self-contained HTML report: curves, histograms, per-fold table, "
              "failed pairs with their faces (needs the 'report' extra).")] = None,
     html_worst: Annotated[int, typer.Option(
-        help="--html: worst false accepts and false rejects shown per input.")] = 12,
+        help="--html: worst false accepts and false rejects (identification: false alarms "
+             "and misses) shown per input.")] = 12,
     protocol: Annotated[str, typer.Option(
         help=f"Protocol: {PROTOCOLS.choices()}. All but lfw score embedding folders as "
              "labelled sets of images.")] = "lfw",

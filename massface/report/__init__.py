@@ -28,12 +28,12 @@ def write_pairs_report(path: str | Path, runs: list[Run], worst: int = 12) -> in
     return write_page(path, pairs_page(runs, worst))
 
 
-def write_protocol_report(path: str | Path, runs: list[ProtocolRun]) -> int:
+def write_protocol_report(path: str | Path, runs: list[ProtocolRun], worst: int = 12) -> int:
     """The page of a labelled-set protocol (blufr, identification, all-pairs)."""
     from massface.report.labelled import labelled_page
     from massface.report.page import write_page
 
-    return write_page(path, labelled_page(runs))
+    return write_page(path, labelled_page(runs, worst))
 
 
 def write_training_report(run_dir: str | Path, path: str | Path) -> int:

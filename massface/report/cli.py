@@ -53,7 +53,7 @@ class HtmlReport:
     def write_protocol(self, runs: list[Any], console: Any) -> int:
         from massface.report import write_protocol_report
 
-        size = write_protocol_report(self.path, runs)
+        size = write_protocol_report(self.path, runs, self.worst)
         _say_written(console, self.path, size)
         return size
 

@@ -13,8 +13,10 @@ curves come from the result's arrays, chosen per protocol by the registry
 ``all-pairs``
     ROC (TAR against the actual FAR ``k / Nimp``) and DET.
 
-These protocols do not keep per-pair scores (a BLUFR trial has 47 million impostor
-pairs), so their pages have no score histograms or failed-pair galleries.
+``identification`` pages also show each input's probe scores (genuine probes' mate
+scores against impostor probes' best scores) and its worst false alarms and misses with
+the faces (:mod:`.probes`). BLUFR and all-pairs keep no per-pair scores (a BLUFR trial
+has 47 million impostor pairs), so their pages have no histograms or galleries.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from massface.evaluate.protocols.identification import IdentificationResult
 from massface.evaluate.report import (
     ProtocolRun,
     protocol_run_lines,
@@ -34,6 +37,8 @@ from massface.report.header import input_block, short_sha
 from massface.report.page import Figure, Notes, Page, Section, Table, anchor
 from massface.report.pairs import short_names
 from massface.report.plots import Axes, LineChart, Series, render_svg
+from massface.report.probes import probe_galleries, score_histogram
+from massface.report.thumbs import ImageSource
 
 ChartsOf = Callable[[list[ProtocolRun], list[str]], list[LineChart]]
 CURVES: Registry[ChartsOf] = Registry("protocol curves")
@@ -134,7 +139,20 @@ def _inputs(runs: list[ProtocolRun], names: list[str]) -> Section:
     return Section("Inputs and protocol", blocks, "inputs")
 
 
-def labelled_page(runs: list[ProtocolRun]) -> Page:
+def _details(run: ProtocolRun, index: int, name: str, worst: int) -> list:
+    """Histogram and failure galleries where the result keeps per-probe outcomes."""
+    r = run.result
+    if not isinstance(r, IdentificationResult) or r.outcomes is None:
+        return []
+    blocks: list = []
+    chart = score_histogram(r, index, name)
+    if chart is not None:
+        blocks.append(Figure(render_svg(chart), "Scores are cosine similarities; dashed: "
+                                                "the open-set threshold at FAR 1%."))
+    return blocks + probe_galleries(r, ImageSource.from_meta(run.input.source_meta), worst)
+
+
+def labelled_page(runs: list[ProtocolRun], worst: int = 12) -> Page:
     """The whole page for a labelled-set protocol (every run scored by the same one)."""
     names = short_names([str(run.input.path) for run in runs])
     rows = protocol_summary(runs)[1]
@@ -144,8 +162,10 @@ def labelled_page(runs: list[ProtocolRun]) -> Page:
                         "summary"),
                 Section("Curves", [Figure(render_svg(c)) for c in charts], "curves")]
     for i, (run, name) in enumerate(zip(runs, names, strict=True)):
-        tables = [Table(t.title, t.header, t.rows) for t in run.result.tables()]
-        sections.append(Section(f"{name}: tables" if len(runs) > 1 else "Tables", tables,
+        tables = [Table(t.title, t.header, t.rows, wide=len(t.header) > 5)
+                  for t in run.result.tables()]
+        sections.append(Section(name if len(runs) > 1 else "Details",
+                                [*_details(run, i, name, worst), *tables],
                                 anchor(f"input-{i}-{name}")))
     subtitle = "; ".join(f"{n}: " + ", ".join(f"{k} {v}" for k, v in
                                                run.result.headline()[:3])

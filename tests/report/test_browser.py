@@ -113,3 +113,18 @@ def test_compare_page(tmp_path, browser):
                          {"dataset": {"kind": "images", "root": str(root)}})
     check = inspect_page(browser, tmp_path / "c.html")
     assert_clean(check, 4, n_svgs=1)
+
+
+def test_identification_page_with_probe_faces(tmp_path, browser):
+    from massface.evaluate.protocols import ScaleOptions, evaluate_path
+    from massface.evaluate.report import ProtocolRun
+    from massface.report import write_protocol_report
+    from massface.report.probes import probe_failures
+
+    folder = pairs_world(tmp_path, n_ids=40, per_id=3, noise=1.2)["folder"]
+    run = ProtocolRun(*evaluate_path(folder, "identification", ScaleOptions()))
+    alarms, misses = probe_failures(run.result, 4)
+    assert alarms and misses
+    write_protocol_report(tmp_path / "id.html", [run], worst=4)
+    check = inspect_page(browser, tmp_path / "id.html")
+    assert_clean(check, 2 * (len(alarms) + len(misses)), n_svgs=2 + 1)  # CMC, DIR; scores

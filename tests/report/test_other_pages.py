@@ -187,3 +187,42 @@ def test_compare_page_histogram_and_worst_faces(tmp_path):
     assert "not tried" in html
     assert len(re.findall(r'<img src="data:image/jpeg', html)) == 3
     json.dumps(report)  # the page takes the report as the JSON has it
+
+
+def test_identification_failures_match_a_probe_by_probe_reference(tmp_path):
+    from massface.evaluate.protocols.labelled import FeatureOptions, load_features
+    from massface.report.probes import open_set_threshold, probe_failures
+
+    # 50 of 100 identities enrolled: 150 impostor probes, so FAR 1% allows 2 false alarms
+    folder = pairs_world(tmp_path, n_ids=100, per_id=3, noise=1.2, with_images=False)["folder"]
+    _, result = evaluate_path(folder, "identification", ScaleOptions())
+    fs = load_features(folder, FeatureOptions(), "identification")
+    feats = fs.features.astype(np.float64)
+    row = {k: i for i, k in enumerate(fs.keys)}
+    gallery = [row[k] for k in result.gallery_keys]
+    ident = [k.split("/")[0] for k in fs.keys]
+    thr = open_set_threshold(result)
+    alarms, misses = [], []
+    for key in result.probe_keys:
+        scores = [float(feats[row[key]] @ feats[g]) for g in gallery]
+        top = max(range(len(gallery)), key=lambda j: (scores[j], -j))
+        own = [j for j in range(len(gallery)) if ident[gallery[j]] == ident[row[key]]]
+        if not own:
+            if scores[top] >= thr:
+                alarms.append((-scores[top], key, result.gallery_keys[top]))
+        elif ident[gallery[top]] != ident[row[key]]:
+            mate = max(scores[j] for j in own)
+            misses.append((-(scores[top] - mate), key, result.gallery_keys[top]))
+    assert alarms and misses
+    got_alarms, got_misses = probe_failures(result)
+    # as many false alarms as the FAR point allows: k = round(0.01 x impostor probes)
+    k = result.open_set.thresholds.k[list(result.open_set.thresholds.far_points).index(0.01)]
+    assert len(got_alarms) == k == 2
+    assert [(f.probe, f.match) for f in got_alarms] == [(k, m) for _, k, m in sorted(
+        alarms, key=lambda a: a[0])]
+    assert sorted((f.probe, f.match) for f in got_misses) == sorted((k, m) for _, k, m in
+                                                                    misses)
+    margins = [f.top_score - f.mate_score for f in got_misses]
+    assert margins == sorted(margins, reverse=True)
+    np.testing.assert_allclose(sorted(-m for m in margins), sorted(m for m, _, _ in misses),
+                               atol=1e-5)
