@@ -123,8 +123,9 @@ def _positive(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def _inputs(runs: list[ProtocolRun], names: list[str]) -> Section:
-    blocks: list = []
+def _overview(runs: list[ProtocolRun], names: list[str]) -> Section:
+    rows = protocol_summary(runs)[1]
+    blocks: list = [Table("Headline figures", ["metric", *names], rows, wide=False)]
     for run, name in zip(runs, names, strict=True):
         fs = run.input
         facts = [("path", str(fs.path)), ("images", f"{len(fs.keys):,}"),
@@ -136,7 +137,7 @@ def _inputs(runs: list[ProtocolRun], names: list[str]) -> Section:
              for note in run.result.notes()]
     if notes:
         blocks.append(Notes(notes, warning=True))
-    return Section("Inputs and protocol", blocks, "inputs")
+    return Section("Overview", blocks, "overview")
 
 
 def _details(run: ProtocolRun, index: int, name: str, worst: int) -> list:
@@ -155,11 +156,8 @@ def _details(run: ProtocolRun, index: int, name: str, worst: int) -> list:
 def labelled_page(runs: list[ProtocolRun], worst: int = 12) -> Page:
     """The whole page for a labelled-set protocol (every run scored by the same one)."""
     names = short_names([str(run.input.path) for run in runs])
-    rows = protocol_summary(runs)[1]
     charts = CURVES.get(runs[0].result.protocol_name, "--protocol")(runs, names)
-    sections = [_inputs(runs, names),
-                Section("Summary", [Table("Headline figures", ["metric", *names], rows)],
-                        "summary"),
+    sections = [_overview(runs, names),
                 Section("Curves", [Figure(render_svg(c)) for c in charts], "curves")]
     for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         tables = [Table(t.title, t.header, t.rows, wide=len(t.header) > 5)

@@ -98,6 +98,7 @@ class HistogramChart:
     bins: int = 80
     lines: list[VLine] = field(default_factory=list)
     density: bool = True
+    legend: str = "best"
 
 
 Chart = LineChart | HistogramChart
@@ -182,7 +183,7 @@ def render_svg(chart: Chart, width: float = 6.4, height: float = 4.4) -> str:
         _apply_axes(ax, chart.axes)
         ax.set_title(chart.title, fontsize=11)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc=getattr(chart, "legend", "best"), fontsize=8, framealpha=0.85)
+            ax.legend(loc=chart.legend, fontsize=8, framealpha=0.85)
         fig.tight_layout()
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
