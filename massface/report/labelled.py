@@ -150,7 +150,9 @@ def _details(run: ProtocolRun, index: int, name: str, worst: int) -> list:
     if chart is not None:
         blocks.append(Figure(render_svg(chart), "Scores are cosine similarities; dashed: "
                                                 "the open-set threshold at FAR 1%."))
-    return blocks + probe_galleries(r, ImageSource.from_meta(run.input.source_meta), worst)
+    if worst:
+        blocks += probe_galleries(r, ImageSource.from_meta(run.input.source_meta), worst)
+    return blocks
 
 
 def labelled_page(runs: list[ProtocolRun], worst: int = 12) -> Page:

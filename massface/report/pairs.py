@@ -244,11 +244,10 @@ def _overview(runs: list[Run]) -> Section:
 def pairs_page(runs: list[Run], worst: int = DEFAULT_WORST) -> Page:
     """The whole page for the LFW pair protocol."""
     names = short_names([run.input.name for run in runs])
-    r0 = runs[0].result
-    subtitle = (f"{r0.n_pairs:,} pairs, {r0.protocol.n_folds} folds; " +
-                "; ".join(f"{n}: {100 * run.result.accuracy:.3f}% ± "
-                          f"{100 * run.result.accuracy_std:.3f}" for n, run in
-                          zip(names, runs, strict=True)))
+    subtitle = "; ".join(f"{n}: {100 * run.result.accuracy:.3f}% ± "
+                         f"{100 * run.result.accuracy_std:.3f} ({run.result.n_pairs:,} "
+                         f"pairs, {run.result.protocol.n_folds} folds)"
+                         for n, run in zip(names, runs, strict=True))
     sections = [
         _overview(runs),
         Section("Curves", [Figure(render_svg(roc_chart(runs)),
@@ -259,7 +258,8 @@ def pairs_page(runs: list[Run], worst: int = DEFAULT_WORST) -> Page:
     for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         blocks = [Figure(render_svg(histogram_chart(run, i, name)),
                          "Each pair's distance as its test fold scored it; dashed: the folds' "
-                         "accuracy thresholds."), fold_table(run), *galleries(run, worst)]
+                         "accuracy thresholds."), fold_table(run),
+                  *(galleries(run, worst) if worst else [])]
         sections.append(Section(name if len(runs) > 1 else "Folds and failed pairs", blocks,
                                 anchor(f"input-{i}-{name}")))
     return Page("LFW-protocol verification", subtitle, sections)

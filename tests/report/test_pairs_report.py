@@ -32,6 +32,7 @@ from massface.report.pairs import (
     roc_chart,
     short_names,
 )
+from massface.report.plots import render_svg
 from massface.report.thumbs import THUMB_SIZE, ImageSource
 from tests.helpers.naive_reference import naive_distance, naive_evaluate, naive_prepare
 from tests.helpers.report_world import pairs_world
@@ -48,28 +49,32 @@ def reference_failures(emb, issame, subtract_mean=False, n_folds=10):
     prepared = naive_prepare(emb)
     e1, e2 = prepared[0::2], prepared[1::2]
     fa, fr = [], []
+    test_dist = np.zeros(len(issame))
     splits = KFold(n_splits=n_folds, shuffle=False).split(np.arange(len(issame)))
     for f, (train, test) in enumerate(splits):
         mean = np.mean(np.concatenate([e1[train], e2[train]]), 0) if subtract_mean else 0.0
         dist = naive_distance(e1 - mean, e2 - mean, "euclidean")
         thr = ref["fold_threshold"][f]
         for i in test:
+            test_dist[i] = dist[i]
             if not issame[i] and dist[i] < thr:
                 fa.append((float(dist[i]), int(i), float(thr), f))
             elif issame[i] and not dist[i] < thr:
                 fr.append((float(dist[i]), int(i), float(thr), f))
     fa.sort(key=lambda t: (t[0], t[1]))
     fr.sort(key=lambda t: (-t[0], t[1]))
-    return fa, fr, ref
+    return fa, fr, ref, test_dist
 
 
 @pytest.mark.parametrize("subtract_mean", [False, True])
 def test_failed_pairs_match_a_pair_by_pair_reference(tmp_path, subtract_mean):
     world = pairs_world(tmp_path)
     run = scored(world["folder"], subtract_mean=subtract_mean)
-    fa_ref, fr_ref, ref = reference_failures(run.input.embeddings, run.input.issame,
-                                             subtract_mean)
+    fa_ref, fr_ref, ref, dist = reference_failures(run.input.embeddings, run.input.issame,
+                                                   subtract_mean)
     assert fa_ref and fr_ref  # the world has both kinds of error
+    np.testing.assert_allclose(run.result.pair_distances, dist, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(run.result.pair_folds, np.arange(dist.size) // 20)
     fa, fr = failed_pairs(run)
     for got, want in ((fa, fa_ref), (fr, fr_ref)):
         assert [p.pair for p in got] == [w[1] for w in want]
@@ -256,3 +261,13 @@ def test_cli_says_how_to_install_a_missing_report_package(tmp_path, monkeypatch)
     assert r.exit_code == 2
     assert "pip install 'massface[report]'" in r.output and "jinja2" in r.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_page_ids_are_unique_and_charts_deterministic(tmp_path):
+    a = scored(pairs_world(tmp_path / "a", name="a", with_images=False)["folder"])
+    b = scored(pairs_world(tmp_path / "b", name="b", with_images=False, seed=2)["folder"])
+    write_pairs_report(tmp_path / "r.html", [a, b], worst=0)
+    ids = re.findall(r'\sid="([^"]+)"', (tmp_path / "r.html").read_text())
+    assert len(ids) == len(set(ids)) and len(ids) > 10
+    chart = roc_chart([a, b])
+    assert render_svg(chart) == render_svg(chart)
