@@ -116,12 +116,12 @@ def main() -> None:
     from massface.train.validation import PairsValidation
 
     cfg = config_mod.load_config(args.config, args.overrides)
-    untrained = MobileFaceNet(int(cfg["model"]["embedding_size"]), seed=int(cfg["seed"]))
+    untrained = MobileFaceNet(int(cfg.model.embedding_size), seed=int(cfg.seed))
     report["untrained"] = PairsValidation.load(pairs_path, orl_dir()).evaluate(untrained)
     print("untrained:", json.dumps(report["untrained"]), flush=True)
 
     overrides = [f"work_dir={work}", f"validation.pairs={pairs_path}", *args.overrides]
-    run_dir = work / cfg["name"]
+    run_dir = work / cfg.name
     if not args.skip_train:
         result, wall = train_run(args.config, overrides)
         report["train"] = {"wall_s": wall, "steps": result["final_step"],
@@ -133,7 +133,7 @@ def main() -> None:
     if args.sequence:
         seq = {}
         for kind in ("triplet", "triplet_cosface"):
-            name = f"{cfg['name']}_then_{kind}"
+            name = f"{cfg.name}_then_{kind}"
             _, wall = train_run(args.config, [
                 *overrides, f"name={name}", f"loss.kind={kind}", "loss.mining=batch_min_max",
                 "data.P=15", "data.K=5", "data.min_images=2", "optimizer.kind=adagrad",
@@ -146,7 +146,7 @@ def main() -> None:
         strat = {}
         for strategy in ("batch_all", "batch_random", "batch_min_min", "batch_min_max",
                          "batch_hardest"):
-            name = f"{cfg['name']}_{strategy}"
+            name = f"{cfg.name}_{strategy}"
             res, wall = train_run(args.config, [
                 *overrides, f"name={name}", "loss.kind=triplet", f"loss.mining={strategy}",
                 "data.P=15", "data.K=5", "data.min_images=2", "optimizer.kind=adagrad",

@@ -80,7 +80,7 @@ class AlignSummary:
 
 def list_images(src: Path, out: Path) -> list[str]:
     """Relative paths of the images under ``src`` (not under ``out``), natural order."""
-    from massface.infer.sources import natural_key
+    from massface.formats.pairs import natural_key
 
     if not src.is_dir():
         raise InputError(f"{src}: source folder not found")

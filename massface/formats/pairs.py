@@ -21,11 +21,19 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from massface.errors import InputError
 
 PATH_PAIRS_HEADER = "# massface-pairs v1"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key for file names: numbers by value (``s2`` before ``s10``, ``2.pgm`` before
+    ``10.pgm``), text case-insensitively, the exact name breaking ties (deterministic)."""
+    parts: list[Any] = [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+    return [*parts, name]
 
 
 @dataclass(frozen=True)

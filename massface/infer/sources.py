@@ -23,7 +23,6 @@ Kinds (a registry keyed by the option that selects them):
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from massface.formats import msame
 from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
     Pair,
+    natural_key,
     pair_references,
     read_pairs,
     resolve_reference,
@@ -69,10 +69,6 @@ class Dataset:
                 "pairs": None if self.pairs is None else len(self.pairs),
                 "pairs_file": None if self.pairs_file is None else str(self.pairs_file)}
 
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that orders embedded numbers numerically (``s2`` < ``s10``)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:

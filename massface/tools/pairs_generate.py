@@ -32,7 +32,6 @@ CLI: ``massface-pairs ROOT --out pairs.txt [--seed 0]
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
     Pair,
     lfw_name,
+    natural_key,
     write_lfw_pairs,
     write_path_pairs,
 )
@@ -54,10 +54,6 @@ from massface.formats.pairs import (
 LFW_PAIRS_PER_CLASS = 300
 SPLITS = ("auto", "identity", "pair")
 
-
-def natural_key(name: str) -> list:
-    """Sort key that puts ``s2`` before ``s10`` and ``2.pgm`` before ``10.pgm``."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
 def list_identities(root: str | os.PathLike[str],

@@ -15,25 +15,25 @@ the repeats differ. The batch keeps its static shape ``[P * K, H, W, 3]``.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from massface.errors import InputError
+from massface.formats import pairs as pairs_format
+from massface.formats.pairs import natural_key as _natural_key  # 's10' after 's9'
+from massface.registry import Registry
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".tif",
-                    ".tiff", ".webp", ".gif")
+if TYPE_CHECKING:
+    from massface.train.config import AugmentConfig, DataConfig
 
-
-def _natural_key(name: str) -> list[Any]:
-    """'s10' after 's9', '10.pgm' after '9.pgm'."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+#: What a training folder may hold: the pair files' image types plus .pnm and .gif.
+IMAGE_EXTENSIONS = (*pairs_format.IMAGE_EXTENSIONS, ".pnm", ".gif")
 
 
 @dataclass
@@ -155,6 +155,11 @@ class ShuffleSampler:
         self.seed = seed
         self.steps_per_epoch = self.n // batch_size
 
+    @classmethod
+    def from_config(cls, folder: ImageFolder, data: DataConfig, seed: int) -> ShuffleSampler:
+        """``data.batch_size`` images per batch."""
+        return cls(folder.labels, int(data.batch_size), seed)
+
     def batch(self, step: int) -> np.ndarray:
         epoch, k = divmod(step, self.steps_per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
@@ -178,11 +183,28 @@ class PKSampler:
             raise InputError(f"P x K sampling needs at least P={P} identities, the dataset "
                              f"has {len(self.by_identity)}")
         self.P, self.K, self.seed = P, K, seed
+        self.batch_size = P * K
         n = len(self.by_identity)
         self.steps_per_epoch = max(n // P, 1)
         self._chunks: list[np.ndarray] = []
         self._length = 0
         self._cache: np.ndarray | None = None
+
+    @classmethod
+    def from_config(cls, folder: ImageFolder, data: DataConfig, seed: int) -> PKSampler:
+        """``data.P`` x ``data.K``; refuses what can never give an (anchor, positive) pair."""
+        if int(data.K) < 2:
+            raise InputError(f"config: data.K must be at least 2 for a P x K (triplet) "
+                             f"objective (got {data.K}): with one image per identity no "
+                             "(anchor, positive) pair exists and no triplet is ever selected")
+        single = [folder.identities[i] for i in np.flatnonzero(folder.counts() < 2)]
+        if single:
+            shown = ", ".join(single[:10]) + (" ..." if len(single) > 10 else "")
+            raise InputError(
+                f"{data.train_dir}: {len(single)} identities have a single image and "
+                f"cannot give a positive pair in a triplet run ({shown}); set "
+                "data.min_images=2 to leave them out")
+        return cls(folder.labels, int(data.P), int(data.K), seed)
 
     def _identity_stream(self, upto: int) -> np.ndarray:
         """The concatenated passes, extended until it holds ``upto`` identities.
@@ -219,7 +241,14 @@ class PKSampler:
         return np.concatenate(out)
 
 
-SAMPLERS = {"shuffle": ShuffleSampler, "pk": PKSampler}
+#: The batch samplers by the name an objective asks for (``Objective.sampler``); each has
+#: ``from_config(folder, data_config, seed)``, ``batch_size``, ``steps_per_epoch`` and
+#: ``batch(step)``.
+SAMPLERS: Registry[Any] = Registry("sampler")
+SAMPLERS.register("shuffle", ShuffleSampler,
+                  description="seeded shuffled batches of data.batch_size images")
+SAMPLERS.register("pk", PKSampler,
+                  description="data.P identities x data.K images, every identity once a pass")
 
 
 # ---------------------------------------------------------------------- augmentation
@@ -243,8 +272,8 @@ class Augment:
     contrast: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Augment:
-        return cls(**d)
+    def from_config(cls, cfg: AugmentConfig) -> Augment:
+        return cls(cfg.flip, cfg.crop, cfg.shift, cfg.brightness, cfg.contrast)
 
     def __call__(self, images: Any, seed: Any) -> Any:
         """``images`` float32 ``[B, H, W, 3]`` in 0..255; ``seed`` shape-[2] int tensor."""
@@ -315,6 +344,19 @@ class BatchSource:
             images, labels = self.batch(step)
             yield step, images, labels
             step += 1
+
+
+def build_source(data: DataConfig, sampler: str, seed: int) -> BatchSource:
+    """The run's images and batches: scan ``data.train_dir``, the sampler the objective
+    names (from :data:`SAMPLERS`), in memory when ``data.cache`` says so (auto: <= 2 GB)."""
+    if data.train_dir is None:
+        raise InputError("config: data.train_dir is not set")
+    folder = scan_image_folder(data.train_dir, data.identities, int(data.min_images))
+    chosen = SAMPLERS.get(sampler, "objective").from_config(folder, data, seed)
+    size = data.size
+    in_memory = (data.cache == "true" or (data.cache == "auto"
+                 and len(folder) * size[0] * size[1] * 3 <= 2 * 1024**3))
+    return BatchSource(folder, chosen, size, in_memory, int(data.threads))
 
 
 def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed: int,

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from massface.registry import Registry
+
 
 def _xavier(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -91,8 +93,8 @@ class ArcFaceHead(_CosineHead):
         return self.scale * tf.where(onehot, target, cos)
 
 
-HEADS: dict[str, Callable[..., tf.Module]] = {
-    "softmax": SoftmaxHead,
-    "cosface": CosFaceHead,
-    "arcface": ArcFaceHead,
-}
+#: Head name -> ``cls(embedding_size, num_classes, *, scale, margin, seed)``.
+HEADS: Registry[Callable[..., tf.Module]] = Registry("head")
+HEADS.register("softmax", SoftmaxHead, description="fully connected logits x W + b")
+HEADS.register("cosface", CosFaceHead, description="s * (cos(theta) - m) on the true class")
+HEADS.register("arcface", ArcFaceHead, description="s * cos(theta + m) on the true class")

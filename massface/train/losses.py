@@ -8,18 +8,23 @@ shapes, no py_func); a step with no selected triplet contributes zero triplet lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
 
+from massface.registry import Registry
 from massface.train import mining
+
+if TYPE_CHECKING:
+    from massface.train.config import LossConfig
 
 
 @dataclass
 class Objective:
     """Base: subclasses set ``head`` (name in :data:`massface.train.heads.HEADS` or None)
-    and ``sampler`` ("shuffle" or "pk")."""
+    and ``sampler`` (name in :data:`massface.train.data.SAMPLERS`: "shuffle" or "pk")."""
 
     head = None
     sampler = "shuffle"
@@ -45,7 +50,8 @@ class Classification(Objective):
     def head(self) -> str:  # type: ignore[override]
         return self.head_name
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         ce, acc = _cross_entropy(head(embeddings, labels), labels)
         return ce, {"ce": ce, "train_acc": acc}
 
@@ -66,7 +72,8 @@ class Triplet(Objective):
     def __post_init__(self) -> None:
         mining.check_strategy(self.strategy)
 
-    def triplet_term(self, embeddings, labels, seed):
+    def triplet_term(self, embeddings: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor
+                     ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         e = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=1, epsilon=1e-10)
         dist = mining.pairwise_squared_distances(e)
         if self.fixed_mask is not None:
@@ -77,7 +84,8 @@ class Triplet(Objective):
         stats = mining.triplet_statistics(dist, mask, self.alpha)
         return stats["triplet_loss"], stats
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, stats = self.triplet_term(embeddings, labels, seed)
         return loss, stats
 
@@ -89,26 +97,30 @@ class TripletCosFace(Triplet):
     weight: float = 0.5
     head = "cosface"
 
-    def __call__(self, embeddings, labels, head, seed):
+    def __call__(self, embeddings: tf.Tensor, labels: tf.Tensor, head: Any,
+                 seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         loss, stats = self.triplet_term(embeddings, labels, seed)
         ce, acc = _cross_entropy(head(embeddings, labels), labels)
         stats = dict(stats, ce=ce, train_acc=acc)
         return loss + self.weight * ce, stats
 
 
-def build_objective(cfg: dict[str, Any]) -> Objective:
+#: ``loss.kind`` -> ``build(loss_config) -> Objective``.
+OBJECTIVES: Registry[Callable[[LossConfig], Objective]] = Registry("loss")
+OBJECTIVES.register("softmax", lambda c: Classification("softmax"),
+                    description="cross-entropy through a softmax head")
+OBJECTIVES.register("cosface", lambda c: Classification("cosface"),
+                    description="cross-entropy through a CosFace head (loss.scale, margin)")
+OBJECTIVES.register("arcface", lambda c: Classification("arcface"),
+                    description="cross-entropy through an ArcFace head (loss.scale, margin)")
+OBJECTIVES.register("triplet", lambda c: Triplet(alpha=c.alpha, strategy=c.mining),
+                    description="triplet loss over mined triplets of P x K batches")
+OBJECTIVES.register(
+    "triplet_cosface",
+    lambda c: TripletCosFace(alpha=c.alpha, strategy=c.mining, weight=c.cosface_weight),
+    description="triplet loss + loss.cosface_weight x CosFace cross-entropy")
+
+
+def build_objective(cfg: LossConfig) -> Objective:
     """Objective from the config's ``loss`` section (``kind`` picks the registry entry)."""
-    kind = cfg["kind"]
-    if kind not in OBJECTIVES:
-        raise ValueError(f"unknown loss.kind {kind!r}; choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[kind](cfg)
-
-
-OBJECTIVES = {
-    "softmax": lambda c: Classification("softmax"),
-    "cosface": lambda c: Classification("cosface"),
-    "arcface": lambda c: Classification("arcface"),
-    "triplet": lambda c: Triplet(alpha=c["alpha"], strategy=c["mining"]),
-    "triplet_cosface": lambda c: TripletCosFace(alpha=c["alpha"], strategy=c["mining"],
-                                                weight=c["cosface_weight"]),
-}
+    return OBJECTIVES.get(cfg.kind, "loss.kind")(cfg)

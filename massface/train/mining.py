@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-STRATEGIES = ("batch_all", "batch_random", "batch_min_min", "batch_min_max", "batch_hardest")
+from massface.registry import Registry
 
 
 def pairwise_squared_distances(embeddings: tf.Tensor) -> tf.Tensor:
@@ -142,20 +142,24 @@ def _batch_hardest(ctx: _Context, seed: Any) -> tf.Tensor:
     return p_mask[:, :, None] & n_mask[:, None, :]
 
 
-#: strategy name -> mask builder (registry; see the module docstring for semantics).
-MINERS: dict[str, Callable[[_Context, Any], tf.Tensor]] = {
-    "batch_all": _batch_all,
-    "batch_random": _batch_random,
-    "batch_min_min": _batch_min_min,
-    "batch_min_max": _batch_min_max,
-    "batch_hardest": _batch_hardest,
-}
+#: strategy name -> mask builder (see the module docstring for semantics).
+MINERS: Registry[Callable[[_Context, Any], tf.Tensor]] = Registry("mining strategy")
+MINERS.register("batch_all", _batch_all, description="every valid (a, p, n)")
+MINERS.register("batch_random", _batch_random,
+                description="one random valid negative per (anchor, positive)")
+MINERS.register("batch_min_min", _batch_min_min,
+                description="per anchor, the (p, n) whose closest valid negative is closest")
+MINERS.register("batch_min_max", _batch_min_max,
+                description="per anchor, the (p, n) whose closest valid negative is farthest")
+MINERS.register("batch_hardest", _batch_hardest,
+                description="per anchor, farthest positive with closest negative, no alpha")
+
+STRATEGIES = tuple(MINERS.names())
 
 
 def check_strategy(strategy: str) -> str:
-    if strategy not in MINERS:
-        raise ValueError(f"unknown mining strategy {strategy!r}; choose one of "
-                         f"{', '.join(STRATEGIES)}")
+    """``strategy`` if it names a miner; :class:`InputError` listing them otherwise."""
+    MINERS.get(strategy)
     return strategy
 
 
@@ -169,7 +173,7 @@ def triplet_mask(embeddings: tf.Tensor, labels: tf.Tensor, strategy: str,
     :func:`pairwise_squared_distances`. ``seed`` (int or shape-[2] int tensor) seeds
     ``batch_random``; ``None`` draws from TF's global generator.
     """
-    miner = MINERS[check_strategy(strategy)]
+    miner = MINERS.get(strategy)
     dist = pairwise_squared_distances(embeddings) if distances is None else distances
     dist = tf.stop_gradient(dist)
     return miner(_Context(dist, labels, alpha), seed)

@@ -17,9 +17,15 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tensorflow as tf
+
+from massface.errors import InputError
+from massface.registry import Registry
+
+if TYPE_CHECKING:
+    from massface.train.config import OptimizerConfig, ScheduleConfig
 
 
 class Optimizer(tf.Module):
@@ -81,7 +87,8 @@ class Adam(Optimizer):
         super().__init__(variables, name="adam")
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         b1, b2 = self.beta1, self.beta2
         m = slots["m"] * b1 + grad * (1.0 - b1)
         v = slots["v"] * b2 + tf.square(grad) * (1.0 - b2)
@@ -102,7 +109,8 @@ class Adagrad(Optimizer):
         self.slot_init = initial_accumulator
         super().__init__(variables, name="adagrad")
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         acc = slots["accumulator"] + tf.square(grad)
         new = var - lr * grad / tf.sqrt(acc)
         slots["accumulator"].assign(_keep(ok, acc, slots["accumulator"]))
@@ -119,28 +127,28 @@ class Momentum(Optimizer):
         super().__init__(variables, name="sgd")
         self.momentum = momentum
 
-    def update(self, var, grad, slots, lr, t, ok):
+    def update(self, var: tf.Variable, grad: tf.Tensor, slots: dict[str, tf.Variable],
+               lr: tf.Tensor, t: tf.Tensor, ok: tf.Tensor) -> None:
         acc = slots["momentum"] * self.momentum + grad
         new = var - lr * acc
         slots["momentum"].assign(_keep(ok, acc, slots["momentum"]))
         var.assign(_keep(ok, new, var))
 
 
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "adam": Adam,
-    "adagrad": Adagrad,
-    "sgd": Momentum,
-}
+#: ``optimizer.kind`` -> ``cls(variables, *, epsilon, momentum, beta1, beta2,
+#: initial_accumulator)`` (each takes the keywords it uses).
+OPTIMIZERS: Registry[Callable[..., Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adam", Adam, description="TF1 Adam (optimizer.epsilon, beta1, beta2)")
+OPTIMIZERS.register("adagrad", Adagrad,
+                    description="TF1 Adagrad (optimizer.initial_accumulator)")
+OPTIMIZERS.register("sgd", Momentum, description="TF1 momentum SGD (optimizer.momentum)")
 
 
-def build_optimizer(cfg: dict[str, Any], variables: Sequence[tf.Variable]) -> Optimizer:
-    kind = cfg["kind"]
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer.kind {kind!r}; choose one of "
-                         f"{', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[kind](variables, epsilon=cfg["epsilon"], momentum=cfg["momentum"],
-                            beta1=cfg["beta1"], beta2=cfg["beta2"],
-                            initial_accumulator=cfg["initial_accumulator"])
+def build_optimizer(cfg: OptimizerConfig, variables: Sequence[tf.Variable]) -> Optimizer:
+    """The optimiser ``cfg.kind`` names, its slots created for ``variables``."""
+    return OPTIMIZERS.get(cfg.kind, "optimizer.kind")(
+        variables, epsilon=cfg.epsilon, momentum=cfg.momentum, beta1=cfg.beta1,
+        beta2=cfg.beta2, initial_accumulator=cfg.initial_accumulator)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -156,7 +164,7 @@ def table(lr: float, steps_per_epoch: int, total_steps: int, *, table: Sequence[
     """MassFace's per-epoch table: ``[[epoch, lr], ...]``, the last row with epoch <= now."""
     rows = sorted((int(e), float(v)) for e, v in table)
     if not rows or rows[0][0] != 0:
-        raise ValueError("schedule.table must start at epoch 0: [[0, lr], [epoch, lr], ...]")
+        raise InputError("schedule.table must start at epoch 0: [[0, lr], [epoch, lr], ...]")
     epochs = [e for e, _ in rows]
     return lambda step: rows[bisect.bisect_right(epochs, step // steps_per_epoch) - 1][1]
 
@@ -165,7 +173,7 @@ def piecewise(lr: float, steps_per_epoch: int, total_steps: int, *, boundaries: 
               values: Sequence[float], **_: Any) -> Callable[[int], float]:
     """``values[i]`` for steps in ``[boundaries[i-1], boundaries[i])`` (steps, not epochs)."""
     if len(values) != len(boundaries) + 1:
-        raise ValueError("schedule.values needs one more entry than schedule.boundaries")
+        raise InputError("schedule.values needs one more entry than schedule.boundaries")
     b = [int(x) for x in boundaries]
     return lambda step: float(values[bisect.bisect_right(b, step)])
 
@@ -177,19 +185,23 @@ def cosine(lr: float, steps_per_epoch: int, total_steps: int, *, min_lr: float =
     return lambda step: min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(step, n) / n))
 
 
-SCHEDULES = {"constant": constant, "table": table, "piecewise": piecewise, "cosine": cosine}
+#: ``schedule.kind`` -> ``make(lr, steps_per_epoch, total_steps, *, table, boundaries,
+#: values, min_lr) -> (step -> lr)``.
+SCHEDULES: Registry[Callable[..., Callable[[int], float]]] = Registry("schedule")
+SCHEDULES.register("constant", constant, description="optimizer.learning_rate throughout")
+SCHEDULES.register("table", table, description="per-epoch [[epoch, lr], ...] (MassFace)")
+SCHEDULES.register("piecewise", piecewise,
+                   description="schedule.values between step schedule.boundaries")
+SCHEDULES.register("cosine", cosine, description="cosine decay to schedule.min_lr")
 
 
-def build_schedule(cfg: dict[str, Any], lr: float, steps_per_epoch: int, total_steps: int
+def build_schedule(cfg: ScheduleConfig, lr: float, steps_per_epoch: int, total_steps: int
                    ) -> Callable[[int], float]:
     """``step -> lr`` with linear warm-up over ``schedule.warmup_steps``."""
-    kind = cfg["kind"]
-    if kind not in SCHEDULES:
-        raise ValueError(f"unknown schedule.kind {kind!r}; choose one of {', '.join(SCHEDULES)}")
-    base = SCHEDULES[kind](lr, steps_per_epoch, total_steps, table=cfg["table"],
-                           boundaries=cfg["boundaries"], values=cfg["values"],
-                           min_lr=cfg["min_lr"])
-    warm = int(cfg["warmup_steps"])
+    base = SCHEDULES.get(cfg.kind, "schedule.kind")(
+        lr, steps_per_epoch, total_steps, table=cfg.table, boundaries=cfg.boundaries,
+        values=cfg.values, min_lr=cfg.min_lr)
+    warm = int(cfg.warmup_steps)
     if warm <= 0:
         return base
     return lambda step: base(step) * min(1.0, (step + 1) / warm)

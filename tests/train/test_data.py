@@ -77,3 +77,25 @@ def test_augment_is_seeded_and_in_range():
     flip_only = Augment(flip=True)(x, tf.constant([0, 1], tf.int64)).numpy()
     for got, orig in zip(flip_only, x.numpy(), strict=True):
         assert np.array_equal(got, orig) or np.array_equal(got, orig[:, ::-1])
+
+
+def test_build_source_picks_the_sampler_by_name(orl_dir):
+    from dataclasses import replace
+
+    from massface.train.config import DataConfig
+    from massface.train.data import SAMPLERS, build_source
+
+    data = DataConfig(train_dir=str(orl_dir), identities=["s1", "s2", "s3"], batch_size=6,
+                      P=2, K=3, cache="false")
+    shuffle = build_source(data, "shuffle", seed=0)
+    assert isinstance(shuffle.sampler, ShuffleSampler) and shuffle.sampler.batch_size == 6
+    assert shuffle.images is None and shuffle.batch(0)[0].shape == (6, 112, 112, 3)
+    pk = build_source(data, "pk", seed=0)
+    assert isinstance(pk.sampler, PKSampler) and pk.sampler.batch_size == 6
+    assert SAMPLERS.names() == ["shuffle", "pk"]
+    with pytest.raises(InputError, match=r"unknown sampler 'pq' \(choose one of: shuffle, pk"):
+        build_source(data, "pq", seed=0)
+    with pytest.raises(InputError, match=r"data\.K must be at least 2"):
+        build_source(replace(data, K=1), "pk", seed=0)
+    with pytest.raises(InputError, match=r"data\.train_dir is not set"):
+        build_source(DataConfig(), "shuffle", seed=0)

@@ -70,7 +70,7 @@ def test_mirrored_strategy_on_two_logical_cpus(orl_dir, tmp_path):
 
 def test_multi_worker_needs_tf_config(monkeypatch):
     from massface.errors import InputError
-    from massface.train.trainer import make_strategy
+    from massface.train.devices import make_strategy
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     cfg = load_config(None, ["train.distribute=multi_worker"])
@@ -101,7 +101,7 @@ class _FakeNPU:
 
 
 def test_npu_hook_sets_precision_before_open(monkeypatch):
-    from massface.train.trainer import setup_devices
+    from massface.train.devices import setup_devices
 
     fake = _FakeNPU()
     module = types.ModuleType("npu_device")
@@ -114,7 +114,7 @@ def test_npu_hook_sets_precision_before_open(monkeypatch):
 
 def test_npu_not_imported_unless_present(monkeypatch):
     from massface.errors import InputError
-    from massface.train.trainer import setup_devices
+    from massface.train.devices import setup_devices
 
     monkeypatch.delitem(sys.modules, "npu_device", raising=False)
     assert setup_devices(load_config(None, ["train.device=cpu"])) is None
@@ -138,7 +138,7 @@ def test_mixed_precision_steps(orl_dir, tmp_path, precision):
     assert trainer.model.compute_dtype == {"mixed_float16": "float16",
                                            "mixed_bfloat16": "bfloat16"}[precision]
     assert np.isfinite([result.first_loss, result.last_loss]).all()
-    scale = float(trainer.loss_scale.numpy())
+    scale = float(trainer.train_step.loss_scale.numpy())
     if precision == "mixed_bfloat16":
         assert scale == 1.0  # bfloat16 has float32's range: no loss scaling
         return
@@ -147,12 +147,12 @@ def test_mixed_precision_steps(orl_dir, tmp_path, precision):
     # a forced overflow: the scaled gradients are inf in float16, so the step is skipped
     # (weights unchanged) and the scale halves
     weights = [v.numpy() for v in trainer.variables]
-    trainer.loss_scale.assign(1e30)
+    trainer.train_step.loss_scale.assign(1e30)
     trainer.total_steps = 3
     trainer._prepare_run_dir = lambda: 2  # keep the forced scale (no restore from ckpt-2)
     again = trainer.run()
     assert again.final_step == 3 and np.isfinite(again.last_loss)
-    assert float(trainer.loss_scale.numpy()) == pytest.approx(5e29)
+    assert float(trainer.train_step.loss_scale.numpy()) == pytest.approx(5e29)
     for before, var in zip(weights, trainer.variables, strict=True):
         np.testing.assert_array_equal(before, var.numpy(), err_msg=var.name)
 

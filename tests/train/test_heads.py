@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from massface.train.config import load_config
+from massface.train.config import LossConfig, load_config
 from massface.train.heads import HEADS
 from massface.train.losses import build_objective
 
@@ -38,14 +38,14 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _head(kind: str, w: np.ndarray, margin: float):
-    head = HEADS[kind](D, C, scale=SCALE, margin=margin, seed=0)
+    head = HEADS.get(kind)(D, C, scale=SCALE, margin=margin, seed=0)
     head.weights.assign(w)
     return head
 
 
 def _check_loss(kind: str, head, x, labels, expected_logits) -> None:
     """The objective's cross-entropy equals the NumPy one over the expected logits."""
-    ce, metrics = build_objective({"kind": kind})(tf.constant(x), tf.constant(labels), head,
+    ce, metrics = build_objective(LossConfig(kind=kind))(tf.constant(x), tf.constant(labels), head,
                                                   tf.constant([0, 0], tf.int64))
     np.testing.assert_allclose(float(ce), _cross_entropy(expected_logits, labels),
                                rtol=1e-4, atol=1e-4)
@@ -116,7 +116,7 @@ def test_arcface_logit_decreases_with_angle():
     w = np.eye(2, dtype=np.float32)
     thetas = np.linspace(0.0, math.pi, 181)
     x = np.stack([np.cos(thetas), np.sin(thetas)], axis=1).astype(np.float32)
-    head = HEADS["arcface"](2, 2, scale=1.0, margin=m, seed=0)
+    head = HEADS.get("arcface")(2, 2, scale=1.0, margin=m, seed=0)
     head.weights.assign(w)
     target = head(tf.constant(x), tf.zeros(len(x), tf.int64)).numpy()[:, 0]
     assert (np.diff(target) < 1e-6).all()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from massface.train.config import DEFAULTS
+from massface.train.config import OptimizerConfig, ScheduleConfig
 from massface.train.optim import build_optimizer, build_schedule
 
 
@@ -18,7 +20,7 @@ from massface.train.optim import build_optimizer, build_schedule
 def test_updates_match_tf1_optimizers(kind, reference):
     init = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
     ours_var, ref_var = tf.Variable(init), tf.Variable(init)
-    cfg = dict(DEFAULTS["optimizer"], kind=kind)
+    cfg = OptimizerConfig(kind=kind)
     ours, ref = build_optimizer(cfg, [ours_var]), reference()
     for step in range(4):
         for var, apply in ((ours_var, lambda g, s=step: ours.apply_gradients(
@@ -33,7 +35,7 @@ def test_updates_match_tf1_optimizers(kind, reference):
 
 def test_non_finite_gradients_skip_the_update():
     var = tf.Variable([1.0, 2.0])
-    opt = build_optimizer(dict(DEFAULTS["optimizer"], kind="adam"), [var])
+    opt = build_optimizer(OptimizerConfig(kind="adam"), [var])
     ok = opt.apply_gradients([tf.constant([np.nan, 1.0])], [var], 0.1, 0)
     assert not bool(ok)
     np.testing.assert_array_equal(var.numpy(), [1.0, 2.0])
@@ -41,7 +43,7 @@ def test_non_finite_gradients_skip_the_update():
 
 
 def _schedule(**kw):
-    return build_schedule(dict(DEFAULTS["schedule"], **kw), 0.1, steps_per_epoch=10,
+    return build_schedule(replace(ScheduleConfig(), **kw), 0.1, steps_per_epoch=10,
                           total_steps=100)
 
 

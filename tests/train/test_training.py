@@ -177,12 +177,12 @@ def test_k1_refused_and_no_triplet_warning(orl_dir, tmp_path, monkeypatch):
     and mining stats are logged every step whatever train.log_every says."""
     import csv
 
-    from massface.train import trainer as trainer_mod
+    from massface.train import callbacks
     from massface.train.losses import Triplet
 
     with pytest.raises(InputError, match=r"data\.K must be at least 2"):
         Trainer(_cfg(orl_dir, tmp_path, "name=k1", "data.K=1"), objective=Triplet())
-    monkeypatch.setattr(trainer_mod, "ZERO_TRIPLET_STEPS", 2)
+    monkeypatch.setattr(callbacks, "ZERO_TRIPLET_STEPS", 2)
     nothing = Triplet(fixed_mask=np.zeros((4, 4, 4), bool))  # a selection that is empty
     cfg = _cfg(orl_dir, tmp_path, "name=none", "loss.kind=triplet", "data.P=2", "data.K=2",
                "model.embedding_size=8", "train.max_steps=3", "train.log_every=10")
