@@ -17,8 +17,8 @@ from massface.report import write_compare_report, write_protocol_report
 from massface.report.compare import GAP_FLOOR, compare_page, cosine_gap_chart
 from massface.report.labelled import CURVES, labelled_page
 from massface.report.training import read_run, training_page
+from massface.train import callbacks as train_logs
 from massface.train import cli as train_cli
-from massface.train import trainer
 from tests.helpers.report_world import (
     METRIC_HEADER,
     MINING_HEADER,
@@ -87,8 +87,8 @@ def test_blufr_page_from_the_cli(tmp_path):
 
 def test_run_folder_formats_are_the_trainers():
     """The test run folders use massface-train's own columns."""
-    assert METRIC_HEADER == trainer.METRIC_FIELDS
-    assert MINING_HEADER == trainer.MINING_FIELDS
+    assert METRIC_HEADER == train_logs.METRIC_FIELDS
+    assert MINING_HEADER == train_logs.MINING_FIELDS
 
 
 def test_training_page_plots_the_logged_columns(tmp_path):
