@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install, then infer + evaluate the shared pretrained model on LFW
+#                 (and write the HTML report $(OUT)/report.html)
 #   make test   - install, then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,7 +22,9 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/massface-infer --model $(SHARED)/models/mobilefacenet-sirius/mobilefacenet_sirius.onnx \
 		--lfw $(SHARED)/data/lfw/lfw-112x112 --pairs $(SHARED)/data/lfw/pairs.txt --out $(OUT)
-	$(BIN)/massface-eval $(OUT) --json $(OUT)/eval.json --markdown $(OUT)/eval.md
+	$(BIN)/massface-eval $(OUT) --json $(OUT)/eval.json --markdown $(OUT)/eval.md \
+		--html $(OUT)/report.html
+	@echo "Report: $(abspath $(OUT))/report.html (open it in a browser; it works offline)"
 
 test: $(STAMP)
 	MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile

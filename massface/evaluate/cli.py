@@ -45,6 +45,7 @@ from massface.evaluate.report import (
 from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
 from massface.io import check_output_file
+from massface.report.cli import HtmlReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -92,6 +93,12 @@ def evaluate(
         "--json", help="Write every metric, the protocol and input sha256s as JSON.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown report.")] = None,
     roc: Annotated[Path | None, typer.Option(help="Write the ROC curves (PNG).")] = None,
+    html: Annotated[Path | None, typer.Option(
+        help="Write a self-contained HTML report: curves, histograms, per-fold table, "
+             "failed pairs with their faces (needs the 'report' extra).")] = None,
+    html_worst: Annotated[int, typer.Option(
+        help="--html: worst false accepts and false rejects (identification: false alarms "
+             "and misses) shown per input.")] = 12,
     protocol: Annotated[str, typer.Option(
         help=f"Protocol: {PROTOCOLS.choices()}. All but lfw score embedding folders as "
              "labelled sets of images.")] = "lfw",
@@ -126,15 +133,20 @@ def evaluate(
     ivf_nprobe: Annotated[int, typer.Option(help="faiss-ivf: cells searched per probe.")] = 16,
 ) -> None:
     """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
-    for option, path in (("--json", json_path), ("--markdown", markdown), ("--roc", roc)):
+    for option, path in (("--json", json_path), ("--markdown", markdown), ("--roc", roc),
+                         ("--html", html)):
         if path is not None:
             check_output_file(path, option)
+    if html_worst < 0:
+        raise InputError(f"--html-worst {html_worst}: must be 0 or more")
+    report = HtmlReport(html, html_worst) if html is not None else None
     NORMALIZATIONS.get(normalization, "--normalization")
     FLIPS.get(flip, "--flip")
     # options the user gave (even at their default value) must belong to the protocol
     given = {name: _source(ctx, name) != "DEFAULT"
              for name in ctx.params if name not in ("inputs", "protocol", "normalization",
-                                                    "flip", "json_path", "markdown")}
+                                                    "flip", "json_path", "markdown", "html",
+                                                    "html_worst")}
     if check_options(protocol, given).evaluate is not None:
         if search != "auto":
             SEARCHES.get(search, "--search")
@@ -143,7 +155,7 @@ def evaluate(
             SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
             SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
             progress=True)
-        _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console())
+        _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console(), report)
         return
     DISTANCES.get(distance, "--distance")
     if dtype not in ("auto", *DTYPES):
@@ -156,7 +168,7 @@ def evaluate(
               dict(flip=flip, normalization=normalization, distance=distance,
                    subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
                    far_target=far),
-              json_path, markdown, roc, Console())
+              json_path, markdown, roc, Console(), report)
 
 
 def _source(ctx: typer.Context, name: str) -> str:
@@ -166,7 +178,8 @@ def _source(ctx: typer.Context, name: str) -> str:
 
 
 def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,
-              markdown: Path | None, roc: Path | None, console: Console) -> None:
+              markdown: Path | None, roc: Path | None, console: Console,
+              html: HtmlReport | None = None) -> None:
     runs = []
     for path in inputs:
         data = load_input(path, opts)
@@ -183,16 +196,21 @@ def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: 
         write_markdown(markdown, runs)
     if roc is not None:
         write_roc(roc, runs)
+    if html is not None:
+        html.write_pairs(runs, console)
 
 
 def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
-                       json_path: Path | None, markdown: Path | None, console: Console) -> None:
+                       json_path: Path | None, markdown: Path | None, console: Console,
+                       html: HtmlReport | None = None) -> None:
     runs = [ProtocolRun(*evaluate_path(path, protocol, opts)) for path in inputs]
     print_protocol_report(runs, console)
     if json_path is not None:
         write_protocol_json(json_path, runs)
     if markdown is not None:
         write_protocol_markdown(markdown, runs)
+    if html is not None:
+        html.write_protocol(runs, console)
 
 
 def main() -> None:

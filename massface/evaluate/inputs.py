@@ -76,6 +76,13 @@ class PairInput:
     dropped_pairs: list[int] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    #: For reports that show the faces (``--html``), not in ``to_dict()``: each scored
+    #: pair's two image references (paths under the dataset root, or ``.bin`` indices)
+    #: when the input names them, and the producer's description (an embedding folder's
+    #: ``meta.json``, massface-infer's ``massface-infer.json``): model, preprocessing,
+    #: dataset root.
+    pair_refs: list[tuple[str, str]] | None = None
+    source_meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -203,10 +210,12 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
                           embedding_dir.INDEX, embedding_dir.META)
              if (path / name).is_file()}
     files[str(labels.path)] = sha256_file(labels.path)
+    refs = [(es.paths[a], es.paths[b]) for a, b in idx[keep]]
     return PairInput(str(path), "embeddings", emb, labels.issame[keep], flip, folds, n, dropped,
                      files, {"labels": str(labels.path), "labels_kind": labels.kind,
                              "images": len(es.paths), "model": es.meta.get("model"),
-                             **inference_settings(es.meta)})
+                             **inference_settings(es.meta)},
+                     refs, es.meta)
 
 
 def inference_settings(meta: dict[str, Any]) -> dict[str, Any]:
@@ -288,23 +297,31 @@ def _manifest_sha256(paths: list[Path]) -> str:
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def _writer_hints(path: Path, opts: LoadOptions) -> LoadOptions:
+def _writer_hints(meta: dict[str, Any], opts: LoadOptions) -> LoadOptions:
     """Take dtype and width from ``massface-infer.json`` when massface wrote the outputs.
 
     A raw 768-byte file may be 192 float32 or 384 float16 values; msame itself records
     neither, but ``massface-infer --format msame`` does. Explicit options still win.
     """
-    meta_path = path / msame.WRITER_META
-    if opts.dtype != "auto" or opts.dim is not None or not meta_path.is_file():
+    if opts.dtype != "auto" or opts.dim is not None or not meta:
         return opts
-    meta = read_json(meta_path, "massface-infer output description")
-    if not isinstance(meta, dict):
-        raise InputError(f"{meta_path}: expected a JSON object")
     return replace(opts, dtype=str(meta.get("dtype", "auto")), dim=meta.get("dim"))
 
 
+def _writer_meta(path: Path) -> dict[str, Any]:
+    """``massface-infer.json`` when massface wrote the outputs (else ``{}``)."""
+    meta_path = path / msame.WRITER_META
+    if not meta_path.is_file():
+        return {}
+    meta = read_json(meta_path, "massface-infer output description")
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: expected a JSON object")
+    return meta
+
+
 def load_output_folder(path: Path, opts: LoadOptions) -> PairInput:
-    opts = _writer_hints(path, opts)
+    meta = _writer_meta(path)
+    opts = _writer_hints(meta, opts)
     outputs = msame.scan_output_folder(path, opts.output_index)
     default = next((d / msame.LABELS_FILE for d in (path, outputs.folder)
                     if (d / msame.LABELS_FILE).is_file()), None)
@@ -343,11 +360,24 @@ def load_output_folder(path: Path, opts: LoadOptions) -> PairInput:
         "output_dtype": _dtype_name(outputs, paths, opts),
         "outputs_manifest_sha256": _manifest_sha256(paths),
     }
-    if (path / msame.WRITER_META).is_file():
-        meta = read_json(path / msame.WRITER_META, "massface-infer output description")
-        details.update(inference_settings(meta if isinstance(meta, dict) else {}))
+    details.update(inference_settings(meta))
     return PairInput(str(path), "outputs", emb, labels.issame[keep], None, folds, n_pairs,
-                     dropped, files, details)
+                     dropped, files, details, _slot_refs(meta, labels, indices), meta)
+
+
+def _slot_refs(meta: dict[str, Any], labels: Labels, indices: list[int]
+               ) -> list[tuple[str, str]] | None:
+    """Image references of the kept pair slots: massface-infer's ``order``, else the
+    pairs file's references; None when neither names the images."""
+    order = meta.get("order")
+    if isinstance(order, list) and len(order) == 2 * labels.issame.size:
+        names = [str(order[i]) for i in indices]
+    elif labels.pairs is not None:
+        slots = [r for p in labels.pairs for r in (p.a, p.b)]
+        names = [slots[i] for i in indices]
+    else:
+        return None
+    return list(zip(names[0::2], names[1::2], strict=True))
 
 
 def _dtype_name(outputs: msame.OutputFolder, paths: list[Path], opts: LoadOptions) -> str:

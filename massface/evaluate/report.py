@@ -211,7 +211,7 @@ class ProtocolRun:
         return {"input": self.input.to_dict(), **self.result.to_dict()}
 
 
-def _title(runs: list[ProtocolRun]) -> str:
+def protocol_title(runs: list[ProtocolRun]) -> str:
     return {"blufr": "BLUFR (LFW) verification and open-set identification",
             "identification": "1:N identification",
             "all-pairs": "All-pairs verification"}.get(runs[0].result.protocol_name,
@@ -226,7 +226,7 @@ def protocol_summary(runs: list[ProtocolRun]) -> tuple[list[str], list[list[str]
     return header, [[m, *[h.get(m, "-") for h in heads]] for m in metrics]
 
 
-def _protocol_lines(runs: list[ProtocolRun]) -> list[str]:
+def protocol_run_lines(runs: list[ProtocolRun]) -> list[str]:
     lines = [f"Protocol: {runs[0].result.describe()}"]
     for run in runs[1:]:
         if run.result.describe() != runs[0].result.describe():
@@ -246,8 +246,8 @@ def print_protocol_report(runs: list[ProtocolRun], console: Any) -> None:
             table.add_row(*row)
         console.print(table)
 
-    show(_title(runs), *protocol_summary(runs))
-    for line in _protocol_lines(runs):
+    show(protocol_title(runs), *protocol_summary(runs))
+    for line in protocol_run_lines(runs):
         console.print(line, highlight=False, soft_wrap=True)
     if len(runs) == 1:
         for t in runs[0].result.tables():
@@ -260,8 +260,8 @@ def print_protocol_report(runs: list[ProtocolRun], console: Any) -> None:
 
 
 def protocol_markdown(runs: list[ProtocolRun]) -> str:
-    parts = [f"# {_title(runs)}\n\n", _markdown_table(*protocol_summary(runs))]
-    parts += [f"\n{line}\n" for line in _protocol_lines(runs)]
+    parts = [f"# {protocol_title(runs)}\n\n", _markdown_table(*protocol_summary(runs))]
+    parts += [f"\n{line}\n" for line in protocol_run_lines(runs)]
     for run in runs:
         name = run.input.path
         parts += [f"\n{name}: {note}\n" for note in run.result.notes()]

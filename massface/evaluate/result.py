@@ -104,6 +104,11 @@ class VerificationResult:
     n_diff: int
     fold_sizes: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Each pair's distance as its test fold scored it (with ``subtract_mean`` the fold's
+    #: own mean was subtracted) and that fold's number: what the HTML report's histograms
+    #: and failed-pair gallery show. Not in ``to_dict()`` (one value per pair).
+    pair_distances: np.ndarray | None = None
+    pair_folds: np.ndarray | None = None
 
     def to_dict(self, *, include_roc: bool = True) -> dict[str, Any]:
         """Plain JSON-ready dict of every metric and the protocol."""

@@ -219,6 +219,7 @@ def verify(
     val = np.zeros((len(targets), n_folds))
     far = np.zeros((len(targets), n_folds))
     val_thr = np.zeros((len(targets), n_folds))
+    test_dist = np.zeros(same.size)
 
     for f in range(n_folds):
         test = fold_ids == f
@@ -229,6 +230,7 @@ def verify(
             dist = pair_distances(e1, e2, distance, mean)
         else:
             dist = shared_dist
+        test_dist[test] = dist[test]
         tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
         te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
 
@@ -286,4 +288,6 @@ def verify(
         n_same=int(same.sum()),
         n_diff=n_diff_total,
         fold_sizes=sizes,
+        pair_distances=test_dist,
+        pair_folds=fold_ids,
     )

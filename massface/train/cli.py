@@ -2,6 +2,7 @@
 
     massface-train configs/orl_cosface.yaml --set optimizer.learning_rate=0.05
     massface-train configs/massface_triplet.yaml --pretrained work_dirs/massface_pretrain
+    massface-train report work_dirs/orl_cosface        # the run's HTML report
 
 Outputs go to ``<work_dir>/<name>/`` (config snapshot, checkpoints, TensorBoard logs,
 metrics.csv, validation.jsonl, summary.json); running the same command again resumes
@@ -76,7 +77,13 @@ def train(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point (``massface-train report RUN`` too: a separate small app, so
+    that ``massface-train CONFIG`` stays one command)."""
+    if sys.argv[1:2] == ["report"]:
+        from massface.report.cli import train_main
+
+        train_main(sys.argv[2:])
+        return
     app(prog_name="massface-train")
 
 

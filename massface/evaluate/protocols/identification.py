@@ -30,7 +30,7 @@ from massface.evaluate.protocols.labelled import (
     lookup,
 )
 from massface.evaluate.protocols.openset import OpenSet, cmc, open_set, usable_ranks
-from massface.evaluate.protocols.search import SearchInfo, SearchOptions, search
+from massface.evaluate.protocols.search import ProbeOutcomes, SearchInfo, SearchOptions, search
 from massface.io import sha256_file
 
 HEADLINE_RANKS = (1, 5, 10)
@@ -189,6 +189,11 @@ class IdentificationResult:
     open_set: OpenSet | None
     timing: Timing = field(default_factory=Timing)
     protocol_name: str = "identification"
+    #: For the HTML report (not in ``to_dict()``): each probe's search outcome, and the
+    #: image keys of the probes and of the gallery (which ``outcomes.top_index`` indexes).
+    outcomes: ProbeOutcomes | None = None
+    probe_keys: list[str] = field(default_factory=list)
+    gallery_keys: list[str] = field(default_factory=list)
 
     def rank_rate(self, r: int) -> float | None:
         return float(self.cmc[r - 1]) if r <= self.cmc.size else None
@@ -276,4 +281,7 @@ def evaluate_identification(fs: FeatureSet, labelled: Labelled, features: Featur
         int((outcomes.genuine & ~outcomes.known).sum()), cmc(outcomes, max_rank),
         open_set(outcomes, OPEN_SET_FARS, ranks))
     result.timing = Timing({"search": searched - start, "total": time.perf_counter() - start})
+    result.outcomes = outcomes
+    result.probe_keys = [fs.keys[i] for i in split.probe]
+    result.gallery_keys = [fs.keys[i] for i in split.gallery]
     return result

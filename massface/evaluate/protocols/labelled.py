@@ -55,6 +55,8 @@ class FeatureSet:
     features: np.ndarray
     files: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    #: The folder's ``meta.json`` (model, preprocessing, dataset root) for ``--html``.
+    source_meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "kind": "embeddings", "images": len(self.keys),
@@ -92,7 +94,7 @@ def load_features(path: Path, opts: FeatureOptions, protocol: str) -> FeatureSet
                           embedding_dir.INDEX, embedding_dir.META)
              if (path / name).is_file()}
     return FeatureSet(path, list(es.paths), np.ascontiguousarray(prepared, dtype=np.float32),
-                      files, {"model": es.meta.get("model")})
+                      files, {"model": es.meta.get("model")}, es.meta)
 
 
 @dataclass
