@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from massface.align.cli import app as align_app
 from massface.infer.cli import app as infer_app
 from tests.helpers.cli import invoke_ok
+from tests.helpers.faults import failing_backend
 
 
 @pytest.mark.slow
@@ -57,20 +58,6 @@ def test_template_must_fit_the_model(small_tree, tmp_path, pretrained_onnx):
     assert "112x96 crops but the model takes 112x112" in result.output
 
 
-class _FailAfter:
-    """A backend that raises after ``n`` batches (an injected crash)."""
-
-    def __init__(self, inner, n: int) -> None:
-        self.inner, self.n, self.info = inner, n, inner.info
-
-    def embed(self, batch):
-        if self.n == 0:
-            raise RuntimeError("injected failure")
-        self.n -= 1
-        return self.inner.embed(batch)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @pytest.mark.slow
@@ -94,7 +81,7 @@ def test_interrupted_align_run_resumes_with_all_landmarks(small_tree, tmp_path,
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, opts(out),
-                      backend=_FailAfter(open_backend(pretrained_onnx), 2))
+                      backend=failing_backend(open_backend(pretrained_onnx), 2))
     result = run_inference(pretrained_onnx, ds, opts(out))
     assert result.summary.resumed_rows == 2
     assert (out / "landmarks.json").read_text() == (whole / "landmarks.json").read_text()

@@ -20,6 +20,7 @@ from massface.infer import InferOptions, open_backend, run_inference
 from massface.infer.cli import app
 from massface.infer.sources import lfw_dataset
 from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.faults import failing_backend
 from tests.helpers.scoring import lfw_accuracy_of
 
 runner = CliRunner()
@@ -75,18 +76,6 @@ def test_killed_run_resumes_to_the_identical_result(tmp_path, clean, pretrained_
     assert not (out / ".partial").exists()
 
 
-def _failing(backend, n: int):
-    """``backend``, made to raise at its model call after ``n`` (an injected crash)."""
-    run, calls = backend._run, iter(range(n))
-
-    def run_or_fail(batch):
-        if next(calls, None) is None:
-            raise RuntimeError("injected failure")
-        return run(batch)
-
-    backend._run = run_or_fail
-    return backend
-
 
 def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained_onnx,
                                                      lfw_dir, subset_pairs):
@@ -95,7 +84,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     opts = InferOptions(out=out, batch_size=8, chunk_batches=2, progress=False)
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, opts,
-                      backend=_failing(open_backend(pretrained_onnx), 5))
+                      backend=failing_backend(open_backend(pretrained_onnx), 5))
     assert sorted(p.name for p in (out / ".partial").glob("chunk_*.json")) == \
         ["chunk_00000.json", "chunk_00001.json"]
     result = run_inference(pretrained_onnx, ds, opts)
@@ -113,7 +102,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, InferOptions(out=out2, batch_size=8, chunk_batches=2,
                                                         progress=False),
-                      backend=_failing(open_backend(pretrained_onnx), 3))
+                      backend=failing_backend(open_backend(pretrained_onnx), 3))
     opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False)
     with pytest.raises(InputError, match=r"unfinished run with other settings.*batch_size"):
         run_inference(pretrained_onnx, ds, opts16)
