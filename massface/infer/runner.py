@@ -208,6 +208,10 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if info.channels not in (1, 3):
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
     choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
+    pixels = info.input_dtype == "uint8"  # AIPP: the model normalises raw pixels itself
+    if pixels and ds.tensors:
+        raise InputError(f"{model}: takes uint8 pixels (AIPP); {ds.root} holds float32 "
+                         "preprocessed input bins: give the images instead")
     chunk_rows = opts.batch_size * opts.chunk_batches
     start, stop = shard_bounds(len(ds.keys), opts.shard)
     if start == stop:
@@ -222,7 +226,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     store = PartialStore(opts.out, fingerprint)
     chunks = store.open(opts.overwrite)
     loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                opts.skip_bad)
+                                opts.skip_bad, pixels=pixels)
     _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
 
     result = _assemble(store, chunks, ds, opts, start, stop)

@@ -43,6 +43,9 @@ class ModelInfo:
     output_dtype: str = "float32"
     output_dim: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # "float32": preprocessed (normalised) images; "uint8": raw pixels, the model
+    # normalises them itself (an Ascend .om built with AIPP, or its ONNX twin).
+    input_dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -117,8 +120,15 @@ class Backend(ABC):
         self.close()
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NHWC ``[n, H, W, C]`` -> float32 ``[n, D]``, whatever the model's batching."""
+        """NHWC ``[n, H, W, C]`` -> float32 ``[n, D]``, whatever the model's batching.
+
+        The batch is float32 preprocessed images, or uint8 RGB pixels for a model whose
+        ``info.input_dtype`` is uint8 (it normalises them itself).
+        """
         n = batch.shape[0]
+        if (self.info.input_dtype == "uint8") != (batch.dtype == np.uint8):
+            raise InputError(f"{self.info.path}: the model takes {self.info.input_dtype} "
+                             f"input but was given {batch.dtype} images")
         if n == 0:
             return np.zeros((0, self.info.output_dim or 0), np.float32)
         limit = self.info.max_batch or n
@@ -133,7 +143,7 @@ class Backend(ABC):
             batch = np.concatenate([batch, pad])
         if self.info.layout == "NCHW":
             batch = batch.transpose(0, 3, 1, 2)
-        out = np.asarray(self._run(np.ascontiguousarray(batch, dtype=np.float32)))
+        out = np.asarray(self._run(np.ascontiguousarray(batch, dtype=self.info.input_dtype)))
         if out.shape[0] != size:
             raise InputError(f"{self.info.path}: model returned {out.shape[0]} rows for a batch "
                              f"of {size}")
