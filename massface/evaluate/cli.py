@@ -108,5 +108,12 @@ def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: 
 
 
 def main() -> None:
-    """Console entry point (``massface-eval``)."""
+    """Console entry point (``massface-eval``; ``massface-eval compare ...`` too)."""
+    import sys
+
+    if sys.argv[1:2] == ["compare"]:
+        from massface.evaluate.compare_cli import main as compare_main
+
+        compare_main(sys.argv[2:])
+        return
     app()
