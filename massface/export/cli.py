@@ -8,6 +8,7 @@ in ``--help``, generated from :mod:`massface.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from massface.export.parity import MIN_COSINE
 from massface.export.pipeline import (
     ExportOptions,
     export_checkpoint,
+    import_onnx,
     import_tflite,
     tflite_to_run,
 )
@@ -74,6 +76,9 @@ def export(
         "prefix.")] = None,
     tflite: Annotated[Path | None, typer.Option(
         "--tflite", help="Import a TFLite model instead (-> ONNX, dynamic batch).")] = None,
+    onnx_model: Annotated[Path | None, typer.Option(
+        "--onnx", help="Start from an existing NHWC face ONNX (no TensorFlow needed): for "
+        "--aipp, --precision-preview and the ATC command.")] = None,
     soc: Annotated[str, typer.Option(
         "--soc", help="Ascend SoC for ATC (--soc_version), as `npu-smi info` names it."
     )] = atc_mod.DEFAULT_SOC,
@@ -149,9 +154,10 @@ def export(
     """Export a checkpoint (or import a TFLite model) and prove each artifact matches."""
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if (ckpt is None) == (tflite is None):
+    if sum(x is not None for x in (ckpt, tflite, onnx_model)) != 1:
         raise InputError("give exactly one of --ckpt (a massface-train run or "
-                         "checkpoint prefix) or --tflite (a TFLite model)")
+                         "checkpoint prefix), --tflite (a TFLite model) or --onnx (an "
+                         "existing ONNX)")
     if to_checkpoint is not None and tflite is None:
         raise InputError("--to-checkpoint needs --tflite (it maps a TFLite model's "
                          "weights onto massface's MobileFaceNet)")
@@ -172,11 +178,16 @@ def export(
     def log(msg: str) -> None:
         err.print(msg, style="dim", markup=False, highlight=False, soft_wrap=True)
 
-    with err.status("exporting..."):
+    # The accuracy budget draws its own progress bar; rich allows one live display.
+    busy = contextlib.nullcontext() if preview.progress and preview.active \
+        else err.status("exporting...")
+    with busy:
         if ckpt is not None:
             result = export_checkpoint(ckpt, out, options, log=log)
-        else:
+        elif tflite is not None:
             result = import_tflite(tflite, out, options, log=log)
+        else:
+            result = import_onnx(onnx_model, out, options, log=log)
     if to_checkpoint is not None:
         with err.status("mapping the TFLite weights..."):
             run = tflite_to_run(tflite, to_checkpoint, options, log=log,

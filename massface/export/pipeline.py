@@ -356,6 +356,82 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
 
 
+def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[FacePreprocessing, str]:
+    """The preprocessing recorded in an ``export.json`` beside an existing ONNX, else
+    massface's MobileFaceNet convention (said so in the manifest)."""
+    from massface.infer.preprocess import read_export_json
+
+    export = read_export_json(path)
+    if export is not None and isinstance(export.get("preprocessing"), dict):
+        return FacePreprocessing.from_dict(export["preprocessing"]), f"{path.parent}/export.json"
+    return (FacePreprocessing(size=size),
+            "assumed: MobileFaceNet convention, RGB (x-127.5)/128")
+
+
+def import_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                options: ExportOptions | None = None, *,
+                log: Log = lambda _msg: None) -> ExportResult:
+    """An existing NHWC float32 face ONNX -> the export folder (inputs renamed ``input`` /
+    ``embeddings``, batch made dynamic), proven against the original under ONNX Runtime;
+    then the AIPP, precision and ATC steps as for the other sources."""
+    import onnx
+
+    from massface.export.onnx_graph import (
+        OnnxRunner,
+        check_standard_ops,
+        make_batch_dynamic,
+        model_opset,
+        set_io,
+    )
+
+    options = options or ExportOptions()
+    options.validate()
+    if options.normalize:
+        raise InputError("--normalize is not available with --onnx: the model is kept as "
+                         "given (normalise at evaluation time)")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--onnx {path}: file not found")
+    out = Path(out)
+    _check_out(out, options.overwrite)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others for a bad file
+        raise InputError(f"--onnx {path}: not a readable ONNX model: {exc}") from exc
+    check_standard_ops(model, str(path))
+    set_io(model, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    batch = make_batch_dynamic(model)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[3] != 3 or not dims[1] or not dims[2]:
+        raise InputError(f"--onnx {path}: input shape {dims} is not NHWC [N, H, W, 3]")
+    prep, prep_source = _onnx_preprocessing(path, (dims[1], dims[2]))
+    faces = _faces(options, prep)
+    source_runner = OnnxRunner(path)
+    ref = source_runner(faces.images)
+    reference = f"the given ONNX ({path.name}) on ONNX Runtime"
+    dim = int(ref.shape[1])
+    manifest = new_manifest(
+        source={"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
+                "opset": model_opset(model)},
+        input_spec={"name": INPUT_NAME, "shape": [-1, *dims[1:]], "layout": "NHWC",
+                    "dtype": "float32"},
+        output_spec={"name": OUTPUT_NAME, "shape": [-1, dim], "dim": dim, "normalized": False,
+                     "dtype": "float32"},
+        preprocessing={**prep.to_dict(), "source": prep_source})
+    options.om_from = "onnx"  # the only model file on this path
+    options.opset = model_opset(model)
+    parities: list[Parity] = []
+    with staged_folder(out, options.overwrite) as staging:
+        onnx_path = _publish_onnx(model, staging, options, manifest, parities, faces,
+                                  reference, ref, log, dynamic_batch=batch)
+        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
+                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
+        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
+        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
+        write_json(staging / MANIFEST_NAME, manifest)
+    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+
+
 def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
                   options: ExportOptions | None = None, *,
                   calibration_images: str | None = None, calibration_count: int = 256,
