@@ -37,7 +37,7 @@ diagnosis made with a model that does not reproduce REF is flagged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,13 @@ def _row_names(data: PairInput) -> list[str] | None:
 
 
 def align(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
-    """Load both inputs and pair their rows up, refusing inputs that do not match."""
-    ref, cand = load_input(ref_path, opts), load_input(cand_path, opts)
+    """Load both inputs and pair their rows up, refusing inputs that do not match.
+
+    Raw device outputs do not say their width: without ``--dim`` the other input's is
+    used (768 bytes are 192 float32 or 384 float16 values)."""
+    ref = load_input(ref_path, opts)
+    cand_opts = opts if opts.dim is not None else replace(opts, dim=ref.embeddings.shape[1])
+    cand = load_input(cand_path, cand_opts)
     if ref.embeddings.shape != cand.embeddings.shape:
         raise InputError(f"{cand_path}: {cand.embeddings.shape[0]} rows of width "
                          f"{cand.embeddings.shape[1]}, but {ref_path} has "

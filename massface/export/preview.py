@@ -146,7 +146,6 @@ def run_previews(staging: Path, stem: str, onnx_path: Path, prep: FacePreprocess
     """Build the AIPP and precision artifacts in ``staging`` and fill the manifest."""
     import onnx
 
-    from massface.export.onnx_graph import OnnxRunner
     from massface.export.tflite_weights import calibration_faces
 
     fp32 = onnx.load(str(onnx_path))
@@ -164,11 +163,13 @@ def run_previews(staging: Path, stem: str, onnx_path: Path, prep: FacePreprocess
         target = PRECISION_TARGETS.get(name)
         log(f"building the {name} preview ({target.simulates})")
         built = target.build(ctx)
-        parities[name] = cosine_rows(ref, OnnxRunner(built.artifact)(faces.images)) \
-            if built.open is None else None
+        with built.opener()() as backend:
+            parities[name] = cosine_rows(ref, backend.embed(faces.images))
         manifest["precision"][name] = {
             **artifact_entry(built.artifact), "artifact": built.artifact.name,
-            "simulates": target.simulates, **built.details}
+            "simulates": target.simulates, **built.details,
+            "parity_faces": {"images": len(faces.refs),
+                             "min_cosine": float(parities[name].min())}}
         variants.append(budget_mod.Variant(name, built.artifact.name, built.opener(),
                                            {"simulates": target.simulates}))
     _budget(options, variants, prep, faces, parities, manifest, log)
@@ -220,13 +221,14 @@ def _faces_only(variants: list[budget_mod.Variant], faces: FaceBatch, parities: 
                 manifest: dict) -> None:
     """``--precision-pairs 0``: cosines on the parity faces only, no accuracy."""
     rows = [{"variant": v.name, "artifact": v.artifact, **v.details} for v in variants]
-    for name, cos in parities.items():
-        entry = manifest["precision"][name]
-        if cos is not None:
-            entry.update({"min_cosine": float(cos.min()),
-                          "median_cosine": float(np.median(cos)),
-                          "images": int(cos.size), "lfw_accuracy": None,
-                          "lfw_accuracy_fp32": None})
+    for row in rows:
+        cos = parities.get(row["variant"])
+        if cos is None:
+            continue
+        stats = {"min_cosine": float(cos.min()), "median_cosine": float(np.median(cos)),
+                 "images": int(cos.size), "lfw_accuracy": None, "lfw_accuracy_fp32": None}
+        row.update(stats)
+        manifest["precision"][row["variant"]].update(stats)
     manifest["accuracy_budget"] = {
         "evaluation": {"images": len(faces.refs), "selection": "parity faces only "
                        "(--precision-pairs 0: no LFW evaluation)"}, "rows": rows}
