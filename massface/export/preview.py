@@ -40,6 +40,7 @@ from massface.tools import shared_data
 
 Log = Callable[[str], None]
 AIPP_ROW = "aipp"
+TWIN_MAX_ABS_DIFF = 1e-4
 FP32_ROW = "fp32"
 
 
@@ -111,9 +112,12 @@ def _pixels(faces: FaceBatch, prep: FacePreprocessing) -> np.ndarray:
     return np.stack(out)
 
 
-def _aipp_step(staging: Path, stem: str, fp32: Any, prep: FacePreprocessing,
-               faces: FaceBatch, ref: np.ndarray, bound: float, manifest: dict,
+def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
+               prep: FacePreprocessing, faces: FaceBatch, bound: float, manifest: dict,
                log: Log) -> budget_mod.Variant:
+    """``aipp.cfg`` and the twin, which must give the fp32 ONNX's embeddings on the parity
+    faces to :data:`TWIN_MAX_ABS_DIFF` (it computes the same arithmetic, reordered)."""
+    from massface.errors import ParityError
     from massface.export import aipp
     from massface.export.onnx_graph import OnnxRunner
 
@@ -121,10 +125,14 @@ def _aipp_step(staging: Path, stem: str, fp32: Any, prep: FacePreprocessing,
     write_text(staging / CONFIG_NAME, config.render())
     twin_path = staging / f"{stem}.aipp.onnx"
     write_bytes(twin_path, aipp.twin(fp32, config).SerializeToString())
-    parity = compare("aipp twin", "fp32 ONNX on normalised floats", ref,
+    parity = compare("aipp twin", f"{onnx_path.name} on normalised floats",
+                     OnnxRunner(onnx_path)(faces.images),
                      OnnxRunner(twin_path)(_pixels(faces, prep)), bound=bound)
     log(parity.describe())
     require([parity])
+    if parity.max_abs_diff > TWIN_MAX_ABS_DIFF:
+        raise ParityError(f"{parity.describe()}: the twin must match to "
+                          f"{TWIN_MAX_ABS_DIFF} (is the preprocessing representable?)")
     manifest["aipp"] = {
         "config": CONFIG_NAME, "settings": config.to_dict(),
         "input": config.input_contract(), "om_file": None,
@@ -151,8 +159,8 @@ def run_previews(staging: Path, stem: str, onnx_path: Path, prep: FacePreprocess
     fp32 = onnx.load(str(onnx_path))
     variants = [_variant(FP32_ROW, onnx_path, {"simulates": "the verified fp32 graph"})]
     if options.aipp:
-        variants.append(_aipp_step(staging, stem, fp32, prep, faces, ref, bound, manifest,
-                                   log))
+        variants.append(_aipp_step(staging, stem, onnx_path, fp32, prep, faces, bound,
+                                   manifest, log))
     ctx = TargetContext(fp32=fp32, fp32_file=onnx_path, folder=staging, stem=stem,
                         calibration=lambda: calibration_faces(
                             options.calibration_images, options.calibration_count, prep),

@@ -64,14 +64,16 @@ def runs(tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs):
     px = np.stack([np.asarray(Image.open(resolve_reference(lfw_dir, k)).convert("RGB"))
                    for k in keys])
     model = onnx.load(str(pretrained_onnx))
+    fp32 = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
-    def embed(x: np.ndarray, m=model) -> np.ndarray:
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    def embed(x: np.ndarray, sess=fp32) -> np.ndarray:
         return np.concatenate([sess.run(None, {"input": x[i:i + 64]})[0]
                                for i in range(0, len(x), 64)])
 
+    fp16 = ort.InferenceSession(simulate_fp16(model).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
     made = {"ref": embed(_norm(px)), "same": embed(_norm(px)),
-            "precision": embed(_norm(px), simulate_fp16(model))}
+            "precision": embed(_norm(px), fp16)}
     made.update({cause: embed(fn(px)) for cause, fn in MISTAKES.items()})
     for name, emb in made.items():
         write_embedding_dir(root / name, emb, keys, pairs_file=root / "pairs.txt")
