@@ -58,6 +58,41 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_output_file(path: PathLike, option: str) -> Path:
+    """Refuse, before any work, an output file that cannot be written: a folder in its
+    place, a parent that is a file, or a folder where files cannot be created."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {p}: is a folder; give a file name")
+    parent = _existing_ancestor(p.parent)
+    if not parent.is_dir():
+        raise InputError(f"{option} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {p}: cannot write in {parent} (permission denied)")
+    return p
+
+
+def check_output_dir(path: PathLike, option: str) -> Path:
+    """Like :func:`check_output_file` for an output folder (which may exist)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {p}: exists and is not a folder")
+    target = p if p.is_dir() else _existing_ancestor(p.parent)
+    if not target.is_dir():
+        raise InputError(f"{option} {p}: {target} is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {p}: cannot write in {target} (permission denied)")
+    return p
+
+
+def _existing_ancestor(p: Path) -> Path:
+    """``p`` or its nearest existing ancestor (what ``mkdir(parents=True)`` would start in)."""
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
 def write_bytes(path: PathLike, data: bytes) -> None:
     """Atomically write ``data`` to ``path``."""
     with atomic_path(path) as tmp:
@@ -80,6 +115,37 @@ def save_npy(path: PathLike, array: Any) -> None:
 
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def load_arrays(path: PathLike, what: str) -> dict[str, Any]:
+    """Every array of an ``.npy`` (key ``""``) or ``.npz``, read eagerly and never unpickled.
+
+    A truncated or corrupt file, an object array (which only unpickling could read) or a
+    damaged member is an :class:`InputError` naming the file as ``what``.
+    """
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"": loaded}
+            with loaded:
+                return {k: loaded[k] for k in loaded.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+
+
+def load_array(path: PathLike, what: str) -> Any:
+    """The array of an ``.npy`` file (see :func:`load_arrays`)."""
+    arrays = load_arrays(path, what)
+    if list(arrays) != [""]:
+        raise InputError(f"{path}: expected one .npy array as {what}, found an archive")
+    return arrays[""]
 
 
 def read_json(path: PathLike, what: str) -> Any:

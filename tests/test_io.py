@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from massface import io
+from massface.errors import InputError
 
 
 def test_write_text_replaces_whole_file(tmp_path):
@@ -30,3 +31,63 @@ def test_save_npy_refuses_object_arrays(tmp_path):
     with pytest.raises(ValueError):
         io.save_npy(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_a_whole_folder(tmp_path):
+    target = tmp_path / "export"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with io.atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # not visible until complete
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no temporaries left
+
+
+def test_read_json_names_the_file_and_what_it_is(tmp_path):
+    bad = tmp_path / "meta.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match=r"meta\.json: cannot read run description"):
+        io.read_json(bad, "run description")
+    with pytest.raises(InputError, match=r"missing\.json: cannot read x"):
+        io.read_json(tmp_path / "missing.json", "x")
+
+
+def test_sha256_file(tmp_path):
+    import hashlib
+
+    (tmp_path / "f").write_bytes(b"abc")
+    assert io.sha256_file(tmp_path / "f") == hashlib.sha256(b"abc").hexdigest()
+    with pytest.raises(InputError, match="unreadable"):
+        io.sha256_file(tmp_path / "nope")
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io as stdio
+
+    buf = stdio.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, match", [
+    ("cut.npz", _npz_bytes(a=np.arange(1000.0))[:300], ""),
+    ("objects.npz", _npz_bytes(a=np.array([1, "x", None], dtype=object)), "Object arrays"),
+    ("cut.npy", b"\x93NUMPY\x01\x00", ""),
+    ("empty.npz", b"", ""),
+    ("text.npy", b"hello", ""),
+])
+def test_corrupt_arrays_are_input_errors(tmp_path, name, data, match):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=rf"{name}: cannot read test arrays.*{match}"):
+        io.load_arrays(path, "test arrays")
+
+
+def test_load_arrays_reads_npy_and_npz(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(3))
+    np.savez(tmp_path / "b.npz", x=np.ones(2), y=np.zeros(1))
+    assert io.load_array(tmp_path / "a.npy", "a").tolist() == [0, 1, 2]
+    got = io.load_arrays(tmp_path / "b.npz", "b")
+    assert sorted(got) == ["x", "y"] and got["x"].tolist() == [1.0, 1.0]

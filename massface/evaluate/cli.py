@@ -1,10 +1,11 @@
-"""``massface-eval``: score embeddings with the LFW 10-fold protocol.
+"""``massface-eval``: score embeddings with the LFW 10-fold protocol (or ``--protocol``).
 
 Reads massface embedding folders, msame/ais_bench output folders and ``.npy``/``.npz``
 arrays (see :mod:`massface.evaluate.inputs`), scores each with
 :func:`massface.evaluate.verify` and prints one comparison table; ``--json``,
 ``--markdown`` and ``--roc`` write reports atomically. Bad input exits with status 2 and
-a message naming the file.
+a message naming the file. ``--protocol blufr | identification | all-pairs`` score an
+embedding folder as a labelled set instead (:mod:`massface.evaluate.protocols`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,30 @@ from massface.errors import InputError
 from massface.evaluate.distances import DISTANCES
 from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
-from massface.evaluate.report import Run, print_report, write_json, write_markdown, write_roc
+from massface.evaluate.protocols import (
+    PROTOCOLS,
+    ScaleOptions,
+    SearchOptions,
+    SplitOptions,
+    check_options,
+    evaluate_path,
+)
+from massface.evaluate.protocols.labelled import FeatureOptions
+from massface.evaluate.protocols.search import DENSE_MAX_GALLERY, SEARCHES
+from massface.evaluate.report import (
+    ProtocolRun,
+    Run,
+    print_protocol_report,
+    print_report,
+    write_json,
+    write_markdown,
+    write_protocol_json,
+    write_protocol_markdown,
+    write_roc,
+)
 from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
+from massface.io import check_output_file
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -31,6 +53,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 @app.command(epilog=exit_help(InputError))
 @command("massface-eval")
 def evaluate(
+    ctx: typer.Context,
     inputs: Annotated[list[Path], typer.Argument(
         help="Embedding folders, msame/ais_bench output folders, or .npy/.npz arrays in "
              "pair order. Several are compared in one table.", show_default=False)],
@@ -69,10 +92,59 @@ def evaluate(
         "--json", help="Write every metric, the protocol and input sha256s as JSON.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown report.")] = None,
     roc: Annotated[Path | None, typer.Option(help="Write the ROC curves (PNG).")] = None,
+    protocol: Annotated[str, typer.Option(
+        help=f"Protocol: {PROTOCOLS.choices()}. All but lfw score embedding folders as "
+             "labelled sets of images.")] = "lfw",
+    blufr_config: Annotated[Path | None, typer.Option(
+        help="blufr: the BLUFR config .mat (default: data/lfw/blufr/blufr_lfw_config.mat "
+             "under $MASSFACE_SHARED, else under ../shared from the working folder).",
+        show_default=False)] = None,
+    image_labels: Annotated[Path | None, typer.Option(
+        help="identification, all-pairs: '<path> <label>' lines (default: the identity "
+             "folder of each image).", show_default=False)] = None,
+    gallery: Annotated[Path | None, typer.Option(
+        help="identification: gallery list ('<path>' or '<path> <label>' lines).")] = None,
+    probe: Annotated[Path | None, typer.Option(
+        help="identification: probe list (default: the images not in the gallery).")] = None,
+    seed: Annotated[int, typer.Option(help="identification: seed of the split.")] = 0,
+    gallery_identities: Annotated[float, typer.Option(
+        help="identification split: fraction of the identities with more than "
+             "--gallery-images images that are enrolled.")] = 0.5,
+    gallery_images: Annotated[int, typer.Option(
+        help="identification split: images per enrolled identity.")] = 1,
+    search: Annotated[str, typer.Option(
+        help=f"identification: auto (dense up to --dense-max-gallery, FAISS above), "
+             f"{SEARCHES.choices()}.")] = "auto",
+    max_rank: Annotated[int, typer.Option(
+        help="identification: CMC to this rank (FAISS: results per probe).")] = 100,
+    dense_max_gallery: Annotated[int, typer.Option(
+        help="identification: largest gallery searched densely by --search auto.")
+    ] = DENSE_MAX_GALLERY,
+    ivf_nlist: Annotated[int | None, typer.Option(
+        help="faiss-ivf: k-means cells (default: about 4 sqrt(gallery)).",
+        show_default=False)] = None,
+    ivf_nprobe: Annotated[int, typer.Option(help="faiss-ivf: cells searched per probe.")] = 16,
 ) -> None:
     """Score INPUTS with the LFW protocol (SPEC section 1) and report every metric."""
+    for option, path in (("--json", json_path), ("--markdown", markdown), ("--roc", roc)):
+        if path is not None:
+            check_output_file(path, option)
     NORMALIZATIONS.get(normalization, "--normalization")
     FLIPS.get(flip, "--flip")
+    # options the user gave (even at their default value) must belong to the protocol
+    given = {name: _source(ctx, name) != "DEFAULT"
+             for name in ctx.params if name not in ("inputs", "protocol", "normalization",
+                                                    "flip", "json_path", "markdown")}
+    if check_options(protocol, given).evaluate is not None:
+        if search != "auto":
+            SEARCHES.get(search, "--search")
+        opts = ScaleOptions(
+            FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
+            SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
+            SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
+            progress=True)
+        _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console())
+        return
     DISTANCES.get(distance, "--distance")
     if dtype not in ("auto", *DTYPES):
         raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
@@ -85,6 +157,12 @@ def evaluate(
                    subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
                    far_target=far),
               json_path, markdown, roc, Console())
+
+
+def _source(ctx: typer.Context, name: str) -> str:
+    """Where an option's value came from: DEFAULT, COMMANDLINE, ..."""
+    source = ctx.get_parameter_source(name)
+    return "DEFAULT" if source is None else source.name
 
 
 def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,
@@ -105,6 +183,16 @@ def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: 
         write_markdown(markdown, runs)
     if roc is not None:
         write_roc(roc, runs)
+
+
+def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
+                       json_path: Path | None, markdown: Path | None, console: Console) -> None:
+    runs = [ProtocolRun(*evaluate_path(path, protocol, opts)) for path in inputs]
+    print_protocol_report(runs, console)
+    if json_path is not None:
+        write_protocol_json(json_path, runs)
+    if markdown is not None:
+        write_protocol_markdown(markdown, runs)
 
 
 def main() -> None:

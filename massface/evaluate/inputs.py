@@ -41,7 +41,8 @@ from massface.evaluate.labels import Labels, read_labels
 from massface.evaluate.verification import as_labels
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import strip_extension
-from massface.io import read_json, sha256_file
+from massface.io import load_array, load_arrays, read_json, sha256_file
+from massface.progress import ProgressBar
 from massface.registry import Registry
 
 MANY_FILES = 2000  # show a progress bar from this many output files on
@@ -210,13 +211,6 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
 # --- arrays in pair order -------------------------------------------------------------
 
 
-def _load_array_file(path: Path) -> Any:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"{path}: unreadable array file: {exc}") from exc
-
-
 def _as_matrix(arr: np.ndarray, path: Path, what: str) -> np.ndarray:
     if arr.ndim != 2 or arr.dtype.kind not in "fiu":
         raise InputError(f"{path}: {what} must be a 2-D numeric array [rows, dim], got "
@@ -242,14 +236,13 @@ def _label_files(labels: Labels, path: Path) -> dict[str, str]:
 
 
 def load_npy(path: Path, opts: LoadOptions) -> PairInput:
-    emb = _as_matrix(_load_array_file(path), path, "embeddings")
+    emb = _as_matrix(load_array(path, "embeddings array"), path, "embeddings")
     labels = _labels_or_default(path, opts, None)
     return _pair_order_input(path, "npy", emb, None, labels, _label_files(labels, path))
 
 
 def load_npz(path: Path, opts: LoadOptions) -> PairInput:
-    with _load_array_file(path) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = load_arrays(path, "embeddings archive")
     if "embeddings" in arrays:
         emb = arrays["embeddings"]
     else:
@@ -357,14 +350,11 @@ def _dtype_name(outputs: msame.OutputFolder, paths: list[Path], opts: LoadOption
 
 def _read_with_progress(outputs: msame.OutputFolder, indices: list[int],
                         opts: LoadOptions) -> np.ndarray:
-    if not opts.progress or len(indices) < MANY_FILES:
-        return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"reading {len(indices)} outputs", total=len(indices))
+    enabled = opts.progress and len(indices) >= MANY_FILES
+    with ProgressBar("reading outputs", len(indices), enabled=enabled,
+                     rate_unit="files/s") as bar:
         return msame.read_outputs(outputs, indices, dtype=opts.dtype, dim=opts.dim,
-                                  progress=lambda n: bar.update(task, completed=n))
+                                  progress=bar.update)
 
 
 # --- registry -------------------------------------------------------------------------

@@ -12,7 +12,10 @@ from typing import Any
 
 from massface import __version__, io
 from massface.evaluate.inputs import PairInput
+from massface.evaluate.protocols.base import ProtocolResult
+from massface.evaluate.protocols.labelled import FeatureSet
 from massface.evaluate.result import VerificationResult
+from massface.optional import require
 
 REPORT_FORMAT = "massface-eval"
 REPORT_VERSION = 1
@@ -155,6 +158,7 @@ def write_markdown(path: Path, runs: list[Run]) -> None:
 
 def write_roc(path: Path, runs: list[Run]) -> None:
     """ROC curves of every run, TPR against log-scale FAR (Agg backend, no display)."""
+    require("matplotlib", extra="report", purpose="--roc (plots)")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -176,3 +180,99 @@ def write_roc(path: Path, runs: list[Run]) -> None:
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
+
+
+# --- labelled-set protocols (blufr, identification, all-pairs) -------------------------
+
+
+@dataclass
+class ProtocolRun:
+    """One embedding folder scored by a labelled-set protocol."""
+
+    input: FeatureSet
+    result: ProtocolResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input.to_dict(), **self.result.to_dict()}
+
+
+def _title(runs: list[ProtocolRun]) -> str:
+    return {"blufr": "BLUFR (LFW) verification and open-set identification",
+            "identification": "1:N identification",
+            "all-pairs": "All-pairs verification"}.get(runs[0].result.protocol_name,
+                                                       runs[0].result.protocol_name)
+
+
+def protocol_summary(runs: list[ProtocolRun]) -> tuple[list[str], list[list[str]]]:
+    """Headline figures: header (metric, run names...) and one row per metric."""
+    header = ["metric", *[Path(run.input.path).name or str(run.input.path) for run in runs]]
+    heads = [dict(run.result.headline()) for run in runs]
+    metrics = list(dict.fromkeys(m for h in heads for m in h))
+    return header, [[m, *[h.get(m, "-") for h in heads]] for m in metrics]
+
+
+def _protocol_lines(runs: list[ProtocolRun]) -> list[str]:
+    lines = [f"Protocol: {runs[0].result.describe()}"]
+    for run in runs[1:]:
+        if run.result.describe() != runs[0].result.describe():
+            lines.append(f"{run.input.path}: protocol {run.result.describe()}")
+    return lines
+
+
+def print_protocol_report(runs: list[ProtocolRun], console: Any) -> None:
+    """Headline table (metrics by run); with one run also its brief tables; notes."""
+    from rich.table import Table
+
+    def show(title: str, header: list[str], rows: list[list[str]]) -> None:
+        table = Table(title=title)
+        for i, h in enumerate(header):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+    show(_title(runs), *protocol_summary(runs))
+    for line in _protocol_lines(runs):
+        console.print(line, highlight=False, soft_wrap=True)
+    if len(runs) == 1:
+        for t in runs[0].result.tables():
+            if t.brief:
+                show(t.title, t.header, t.rows)
+    for run in runs:
+        for note in run.result.notes():
+            console.print(f"[yellow]{run.input.path}: {note}[/yellow]", highlight=False,
+                          soft_wrap=True)
+
+
+def protocol_markdown(runs: list[ProtocolRun]) -> str:
+    parts = [f"# {_title(runs)}\n\n", _markdown_table(*protocol_summary(runs))]
+    parts += [f"\n{line}\n" for line in _protocol_lines(runs)]
+    for run in runs:
+        name = run.input.path
+        parts += [f"\n{name}: {note}\n" for note in run.result.notes()]
+        for t in run.result.tables():
+            parts.append(f"\n## {name}: {t.title}\n\n")
+            parts.append(_markdown_table(t.header, t.rows))
+        parts.append("\nInputs (sha256):\n\n")
+        parts += [f"- `{path}`: `{digest}`\n" for path, digest in run.input.files.items()]
+    return "".join(parts)
+
+
+def protocol_report_dict(runs: list[ProtocolRun]) -> dict[str, Any]:
+    """The JSON report: ``protocol`` and ``runs``; with one run its figures at the top too."""
+    out: dict[str, Any] = {"format": REPORT_FORMAT, "version": REPORT_VERSION,
+                           "massface_version": __version__,
+                           "protocol_name": runs[0].result.protocol_name}
+    dicts = [run.to_dict() for run in runs]
+    if len(dicts) == 1:
+        out.update(dicts[0])
+    out["runs"] = dicts
+    return out
+
+
+def write_protocol_json(path: Path, runs: list[ProtocolRun]) -> None:
+    io.write_json(path, protocol_report_dict(runs))
+
+
+def write_protocol_markdown(path: Path, runs: list[ProtocolRun]) -> None:
+    io.write_text(path, protocol_markdown(runs))

@@ -10,6 +10,7 @@ identical, not merely close. See ``../shared/docs/SPEC.md`` section 1 for the pr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,6 +79,23 @@ def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
         return float(fpr[k])
     x0, x1, c0, c1 = fpr[k - 1], fpr[k], c[k - 1], c[k]
     return float(x0 + (-c0) * (x1 - x0) / (c1 - c0))
+
+
+#: Thresholds are ``arange(0, 4, step)``; distances of unit vectors span [0, 4] (squared
+#: L2) or [0, 1] (cosine). A step as large as that span leaves no threshold inside it (a
+#: meaningless figure), and the grid (with its per-fold ROC arrays) must fit in memory.
+THRESHOLD_END = 4.0
+DISTANCE_SPAN = {"euclidean": 4.0, "cosine": 1.0}
+MAX_THRESHOLDS = 4_000_000
+
+
+def _check_step(step: float, what: str, distance: str) -> None:
+    lo, hi = THRESHOLD_END / MAX_THRESHOLDS, DISTANCE_SPAN.get(distance, THRESHOLD_END)
+    if not (math.isfinite(step) and lo <= step < hi):
+        raise InputError(f"{what} {step!r}: must be a number in [{lo:g}, {hi:g}) for the "
+                         f"{distance} distance (whose values span [0, {hi:g}]), so that "
+                         f"arange(0, {THRESHOLD_END:g}, step) has thresholds inside that "
+                         f"span and at most {MAX_THRESHOLDS:,} of them")
 
 
 def _count_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -162,8 +180,8 @@ def verify(
         raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
     _check_pairs(emb, same)
     DISTANCES.get(distance)
-    if not threshold_step > 0 or not val_threshold_step > 0:
-        raise InputError("threshold steps must be positive")
+    _check_step(threshold_step, "threshold step (--step)", distance)
+    _check_step(val_threshold_step, "VAL threshold step", distance)
     for t in (far_target, *far_targets):
         if not 0 < t <= 1:
             raise InputError(f"FAR target {t} is not in (0, 1]")

@@ -27,7 +27,7 @@ from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
 from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
 from massface.export.preview import PreviewOptions
-from massface.io import atomic_path, sha256_file, write_bytes, write_json
+from massface.io import atomic_path, check_output_dir, sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
 Log = Callable[[str], None]
@@ -80,8 +80,7 @@ class ExportResult:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    check_output_dir(out, "--out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to "
                          "replace it)")

@@ -17,6 +17,38 @@ import numpy as np
 
 from massface.errors import InputError
 
+#: Loads the model, allocates its tensors and runs it once on zeros: everything the
+#: export does with the interpreter, so a file that passes cannot crash this process.
+_PROBE = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np, tensorflow as tf
+it = tf.lite.Interpreter(model_path=sys.argv[1])
+it.allocate_tensors()
+for d in it.get_input_details():
+    it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+it.invoke()
+"""
+
+#: Every TFLite flatbuffer carries this file identifier at bytes 4..8.
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite_file(path: str | os.PathLike[str]) -> Path:
+    """Refuse a missing, foreign, truncated or damaged ``.tflite`` before this process's
+    interpreter touches it (it segfaults on a truncated file)."""
+    from massface.native import probe_in_child
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: TFLite model not found")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != TFLITE_IDENTIFIER:
+        raise InputError(f"{p}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    probe_in_child(_PROBE, p, "TFLite model")
+    return p
+
 
 class TFLiteRunner:
     """A single-input, single-output float32 TFLite model on the TFLite interpreter."""
@@ -24,9 +56,7 @@ class TFLiteRunner:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import tensorflow as tf
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(f"{self.path}: TFLite model not found")
+        self.path = check_tflite_file(path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice

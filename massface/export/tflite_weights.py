@@ -67,7 +67,9 @@ def _interpreter(path: Path):
 
 def read_layers(path: str | os.PathLike[str]) -> tuple[Any, list[TFLiteLayer]]:
     """(interpreter, convolutions in execution order with their PReLU slopes)."""
-    path = Path(path)
+    from massface.export.tflite_import import check_tflite_file
+
+    path = check_tflite_file(path)
     try:
         it = _interpreter(path)
     except (ValueError, RuntimeError) as exc:

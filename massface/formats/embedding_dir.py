@@ -28,7 +28,7 @@ import numpy as np
 
 from massface import io
 from massface.errors import InputError
-from massface.io import read_json
+from massface.io import load_array, read_json
 
 FORMAT_NAME = "massface-embeddings"
 FORMAT_VERSION = 1
@@ -105,11 +105,10 @@ def write_embedding_dir(
     return out
 
 
-def _load_npy(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read embeddings: {exc}") from exc
+def _numeric(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype.kind not in "fiu":
+        raise InputError(f"{path}: embeddings must be numbers, got dtype {arr.dtype}")
+    return arr
 
 
 def read_embedding_dir(path: str | os.PathLike[str]) -> EmbeddingSet:
@@ -125,7 +124,7 @@ def read_embedding_dir(path: str | os.PathLike[str]) -> EmbeddingSet:
     if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise InputError(f"{meta_path}: format {meta.get('format')!r} version "
                          f"{meta.get('version')!r} is not {FORMAT_NAME} v{FORMAT_VERSION}")
-    emb = _load_npy(d / EMBEDDINGS)
+    emb = _numeric(load_array(d / EMBEDDINGS, "embeddings"), d / EMBEDDINGS)
     try:
         paths = (d / INDEX).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -135,7 +134,7 @@ def read_embedding_dir(path: str | os.PathLike[str]) -> EmbeddingSet:
                          f"{len(paths)} images")
     flip = None
     if (d / EMBEDDINGS_FLIP).is_file():
-        flip = _load_npy(d / EMBEDDINGS_FLIP)
+        flip = _numeric(load_array(d / EMBEDDINGS_FLIP, "flip embeddings"), d / EMBEDDINGS_FLIP)
         if flip.shape != emb.shape:
             raise InputError(f"{d / EMBEDDINGS_FLIP}: shape {flip.shape} differs from "
                              f"{EMBEDDINGS} {emb.shape}")

@@ -45,7 +45,38 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refused persistent id: not a plain data pickle")
 
 
+#: Upper bounds checked on the opcode stream BEFORE anything is built. Unpickling builds
+#: at most one object per opcode, so the opcode count bounds the objects, and the declared
+#: byte lengths bound the memory; a real insightface set (lfw.bin: 12,000 JPEGs) is far
+#: below both.
+MAX_OPCODES = 20_000_000
+MAX_BYTES = 8 << 30
+
+
+def _prescan(data: bytes, path: Path) -> None:
+    """Walk the opcode stream (nothing is built) and refuse absurd or hostile sizes."""
+    import pickletools
+
+    ops = total = 0
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            ops += 1
+            if isinstance(arg, bytes | str):
+                total += len(arg)
+            if ops > MAX_OPCODES or total > MAX_BYTES:
+                raise InputError(f"{path}: refused pickle: more than {MAX_OPCODES:,} objects "
+                                 f"or {MAX_BYTES >> 30} GB of data would be built")
+            if op.name in ("PERSID", "BINPERSID", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"):
+                raise InputError(f"{path}: refused pickle: opcode {op.name} builds objects "
+                                 "that are not bytes/list/tuple/bool/int")
+    except (ValueError, EOFError) as exc:  # pickletools' message for a malformed stream
+        raise InputError(f"{path}: refused or unreadable pickle: {exc}") from exc
+
+
 def _check_types(obj: Any, path: Path, where: str = "root") -> None:
+    """Every reachable object is admitted; each container is visited once, so
+    self-references and shared sub-structures cannot make this loop or explode."""
+    seen: set[int] = set()
     stack = [(obj, where)]
     while stack:
         item, loc = stack.pop()
@@ -53,6 +84,9 @@ def _check_types(obj: Any, path: Path, where: str = "root") -> None:
             raise InputError(f"{path}: {loc} is a {type(item).__name__}; an insightface .bin "
                              "holds only bytes, lists, tuples, bools and ints")
         if isinstance(item, list | tuple):
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
             stack.extend((v, f"{loc}[{i}]") for i, v in enumerate(item))
 
 
@@ -72,6 +106,7 @@ def restricted_loads(data: bytes, path: str | os.PathLike[str] = "<bytes>") -> A
     import io
 
     p = Path(path)
+    _prescan(data, p)
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
@@ -93,6 +128,8 @@ def read_insightface_bin(path: str | os.PathLike[str]) -> InsightfaceBin:
         raise InputError(f"{p}: expected a pickled (images, issame) pair, got a "
                          f"{type(obj).__name__}")
     images, flags = obj
+    if images is obj or flags is obj:
+        raise InputError(f"{p}: the (images, issame) pair contains itself")
     if not isinstance(images, list | tuple) or not all(isinstance(b, bytes) for b in images):
         raise InputError(f"{p}: the first element must be a list of encoded image bytes")
     if not isinstance(flags, list | tuple) or not all(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
 # written by ``massface-infer --format msame`` beside its outputs: dtype, dim, order
@@ -146,7 +147,7 @@ def _vector_from_file(path: Path, ext: str, dtype: np.dtype | None) -> np.ndarra
         if ext == "bin":
             return np.frombuffer(path.read_bytes(), dtype=dtype)
         if ext == "npy":
-            return np.load(path, allow_pickle=False).ravel()
+            return np.asarray(load_array(path, "output file")).ravel()
         return np.array(path.read_text(encoding="ascii").split(), dtype=np.float64)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: unreadable output file: {exc}") from exc
@@ -221,22 +222,27 @@ def read_outputs(
     return np.stack(rows)
 
 
+#: Label tokens accepted in label files (case-insensitive).
+LABEL_WORDS = {"1": True, "0": False, "true": True, "false": False, "same": True,
+               "different": False}
+LABELS_ACCEPTED = "0/1, true/false or same/different"
+
+
 def read_labels_file(path: str | os.PathLike[str]) -> np.ndarray:
-    """calAcc's ``actual_issame.txt``: whitespace-separated ``1``/``0`` (or ``True``/``False``)
-    tokens, as bool."""
+    """calAcc's ``actual_issame.txt``: whitespace-separated ``1``/``0`` tokens (also
+    ``true``/``false``, ``same``/``different``), as bool."""
     p = Path(path)
     try:
         tokens = p.read_text(encoding="utf-8").split()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: cannot read labels: {exc}") from exc
-    table = {"1": True, "0": False, "true": True, "false": False}
-    bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in table]
+    bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in LABEL_WORDS]
     if bad:
         shown = ", ".join(f"#{i}={t!r}" for i, t in bad[:10])
-        raise InputError(f"{p}: {len(bad)} label(s) are not 0/1 (or True/False): {shown}")
+        raise InputError(f"{p}: {len(bad)} label(s) are not {LABELS_ACCEPTED}: {shown}")
     if not tokens:
         raise InputError(f"{p}: no labels in file")
-    return np.array([table[t.lower()] for t in tokens], dtype=bool)
+    return np.array([LABEL_WORDS[t.lower()] for t in tokens], dtype=bool)
 
 
 def write_labels_file(path: str | os.PathLike[str], issame: Any) -> None:

@@ -7,7 +7,9 @@ Two formats are read, both giving pairs in file order (file order decides the fo
   ``<name>/<name>_%04d`` with the extension found on disk (``.jpg`` or ``.png``).
 * Path pairs (written by :func:`write_path_pairs`, for datasets whose files are not
   named the LFW way): a first line ``# massface-pairs v1``, then
-  ``<path_a>\\t<path_b>\\t<1|0>`` with paths relative to the dataset root.
+  ``<path_a>\\t<path_b>\\t<1|0>`` with paths relative to the dataset root. A file
+  written by hand without the header is recognised by its first line (three
+  tab-separated fields, the second not an image number).
 
 A pair refers to images by *reference*: the relative path, without extension for LFW.
 :func:`resolve_reference` finds the file.
@@ -39,8 +41,21 @@ def _lfw_ref(name: str, number: str, path: Path, lineno: int) -> str:
     try:
         idx = int(number)
     except ValueError:
-        raise InputError(f"{path}:{lineno}: image number {number!r} is not an integer") from None
+        raise InputError(f"{path}:{lineno}: image number {number!r} is not an integer (LFW "
+                         "pairs.txt lines are 'name i j' or 'name1 i name2 j'; for pairs of "
+                         f"paths write '<path_a><TAB><path_b><TAB><1|0>' lines, optionally "
+                         f"under a first line '{PATH_PAIRS_HEADER}'; a label file holds only "
+                         "0/1, true/false or same/different)") from None
     return f"{name}/{name}_{idx:04d}"
+
+
+def _looks_like_path_pairs(lines: list[str]) -> bool:
+    """A headerless path-pairs file: its first line is ``a<TAB>b<TAB>0|1`` with ``b`` not
+    an LFW image number (LFW's ``name<TAB>i<TAB>j`` has integers there)."""
+    first = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), "")
+    fields = first.rstrip("\n").split("\t")
+    return len(fields) == 3 and fields[2].strip() in ("0", "1") and \
+        not fields[1].strip().isdigit()
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
@@ -52,8 +67,17 @@ def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
         raise InputError(f"{path}: cannot read pairs file: {exc}") from exc
     lines = text.splitlines()
     if lines and lines[0].strip() == PATH_PAIRS_HEADER:
-        return _read_path_pairs(path, lines)
+        return _read_path_pairs(path, lines[1:], first_lineno=2)
+    if _looks_like_path_pairs(lines):
+        return _read_path_pairs(path, lines, first_lineno=1)
     return _read_lfw_pairs(path, lines)
+
+
+def pairs_format(text: str) -> str:
+    """``"path-pairs"`` or ``"lfw-pairs"``: how :func:`read_pairs` reads ``text``."""
+    lines = text.splitlines()
+    header = bool(lines) and lines[0].strip() == PATH_PAIRS_HEADER
+    return "path-pairs" if header or _looks_like_path_pairs(lines) else "lfw-pairs"
 
 
 def _read_lfw_pairs(path: Path, lines: list[str]) -> list[Pair]:
@@ -81,9 +105,9 @@ def _read_lfw_pairs(path: Path, lines: list[str]) -> list[Pair]:
     return pairs
 
 
-def _read_path_pairs(path: Path, lines: list[str]) -> list[Pair]:
+def _read_path_pairs(path: Path, lines: list[str], first_lineno: int) -> list[Pair]:
     pairs: list[Pair] = []
-    for lineno, line in enumerate(lines[1:], start=2):
+    for lineno, line in enumerate(lines, start=first_lineno):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.rstrip("\n").split("\t")

@@ -133,6 +133,9 @@ def infer(
                                                    "slices")] = None,
     chunk_batches: Annotated[int, typer.Option(help="batches per resumable chunk")] = 16,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    align: Annotated[str | None, typer.Option(
+        help="raw photos: detect (MTCNN) and align to this template first: arcface | "
+             "sphereface | template .json; landmarks -> OUT/landmarks.json")] = None,
 ) -> None:
     """Embed a dataset with a model; see `massface-infer --help`."""
     if ctx.invoked_subcommand is not None:
@@ -159,9 +162,17 @@ def infer(
         input_name=input_name, output_name=output_name, preprocessing=overrides,
         resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
-        progress=not quiet and sys.stderr.isatty(),
+        progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
     )
     _report(run_inference(model, ds, opts), out)
+
+
+def _align_step(template: str | None) -> Any:
+    if template is None:
+        return None
+    from massface.align.infer_step import AlignStep
+
+    return AlignStep(template)
 
 
 def _report(result: Any, out: Path) -> None:

@@ -22,6 +22,7 @@ from massface.formats import msame
 from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.preprocess import PreprocessingChoice
 from massface.infer.sources import INPUTS_SUBDIR, Dataset
+from massface.io import check_output_dir
 
 INPUTS_META = "inputs.json"
 
@@ -32,6 +33,7 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
     """Write the inputs; returns the description also saved as ``inputs.json``."""
     if ds.tensors:
         raise InputError(f"{ds.root}: already preprocessed input bins")
+    check_output_dir(out, "--out")
     inputs = out / INPUTS_SUBDIR
     if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
         if not overwrite:

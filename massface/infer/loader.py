@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ class LoaderOptions:
     resize: bool = True
     skip_bad: bool = False
     pixels: bool = False  # keep uint8 RGB pixels: the model normalises them (AIPP)
+    align: Any = None  # massface.align.infer_step.AlignStep (--align): detect + warp instead
 
 
 def item_name(ds: Dataset, row: int) -> str:
@@ -76,6 +78,8 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
         try:
             if ds.tensors:
                 arrays.append(read_tensor(ds.items[row], (h, w, opts.channels)))  # type: ignore[arg-type]
+            elif opts.align is not None:
+                arrays.append(opts.align.crop(ds.items[row], item_name(ds, row), ds.keys[row]))
             else:
                 arrays.append(decode_image(ds.items[row], item_name(ds, row), (h, w),
                                            resize=opts.resize, channels=opts.channels))

@@ -16,13 +16,14 @@ from massface.formats import embedding_dir
 from massface.formats.pairs import read_pairs
 from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
 from massface.infer.sources import Dataset, slots_for
-from massface.io import read_json
+from massface.io import check_output_dir, read_json
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
                  output_format: str = "embeddings") -> Path:
     """Merge shard folders (any order) into ``out``; returns ``out``."""
     writer = WRITERS.get(output_format, "--format")
+    check_output_dir(out, "--out")
     if not shard_dirs:
         raise InputError("merge: no shard folders given")
     sets = []

@@ -186,7 +186,7 @@ def remove_outputs(out: Path) -> None:
     """Delete what massface-infer writes in ``out`` (``--overwrite``); nothing else."""
     names = [embedding_dir.META, MSAME_META, embedding_dir.EMBEDDINGS,
              embedding_dir.EMBEDDINGS_FLIP, embedding_dir.INDEX, embedding_dir.PAIRS,
-             SKIPPED, SUMMARY, SHARD_PAIRS, msame.LABELS_FILE]
+             SKIPPED, SUMMARY, SHARD_PAIRS, msame.LABELS_FILE, "landmarks.json"]
     for name in names:
         (out / name).unlink(missing_ok=True)
     for f in (out / MSAME_RUN_DIR).glob("*_output_0.bin"):

@@ -151,7 +151,8 @@ def decode_image(
             arr = np.asarray(im, dtype=np.uint8)
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as exc:
         raise InputError(f"{name}: cannot decode image: {exc}") from exc
     if arr.ndim == 2:
         arr = arr[:, :, None]

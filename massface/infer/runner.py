@@ -30,7 +30,8 @@ from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose
 from massface.infer.preprocess import flip_batch as mirror
 from massface.infer.resume import Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
-from massface.io import sha256_file
+from massface.io import check_output_dir, sha256_file
+from massface.progress import ProgressBar
 
 
 @dataclass
@@ -55,6 +56,7 @@ class InferOptions:
     shard: tuple[int, int] | None = None  # (index, count), index 0-based
     chunk_batches: int = 16
     progress: bool = True
+    align: Any = None  # massface.align.infer_step.AlignStep (--align)
 
 
 @dataclass
@@ -118,43 +120,6 @@ def _percentiles(lat: list[float]) -> dict[str, float]:
             "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
-class _Progress:
-    """A rich progress bar with images/s (or nothing when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]} img/s"), TimeElapsedColumn(),
-                            TimeRemainingColumn(), transient=False,
-                            console=Console(stderr=True))
-        self.task = self.bar.add_task("embed", total=total, completed=done, rate="-")
-        self.start = time.perf_counter()
-        self.base = done
-        self.bar.start()
-
-    def advance(self, n: int, done: int) -> None:
-        if self.bar is None:
-            return
-        rate = (done - self.base) / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.update(self.task, advance=n, rate=f"{rate:.1f}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preprocessing,
                  opts: InferOptions, chunk_rows: int) -> dict[str, Any]:
     return {
@@ -165,10 +130,12 @@ def _fingerprint(model: Path, info: dict[str, Any], ds: Dataset, prep: Preproces
         "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
         "format": opts.output_format,
+        **({"align": opts.align.fingerprint()} if opts.align is not None else {}),
     }
 
 
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
+    check_output_dir(opts.out, "--out")
     WRITERS.get(opts.output_format, "--format")
     if opts.batch_size < 1 or opts.chunk_batches < 1:
         raise InputError("--batch-size and --chunk-batches must be at least 1")
@@ -178,6 +145,9 @@ def _check_options(opts: InferOptions, ds: Dataset) -> None:
     if opts.output_format == "msame" and opts.shard is not None:
         raise InputError("--shard writes embedding folders; merge them with "
                          "`massface-infer merge ... --format msame`")
+    if opts.align is not None and ds.kind in ("input-bins", "insightface"):
+        raise InputError(f"{ds.root}: --align needs photos (--lfw, --images or --list), not "
+                         f"{ds.kind} inputs")
     if ds.tensors and opts.flip:
         raise InputError(f"{ds.root}: --flip needs images; preprocessed input bins cannot be "
                          "mirrored reliably (their layout is the model's)")
@@ -225,8 +195,10 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
     chunks = store.open(opts.overwrite)
+    if opts.align is not None:
+        opts.align.start(store.dir, info.size, info.channels)
     loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                opts.skip_bad, pixels=pixels)
+                                opts.skip_bad, pixels=pixels, align=opts.align)
     _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
 
     result = _assemble(store, chunks, ds, opts, start, stop)
@@ -244,6 +216,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
         "fingerprint": fingerprint,
     }
+    if opts.align is not None:
+        result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
     store.remove()
     return InferResult(opts.out, summary, result.skipped, result.meta)
@@ -275,7 +249,8 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     chunk_rows = opts.batch_size * opts.chunk_batches
     resume_row = chunks[-1].stop if chunks else start
     summary.resumed_rows = resume_row - start
-    progress = _Progress(opts.progress, stop - start, resume_row - start)
+    progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
+                           enabled=opts.progress)
     latencies: list[float] = []
     acc: list[np.ndarray] = []
     acc_flip: list[np.ndarray] = []
@@ -311,7 +286,7 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
                 chunks.append(chunk)
                 acc, acc_flip, good, bad = [], [], [], []
                 chunk_start = batch.stop
-            progress.advance(batch.stop - batch.start, batch.stop - start)
+            progress.update(batch.stop - start)
             t_wait = time.perf_counter()
     finally:
         progress.close()

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from massface.export.cli import app
-from massface.export.manifest import sha256
+from massface.io import sha256_file
 from tests.helpers.models import make_training_run
 from tests.helpers.standin_atc import install_standin_atc
 
@@ -85,7 +85,7 @@ def test_export_writes_every_artifact_with_its_proof(exported):
         "color": "RGB", "mean": 127.5, "std": 128.0, "size": [112, 112], "layout": "NHWC"}
     assert m["preprocessing"]["source"].startswith("run config.yaml")
     for kind, art in m["artifacts"].items():
-        assert art["sha256"] == sha256(out / art["file"]), kind
+        assert art["sha256"] == sha256_file(out / art["file"]), kind
     for kind in ("pb", "onnx"):
         p = m["parity"][kind]
         assert p["count"] == 16 and p["min_cosine"] >= 0.9999 and p["passed"], p

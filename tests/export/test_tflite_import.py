@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from massface.export.cli import app
-from massface.export.manifest import sha256
+from massface.io import sha256_file
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -41,14 +41,14 @@ def test_import_is_proven_against_the_tflite_interpreter(imported, pretrained_tf
     assert result.exit_code == 0, result.output
     m = json.loads((out / "export.json").read_text())
     assert m["source"]["kind"] == "tflite"
-    assert m["source"]["sha256"] == sha256(pretrained_tflite)
+    assert m["source"]["sha256"] == sha256_file(pretrained_tflite)
     assert m["source"]["input"]["shape"] == [2, 112, 112, 3]  # as shipped
     assert m["input"]["shape"] == [-1, 112, 112, 3] and m["output"]["dim"] == 192
     p = m["parity"]["onnx"]
     assert p["passed"] and p["min_cosine"] >= 0.9999 and p["count"] == 16
     assert p["reference"].startswith("TFLite interpreter")
     assert m["artifacts"]["onnx"]["dynamic_batch"] == {"was": 2, "reshapes_rewritten": 2}
-    assert m["artifacts"]["onnx"]["sha256"] == sha256(out / "model.onnx")
+    assert m["artifacts"]["onnx"]["sha256"] == sha256_file(out / "model.onnx")
     assert m["atc"]["status"] == "deferred"
     assert "--framework=5" in (out / "atc.sh").read_text()
 
@@ -147,3 +147,20 @@ def test_a_tflite_that_is_not_mobilefacenet_imports_but_does_not_map(tmp_path, f
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "o" / "export.json").read_text())
     assert m["parity"]["onnx"]["passed"] and m["output"]["dim"] == 8
+
+
+@pytest.mark.slow
+def test_truncated_tflite_is_a_clear_error_not_a_crash(tmp_path, pretrained_tflite):
+    """TFLite's interpreter segfaults on a cut file; export must refuse it (exit 2)."""
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(pretrained_tflite.read_bytes()[:2_000_000])
+    proc = subprocess.run(
+        [sys.executable, "-m", "massface.export.cli", "--tflite", str(cut), "--out",
+         str(tmp_path / "o"), "--parity-images", str(tmp_path), "--no-om"],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "cut.tflite" in proc.stderr and "truncated or damaged" in proc.stderr
+    assert not (tmp_path / "o").exists()

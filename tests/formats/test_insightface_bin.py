@@ -82,3 +82,60 @@ def test_truncated_pickle(tmp_path):
     path.write_bytes(pickle.dumps(([b"a", b"b"], [True]))[:-5])
     with pytest.raises(InputError, match=r"cut\.bin"):
         read_insightface_bin(path)
+
+
+def _self_referential_list() -> bytes:
+    loop: list = []
+    loop.append(loop)
+    return pickle.dumps(loop, protocol=4)
+
+
+def _exponentially_shared() -> bytes:
+    node: list = [b"x"]
+    for _ in range(200):  # 2**200 paths to the leaf if walked as a tree
+        node = [node, node]
+    return pickle.dumps(([node, node], [True]), protocol=4)
+
+
+@pytest.mark.parametrize("blob", [_self_referential_list(), _exponentially_shared()],
+                         ids=["self-reference", "shared-dag"])
+def test_cyclic_and_shared_graphs_terminate_with_an_error(tmp_path, blob):
+    path = tmp_path / "graph.bin"
+    path.write_bytes(blob)
+    with pytest.raises(InputError, match=r"graph\.bin"):
+        read_insightface_bin(path)
+
+
+def test_self_referential_bin_through_the_cli_exits_2(tmp_path):
+    """A 21-byte file that once hung massface-infer forever: a clean exit 2 now."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "loop.bin"
+    path.write_bytes(_self_referential_list())
+    assert path.stat().st_size <= 21
+    proc = subprocess.run([sys.executable, "-m", "massface.infer.cli", "--model",
+                           str(tmp_path / "m.onnx"), "--bin", str(path), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "loop.bin" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_opcode_budget_is_checked_before_building(tmp_path, monkeypatch):
+    from massface.formats import insightface_bin
+
+    monkeypatch.setattr(insightface_bin, "MAX_OPCODES", 50)
+    blob = pickle.dumps(([b"a"] * 100, [True] * 50), protocol=4)
+    built = []
+    monkeypatch.setattr(insightface_bin.RestrictedUnpickler, "load",
+                        lambda self: built.append(1))
+    with pytest.raises(InputError, match="more than 50 objects"):
+        restricted_loads(blob, tmp_path / "big.bin")
+    assert not built  # refused before the unpickler ran
+
+
+def test_object_building_opcodes_are_refused_before_loading():
+    # protocol 0 INST: 'i' module name newline -- refused by the pre-scan
+    blob = b"(ios\nsystem\n(S'true'\ntR."
+    with pytest.raises(InputError, match="opcode INST"):
+        restricted_loads(blob)

@@ -86,7 +86,8 @@ def test_labels_file_round_trip(tmp_path):
     assert path.read_text() == "1 0 1 0\n"
     np.testing.assert_array_equal(msame.read_labels_file(path), [True, False, True, False])
     path.write_text("1 0 x 1\n")
-    with pytest.raises(InputError, match=r"1 label\(s\) are not 0/1 \(or True/False\): #2='x'"):
+    with pytest.raises(InputError, match=r"1 label\(s\) are not 0/1, true/false or "
+                                         r"same/different: #2='x'"):
         msame.read_labels_file(path)
     path.write_text("\n")
     with pytest.raises(InputError, match="no labels"):

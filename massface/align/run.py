@@ -1,0 +1,294 @@
+"""``massface-align``: a folder of photos -> a mirrored folder of aligned crops.
+
+For each image under SRC (natural order, hidden files skipped) the crop goes to the same
+relative path under DST (``.jpg`` JPEG quality 95, or ``.png``; ``<stem>_<k>`` per face
+with ``--all-faces``), its entry to ``DST/landmarks.json`` and any image with nothing to
+write to ``DST/skipped.txt`` (``path<TAB>reason: detail``, reasons: no face, too small,
+unreadable, no landmarks). ``DST/align.json`` (settings, counts, speed, files written)
+is written last and marks the folder complete.
+
+Resumable: each finished image (crop files written atomically first) is appended to
+``DST/.align-partial/journal.jsonl``; a rerun with the same settings skips what the
+journal holds, so an interrupted run continues where it stopped. Other settings are
+refused unless ``--overwrite``. A lock file (:mod:`massface.lock`) keeps a second process
+out of DST while one runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from massface import io
+from massface.align.faces import SKIP_REASONS, AlignSettings, FaceAligner, NoFaceError
+from massface.align.images import load_rgb
+from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landmarks
+from massface.align.weights import SHA256
+from massface.errors import InputError
+from massface.formats.pairs import IMAGE_EXTENSIONS
+from massface.io import read_json, sha256_file
+from massface.lock import folder_lock
+from massface.progress import ProgressBar
+from massface.registry import Registry
+
+DONE_FILE = "align.json"
+SKIPPED_FILE = "skipped.txt"
+PARTIAL = ".align-partial"
+JOURNAL = "journal.jsonl"
+
+FORMATS: Registry[str] = Registry("image format")
+FORMATS.register("jpg", "JPEG", description="JPEG, --quality (default 95)")
+FORMATS.register("png", "PNG", description="PNG, lossless")
+
+
+@dataclass
+class AlignJob:
+    """One ``massface-align`` run."""
+
+    src: Path
+    out: Path
+    settings: AlignSettings
+    landmarks: Path | None = None  # align from these points instead of detecting
+    image_format: str = "jpg"
+    quality: int = 95
+    workers: int = 2
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass
+class AlignSummary:
+    images: int = 0
+    aligned: int = 0  # images with at least one crop written
+    faces_written: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> images
+    resumed: int = 0  # images done by an earlier, interrupted run
+    wall_s: float = 0.0
+    images_per_s: float = 0.0  # images processed by this run / its wall time
+    already_complete: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def list_images(src: Path, out: Path) -> list[str]:
+    """Relative paths of the images under ``src`` (not under ``out``), natural order."""
+    from massface.infer.sources import natural_key
+
+    if not src.is_dir():
+        raise InputError(f"{src}: source folder not found")
+    out_abs = out.resolve()
+    keys = []
+    for p in src.rglob("*"):
+        rel = p.relative_to(src)
+        if (p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                and not any(part.startswith(".") for part in rel.parts)
+                and not p.resolve().is_relative_to(out_abs)):
+            keys.append(rel.as_posix())
+    if not keys:
+        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+    return sorted(keys, key=natural_key)
+
+
+def output_names(key: str, image_format: str, count: int, all_faces: bool) -> list[str]:
+    """Where the crops of ``key`` go: the same relative path (suffix of the format)."""
+    path = Path(key)
+    suffix = path.suffix if image_format == "jpg" and path.suffix.lower() in (
+        ".jpg", ".jpeg") else f".{image_format}"
+    if not all_faces:
+        return [path.with_suffix(suffix).as_posix()]
+    return [path.with_name(f"{path.stem}_{k}{suffix}").as_posix() for k in range(count)]
+
+
+def _check_collisions(keys: list[str], image_format: str, src: Path) -> None:
+    seen: dict[str, str] = {}
+    for key in keys:
+        name = output_names(key, image_format, 1, False)[0].lower()
+        if name in seen:
+            raise InputError(f"{src}: {seen[name]!r} and {key!r} would both be written as "
+                             f"{name!r}; rename one, or use --format png")
+        seen[name] = key
+
+
+def _fingerprint(job: AlignJob, keys: list[str]) -> dict[str, Any]:
+    return {"settings": job.settings.to_dict(), "format": job.image_format,
+            "quality": job.quality if job.image_format == "jpg" else None,
+            "landmarks": (None if job.landmarks is None else
+                          {"path": str(job.landmarks), "sha256": sha256_file(job.landmarks)}),
+            "weights_sha256": None if job.landmarks is not None else SHA256,
+            "images_sha256": _keys_hash(keys), "images": len(keys)}
+
+
+def _keys_hash(keys: list[str]) -> str:
+    from massface.infer.resume import keys_sha256
+
+    return keys_sha256(keys)
+
+
+def _encode(crop: Any, image_format: str, quality: int) -> bytes:
+    import io as _io
+
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    kwargs = {"quality": quality} if image_format == "jpg" else {}
+    Image.fromarray(crop).save(buf, FORMATS.get(image_format), **kwargs)
+    return buf.getvalue()
+
+
+def _align_one(aligner: FaceAligner, job: AlignJob, key: str) -> dict[str, Any]:
+    """Everything for one image; returns its journal line."""
+    name = str(job.src / key)
+    try:
+        image = load_rgb(job.src / key, name)
+        found = aligner.find(image, key, name)
+        names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
+        for rel, points in zip(names, found.points, strict=True):
+            crop = aligner.crop(image, points)
+            io.write_bytes(job.out / rel, _encode(crop, job.image_format, job.quality))
+    except NoFaceError as exc:
+        return {"key": key, "ok": False, "reason": exc.reason,
+                "message": str(exc).removeprefix(f"{name}: ")}
+    except InputError as exc:  # undecodable or unsupported image
+        text = str(exc).removeprefix(f"{name}: ")
+        return {"key": key, "ok": False, "reason": "unreadable",
+                "message": text if text.startswith("unreadable") else f"unreadable: {text}"}
+    return {"key": key, "ok": True, "entry": found.entry, "outputs": names}
+
+
+def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
+    done: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the interruption
+        done[rec["key"]] = rec
+    return done
+
+
+def _start(job: AlignJob, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Prepare DST; the records already done (None: the folder is complete)."""
+    out, partial = job.out, job.out / PARTIAL
+    done_file = out / DONE_FILE
+    if done_file.is_file() and not job.overwrite:
+        old = read_json(done_file, "finished massface-align run (--overwrite replaces it)")
+        if old.get("fingerprint") == fingerprint:
+            return None
+        raise InputError(f"{out}: already holds a finished massface-align run with other "
+                         "settings; rerun with --overwrite to replace it, or choose another "
+                         "--out")
+    run_file = partial / "run.json"
+    if run_file.is_file() and not job.overwrite:
+        old = read_json(run_file, "unfinished massface-align run (--overwrite starts again)")
+        if old != fingerprint:
+            raise InputError(f"{out}: holds an unfinished massface-align run with other "
+                             "settings; rerun with --overwrite to start again, or choose "
+                             "another --out")
+        return _read_journal(partial / JOURNAL)
+    if job.overwrite:
+        _remove_previous(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    io.write_json(run_file, fingerprint)
+    return {}
+
+
+def _remove_previous(out: Path) -> None:
+    """--overwrite: delete what an earlier run wrote (as its records say), nothing else."""
+    written: list[str] = []
+    done_file = out / DONE_FILE
+    if done_file.is_file():
+        old = read_json(done_file, "finished massface-align run")
+        written += old.get("written", []) if isinstance(old, dict) else []
+    for rec in _read_journal(out / PARTIAL / JOURNAL).values():
+        written += rec.get("outputs", [])
+    for rel in written:
+        (out / rel).unlink(missing_ok=True)
+    for name in (DONE_FILE, LANDMARKS_FILE, SKIPPED_FILE):
+        (out / name).unlink(missing_ok=True)
+
+
+def _pipeline(aligner: FaceAligner, job: AlignJob, keys: list[str]
+              ) -> Iterator[dict[str, Any]]:
+    """Journal lines of ``keys`` in order, computed ``job.workers`` at a time."""
+    with ThreadPoolExecutor(max_workers=max(1, job.workers),
+                            thread_name_prefix="massface-align") as pool:
+        pending: deque[Future[dict[str, Any]]] = deque()
+        todo = iter(keys)
+        try:
+            for key in todo:
+                pending.append(pool.submit(_align_one, aligner, job, key))
+                if len(pending) >= 4 * max(1, job.workers):
+                    break
+            while pending:
+                rec = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_align_one, aligner, job, nxt))
+                yield rec
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def run_align(job: AlignJob) -> AlignSummary:
+    """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
+    FORMATS.get(job.image_format, "--format")
+    if not 1 <= job.quality <= 100:
+        raise InputError(f"--quality {job.quality}: must lie in 1..100")
+    keys = list_images(job.src, job.out)
+    _check_collisions(keys, job.image_format, job.src)
+    given = read_landmarks(job.landmarks) if job.landmarks is not None else None
+    fingerprint = _fingerprint(job, keys)
+    with folder_lock(job.out, "massface-align"):
+        done = _start(job, fingerprint)
+        if done is None:
+            old = read_json(job.out / DONE_FILE, "finished massface-align run")
+            return AlignSummary(**{**old["summary"], "already_complete": True})
+        aligner = FaceAligner(job.settings, given, job.landmarks)
+        summary = AlignSummary(images=len(keys), resumed=len(done))
+        todo = [k for k in keys if k not in done]
+        t0 = time.perf_counter()
+        with open(job.out / PARTIAL / JOURNAL, "a", encoding="utf-8") as journal, \
+                ProgressBar("aligning", len(keys), completed=len(done),
+                            enabled=job.progress) as bar:
+            for rec in _pipeline(aligner, job, todo):
+                journal.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                journal.flush()
+                done[rec["key"]] = rec
+                bar.update(len(done))
+        wall = time.perf_counter() - t0
+        summary.wall_s = round(wall, 3)
+        summary.images_per_s = round(len(todo) / wall, 2) if todo and wall > 0 else 0.0
+        _finish(job, keys, done, fingerprint, summary)
+        return summary
+
+
+def _finish(job: AlignJob, keys: list[str], done: dict[str, dict[str, Any]],
+            fingerprint: dict[str, Any], summary: AlignSummary) -> None:
+    records = [done[k] for k in keys]
+    ok = [r for r in records if r["ok"]]
+    bad = [r for r in records if not r["ok"]]
+    summary.aligned = len(ok)
+    summary.faces_written = sum(len(r["outputs"]) for r in ok)
+    summary.skipped = {reason: n for reason in SKIP_REASONS
+                       if (n := sum(r["reason"] == reason for r in bad))}
+    write_landmarks(job.out / LANDMARKS_FILE, {r["key"]: r["entry"] for r in ok})
+    lines = [f"# {len(bad)} of {len(keys)} images skipped: path<TAB>reason"]
+    lines += [f"{r['key']}\t{r['message']}" for r in bad]
+    io.write_text(job.out / SKIPPED_FILE, "\n".join(lines) + "\n")
+    io.write_json(job.out / DONE_FILE, {
+        "format": "massface-align", "version": 1, "source": str(job.src),
+        "fingerprint": fingerprint, "summary": summary.to_dict(),
+        "written": [name for r in ok for name in r["outputs"]]})
+    shutil.rmtree(job.out / PARTIAL, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""The evaluation protocols of ``massface-eval --protocol NAME`` (a registry).
+
+``lfw`` (default)
+    LFW 10-fold verification of pairs (SPEC section 1, :mod:`massface.evaluate.verification`).
+``blufr``
+    BLUFR on LFW (SPEC section 5, :mod:`.blufr`): 10 trials of large-scale verification
+    and open-set identification from an embedding folder of all LFW images.
+``identification``
+    1:N search on any labelled embedding set (:mod:`.identification`): CMC and DIR.
+``all-pairs``
+    every pair of a labelled embedding set (:mod:`.allpairs`): exact TAR at FAR, ROC.
+
+The last three score a *labelled set* of embeddings (:mod:`.labelled`) rather than pairs;
+each returns a result dataclass with ``to_dict()``, ``headline()``, ``tables()`` and
+``notes()`` (:mod:`.base`), which :mod:`massface.evaluate.report` renders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from massface.errors import InputError
+from massface.evaluate.protocols.allpairs import evaluate_all_pairs
+from massface.evaluate.protocols.base import ProtocolResult
+from massface.evaluate.protocols.blufr import evaluate_blufr
+from massface.evaluate.protocols.blufr_config import DEFAULT_CONFIG, read_blufr_config
+from massface.evaluate.protocols.identification import SplitOptions, evaluate_identification
+from massface.evaluate.protocols.labelled import (
+    FeatureOptions,
+    FeatureSet,
+    load_features,
+    set_labels,
+)
+from massface.evaluate.protocols.search import SearchOptions
+from massface.progress import ProgressBar
+from massface.registry import Registry
+from massface.tools.shared_data import ENV_VAR
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """Everything the labelled-set protocols take from the command line."""
+
+    features: FeatureOptions = field(default_factory=FeatureOptions)
+    image_labels: Path | None = None
+    blufr_config: Path | None = None
+    allow_missing: bool = False
+    split: SplitOptions = field(default_factory=SplitOptions)
+    search: SearchOptions = field(default_factory=SearchOptions)
+    progress: bool = False
+
+
+Evaluate = Callable[[FeatureSet, ScaleOptions], ProtocolResult]
+
+
+@dataclass(frozen=True)
+class ProtocolEntry:
+    """A protocol: how it evaluates one feature set (None: the LFW pair protocol), and
+    which command-line options apply to it beyond the feature options."""
+
+    evaluate: Evaluate | None
+    options: frozenset[str] = frozenset()
+
+
+def default_blufr_config() -> Path:
+    """``$MASSFACE_SHARED/data/lfw/blufr/...``, else ``../shared/data/lfw/blufr/...``
+    relative to the working folder (the layout issue 12 names: the shared data beside a
+    checkout); never a path derived from where the package is installed."""
+    root = os.environ.get(ENV_VAR)
+    return (Path(root) if root else Path("..") / "shared") / DEFAULT_CONFIG
+
+
+def _blufr(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
+    path = opts.blufr_config or default_blufr_config()
+    if not path.is_file():
+        raise InputError(f"{path}: no BLUFR config there: pass --blufr-config FILE (or set "
+                         f"{ENV_VAR} to the shared data folder)")
+    cfg = read_blufr_config(path)
+    with ProgressBar("BLUFR trials", cfg.n_trials, enabled=opts.progress,
+                     rate_unit="trials/s") as bar:
+        return evaluate_blufr(fs, cfg, opts.features, opts.allow_missing, bar.update)
+
+
+def _identification(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
+    return evaluate_identification(fs, set_labels(fs, opts.image_labels), opts.features,
+                                   opts.split, opts.search)
+
+
+def _all_pairs(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
+    return evaluate_all_pairs(fs, set_labels(fs, opts.image_labels), opts.features)
+
+
+#: Options of the LFW pair protocol only.
+PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "distance",
+                          "subtract_mean", "folds", "step", "far", "roc"})
+
+PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
+PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}),
+                   description="LFW 10-fold pairs, the default")
+PROTOCOLS.register("blufr", ProtocolEntry(_blufr, frozenset({"blufr_config", "allow_missing"})),
+                   description="BLUFR on LFW: 10 trials, VR@FAR and open-set DIR")
+PROTOCOLS.register("identification", ProtocolEntry(_identification, frozenset(
+    {"image_labels", "gallery", "probe", "seed", "gallery_identities", "gallery_images",
+     "search", "max_rank", "dense_max_gallery", "ivf_nlist", "ivf_nprobe"})),
+    description="1:N search on a labelled set: CMC, DIR@FAR")
+PROTOCOLS.register("all-pairs", ProtocolEntry(_all_pairs, frozenset({"image_labels"})),
+                   description="every pair of a labelled set: TAR@FAR, ROC")
+
+
+def check_options(name: str, given: dict[str, bool]) -> ProtocolEntry:
+    """The protocol ``name``; :class:`InputError` for a given option it does not take."""
+    entry = PROTOCOLS.get(name, "--protocol")
+    stray = [opt for opt, on in given.items() if on and opt not in entry.options]
+    if stray:
+        flags = ", ".join("--" + opt.replace("_", "-") for opt in stray)
+        raise InputError(f"{flags}: not an option of --protocol {name}")
+    return entry
+
+
+def evaluate_path(path: Path, name: str, opts: ScaleOptions) -> tuple[FeatureSet, ProtocolResult]:
+    """Load the embedding folder at ``path`` and score it with protocol ``name``."""
+    entry = PROTOCOLS.get(name, "--protocol")
+    if entry.evaluate is None:
+        raise ValueError(f"protocol {name} scores pairs, not a labelled set")
+    fs = load_features(path, opts.features, name)
+    try:
+        return fs, entry.evaluate(fs, opts)
+    except InputError as exc:
+        if str(path) in str(exc):
+            raise
+        raise InputError(f"{path}: {exc}") from exc
+
+
+__all__ = ["PROTOCOLS", "ProtocolEntry", "ScaleOptions", "SearchOptions", "SplitOptions",
+           "check_options", "default_blufr_config", "evaluate_path"]

@@ -1,0 +1,139 @@
+"""The BLUFR config: the trials of the benchmark (a MATLAB v5 ``.mat``), and matching its
+images to an embedding folder.
+
+Variables (SPEC section 5): ``imageList`` (file names, no folder), ``labels``,
+``trainIndex``, ``testIndex``, ``galIndex``, ``probIndex`` (one cell per trial, 1-based
+indices into ``imageList``), ``devTrainIndex``, ``devTestIndex``. Read with
+``scipy.io.loadmat``; the structure is checked, and a bad file is an :class:`InputError`
+naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from massface.errors import InputError
+from massface.evaluate.protocols.base import ints
+from massface.evaluate.protocols.labelled import FeatureSet
+from massface.formats.pairs import strip_extension
+from massface.io import sha256_file
+
+DEFAULT_CONFIG = Path("data") / "lfw" / "blufr" / "blufr_lfw_config.mat"
+SETS = ("trainIndex", "testIndex", "galIndex", "probIndex")
+
+
+@dataclass
+class BlufrConfig:
+    """The trials of a BLUFR config (indices 0-based into ``image_list``)."""
+
+    path: Path
+    sha256: str
+    image_list: list[str]
+    labels: np.ndarray
+    train: list[np.ndarray]
+    test: list[np.ndarray]
+    gallery: list[np.ndarray]
+    probe: list[np.ndarray]
+    dev_train: np.ndarray | None = None
+    dev_test: np.ndarray | None = None
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.test)
+
+
+def _strings(cell: np.ndarray, path: Path) -> list[str]:
+    out = []
+    for item in np.asarray(cell, dtype=object).ravel():
+        value = np.asarray(item).ravel()
+        if value.size != 1 or value.dtype.kind not in "US":
+            raise InputError(f"{path}: imageList must be a cell array of file names")
+        out.append(str(value[0]))
+    return out
+
+
+def _indices(value: Any, n: int, path: Path, what: str) -> np.ndarray:
+    idx = np.asarray(value).ravel()
+    if idx.dtype.kind not in "iuf" or (idx.dtype.kind == "f" and (idx != np.round(idx)).any()):
+        raise InputError(f"{path}: {what} holds non-integer indices")
+    idx = idx.astype(np.int64)
+    if idx.size and (idx.min() < 1 or idx.max() > n):
+        raise InputError(f"{path}: {what} has indices outside 1..{n} (imageList is 1-based)")
+    if np.unique(idx).size != idx.size:
+        raise InputError(f"{path}: {what} lists an image twice")
+    return idx - 1
+
+
+def _trials(m: dict[str, Any], name: str, n: int, path: Path) -> list[np.ndarray]:
+    cell = np.asarray(m[name], dtype=object).ravel()
+    return [_indices(c, n, path, f"{name}{{{t + 1}}}") for t, c in enumerate(cell)]
+
+
+def read_blufr_config(path: Path) -> BlufrConfig:
+    """Read a BLUFR ``.mat`` config (MATLAB v5, scipy.io.loadmat), checking its structure."""
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such BLUFR config (--blufr-config)") from None
+    except NotImplementedError as exc:
+        raise InputError(f"{path}: a MATLAB v7.3 (HDF5) file; save it with -v7: {exc}") from exc
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"{path}: not a readable MATLAB .mat file: {exc}") from exc
+    missing = [k for k in ("imageList", "labels", *SETS) if k not in m]
+    if missing:
+        raise InputError(f"{path}: not a BLUFR config: no {', '.join(missing)}")
+    names = _strings(m["imageList"], path)
+    labels = np.asarray(m["labels"]).ravel()
+    if labels.size != len(names) or labels.dtype.kind not in "iuf":
+        raise InputError(f"{path}: labels has {labels.size} entries for {len(names)} images")
+    n = len(names)
+    sets = [_trials(m, name, n, path) for name in SETS]
+    counts = {len(s) for s in sets}
+    if len(counts) != 1 or not sets[1]:
+        raise InputError(f"{path}: {', '.join(SETS)} give different numbers of trials "
+                         f"({', '.join(str(len(s)) for s in sets)})")
+    dev = [_indices(m[k], n, path, k) if k in m else None
+           for k in ("devTrainIndex", "devTestIndex")]
+    return BlufrConfig(path, sha256_file(path), names, labels.astype(np.int64), *sets, *dev)
+
+
+def match_images(fs: FeatureSet, cfg: BlufrConfig, allow_missing: bool
+                 ) -> tuple[np.ndarray, list[str], int]:
+    """Row of each config image (-1 when missing), the missing names, unused rows."""
+    by_name: dict[str, int] = {}
+    twice: set[str] = set()
+    for row, key in enumerate(fs.keys):
+        name = strip_extension(key.rsplit("/", 1)[-1])
+        if name in by_name:
+            twice.add(name)
+        by_name[name] = row
+    rows = np.array([by_name.get(strip_extension(n), -1) for n in cfg.image_list], np.int64)
+    ambiguous = sorted(n for n in cfg.image_list if strip_extension(n) in twice)
+    if ambiguous:
+        raise InputError(f"{fs.path}: {len(ambiguous)} config image name(s) match several "
+                         f"embedded images (e.g. {ambiguous[0]}): BLUFR matches by file name")
+    missing = [cfg.image_list[i] for i in np.flatnonzero(rows < 0)]
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        raise InputError(f"{fs.path}: {len(missing)} of the {len(cfg.image_list)} images of "
+                         f"{cfg.path} have no embedding: {shown} (embed the whole dataset "
+                         "with massface-infer --images, or --allow-missing to leave them out "
+                         "of every trial)")
+    unused = len(fs.keys) - int(np.unique(rows[rows >= 0]).size)
+    return rows, missing, unused
+
+
+def trial_summary(cfg: BlufrConfig) -> dict[str, Any]:
+    """Per-trial set sizes of a config (for checking it against its documentation)."""
+    return {"images": len(cfg.image_list), "classes": int(np.unique(cfg.labels).size),
+            "trials": cfg.n_trials, "test": ints([t.size for t in cfg.test]),
+            "train": ints([t.size for t in cfg.train]),
+            "gallery": ints([g.size for g in cfg.gallery]),
+            "probe": ints([p.size for p in cfg.probe])}

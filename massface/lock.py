@@ -1,0 +1,64 @@
+"""One process per output folder: an advisory lock file that the OS releases on death.
+
+    with folder_lock(out, "massface-align"):
+        ...  # nobody else writes here meanwhile
+
+``fcntl.flock`` on ``<folder>/.massface.lock``, taken without waiting: a second process
+gets an :class:`InputError` naming the holder ("in use by PID n (prog)"). A lock left by a
+process that died (killed, crashed, machine reset) never blocks: the kernel dropped the
+lock with the process, and the file's stale PID is simply overwritten. POSIX only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from massface.errors import InputError
+
+LOCK_FILE = ".massface.lock"
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    pid, _, prog = text.partition(" ")
+    return f"PID {pid} ({prog})" if pid.isdigit() else "another process"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], prog: str) -> Iterator[Path]:
+    """Hold ``folder``'s lock (creating the folder) for the ``with`` block."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise InputError(f"{folder}: in use by {holder}; wait for it to finish or choose "
+                             "another output folder") from None
+        try:  # the holder before us may have removed the file between our open and flock
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {prog}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)

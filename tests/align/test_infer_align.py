@@ -1,0 +1,102 @@
+"""massface-infer --align: detect, align and embed raw photos in one pass."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from massface.align.cli import app as align_app
+from massface.infer.cli import app as infer_app
+from tests.helpers.cli import invoke_ok
+
+
+@pytest.mark.slow
+def test_align_in_infer_equals_align_then_infer(small_tree, tmp_path, pretrained_onnx):
+    (small_tree / "broken.jpg").unlink()
+    out = tmp_path / "emb"
+    invoke_ok("--model", pretrained_onnx, "--images", small_tree, "--out", out, "--align",
+              "arcface", "--skip-bad", "--workers", "2", "--quiet")
+    index = (out / "index.txt").read_text().splitlines()
+    assert len(index) == 4
+    landmarks = json.loads((out / "landmarks.json").read_text())
+    assert list(landmarks) == index
+    assert "blank.png" in (out / "skipped.txt").read_text()
+    assert json.loads((out / "meta.json").read_text())["align"]["template"]["name"] == "arcface"
+    # the same crops through massface-align (lossless PNG), then plain massface-infer
+    aligned = tmp_path / "aligned"
+    result = CliRunner().invoke(align_app, [str(small_tree), "--out", str(aligned),
+                                            "--format", "png", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((aligned / "landmarks.json").read_text()) == landmarks
+    plain = tmp_path / "plain"
+    invoke_ok("--model", pretrained_onnx, "--images", aligned, "--out", plain, "--quiet")
+    np.testing.assert_allclose(np.load(out / "embeddings.npy"),
+                               np.load(plain / "embeddings.npy"), atol=1e-5)
+    # rerun: finished, nothing recomputed
+    again = invoke_ok("--model", pretrained_onnx, "--images", small_tree, "--out", out,
+                      "--align", "arcface", "--skip-bad", "--quiet")
+    assert "already complete" in again.output
+
+
+def test_no_face_without_skip_bad_names_the_image(small_tree, tmp_path, pretrained_onnx):
+    result = CliRunner().invoke(infer_app, ["--model", str(pretrained_onnx), "--images",
+                                            str(small_tree), "--out", str(tmp_path / "o"),
+                                            "--align", "arcface", "--quiet"])
+    assert result.exit_code == 2
+    assert "blank.png: no face" in result.output or "broken.jpg: unreadable" in result.output
+
+
+def test_template_must_fit_the_model(small_tree, tmp_path, pretrained_onnx):
+    result = CliRunner().invoke(infer_app, ["--model", str(pretrained_onnx), "--images",
+                                            str(small_tree), "--out", str(tmp_path / "o"),
+                                            "--align", "sphereface", "--quiet"])
+    assert result.exit_code == 2
+    assert "112x96 crops but the model takes 112x112" in result.output
+
+
+class _FailAfter:
+    """A backend that raises after ``n`` batches (an injected crash)."""
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.info = inner, n, inner.info
+
+    def embed(self, batch):
+        if self.n == 0:
+            raise RuntimeError("injected failure")
+        self.n -= 1
+        return self.inner.embed(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.slow
+def test_interrupted_align_run_resumes_with_all_landmarks(small_tree, tmp_path,
+                                                          pretrained_onnx):
+    from massface.align.infer_step import AlignStep
+    from massface.infer import InferOptions, run_inference
+    from massface.infer.backends import open_backend
+    from massface.infer.sources import images_dataset
+
+    (small_tree / "broken.jpg").unlink()
+    (small_tree / "blank.png").unlink()
+    ds = images_dataset(small_tree)
+
+    def opts(out):
+        return InferOptions(out=out, batch_size=1, chunk_batches=1, progress=False,
+                            align=AlignStep("arcface"))
+
+    whole = tmp_path / "whole"
+    run_inference(pretrained_onnx, ds, opts(whole))
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_inference(pretrained_onnx, ds, opts(out),
+                      backend=_FailAfter(open_backend(pretrained_onnx), 2))
+    result = run_inference(pretrained_onnx, ds, opts(out))
+    assert result.summary.resumed_rows == 2
+    assert (out / "landmarks.json").read_text() == (whole / "landmarks.json").read_text()
+    np.testing.assert_array_equal(np.load(out / "embeddings.npy"),
+                                  np.load(whole / "embeddings.npy"))
