@@ -57,7 +57,7 @@ CALIBRATIONS.register("percentile", "Percentile",
 
 @dataclass(frozen=True)
 class Int8Options:
-    calibration: str = "minmax"
+    calibration: str = "percentile"  # AMCT clips outliers too (its IFMR search)
     keep_float: tuple[str, ...] = ("first", "last")  # convolutions left in float
 
     def validate(self) -> None:

@@ -291,7 +291,7 @@ def preview_options(given: dict[str, Any], config: dict[str, Any], *,
         targets=parse_targets(_as_list(merged["precision_preview"])),
         aipp=bool(merged["aipp"]), pairs=parse_pair_count(merged["precision_pairs"]),
         lfw=merged["precision_lfw"], lfw_pairs=merged["precision_lfw_pairs"],
-        int8=Int8Options(calibration=merged["int8_calibration"] or "minmax",
+        int8=Int8Options(calibration=merged["int8_calibration"] or Int8Options().calibration,
                          keep_float=tuple(keep) if merged["int8_keep_float"] is not None
                          else Int8Options().keep_float),
         calibration_images=merged["calibration_images"],
