@@ -214,5 +214,12 @@ def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
 
 
 def main() -> None:
-    """Console entry point (``massface-eval``)."""
+    """Console entry point (``massface-eval``; ``massface-eval compare ...`` too)."""
+    import sys
+
+    if sys.argv[1:2] == ["compare"]:
+        from massface.evaluate.compare_cli import main as compare_main
+
+        compare_main(sys.argv[2:])
+        return
     app()

@@ -169,8 +169,10 @@ class AtcSpec:
     precision_mode: str = DEFAULT_PRECISION_MODE
     input_name: str = "input"
     output_name: str = "embeddings"
-    image_shape: tuple[int, int, int] = (112, 112, 3)  # H, W, C (NHWC)
+    image_shape: tuple[int, int, int] = (112, 112, 3)  # H, W, C
     log_level: str = "error"
+    layout: str = "NHWC"  # the model file's input layout; NCHW for ONNX with AIPP
+    insert_op_conf: str | None = None  # AIPP config file (the .om then takes uint8 input)
 
     @property
     def framework(self) -> AtcFramework:
@@ -182,12 +184,28 @@ class AtcSpec:
             )
         return FRAMEWORKS[suffix]
 
+    @property
+    def input_format(self) -> str:
+        """``--input_format``: the framework's for an NHWC input, else the layout.
+
+        ATC takes ``--insert_op_conf`` only with NCHW or NHWC (ONNX: NCHW only), so an
+        AIPP model must say which axis holds the channels; ``ND`` cannot.
+        """
+        fmt = self.framework.input_format if self.layout == "NHWC" else self.layout
+        if self.insert_op_conf is not None and fmt not in ("NCHW", "NHWC"):
+            raise InputError(f"{self.model}: ATC applies AIPP (--insert_op_conf) only to an "
+                             f"NCHW or NHWC input, and this one is declared {fmt}: give ATC "
+                             "the NCHW-input ONNX (massface-export --aipp writes it)")
+        return fmt
+
     def argv(self) -> list[str]:
         """The ATC command line (argv; no shell quoting needed)."""
         fw = self.framework
         dynamic = len(self.gears) > 1
         batch = "-1" if dynamic else str(self.gears[0])
-        dims = ",".join([batch, *(str(d) for d in self.image_shape)])
+        h, w, c = self.image_shape
+        shape = (h, w, c) if self.layout == "NHWC" else (c, h, w)
+        dims = ",".join([batch, *(str(d) for d in shape)])
         argv = [
             "atc",
             f"--model={self.model}",
@@ -195,10 +213,12 @@ class AtcSpec:
             f"--output={self.output}",
             f"--soc_version={self.soc}",
             f"--input_shape={self.input_name}:{dims}",
-            f"--input_format={fw.input_format}",
+            f"--input_format={self.input_format}",
         ]
         if dynamic:
             argv.append(f"--dynamic_batch_size={','.join(str(g) for g in self.gears)}")
+        if self.insert_op_conf is not None:
+            argv.append(f"--insert_op_conf={self.insert_op_conf}")
         argv += [f"--precision_mode={self.precision_mode}", "--output_type=FP32"]
         if fw.pin_output_node:
             argv.append(f"--out_nodes={self.output_name}:0")
@@ -213,7 +233,7 @@ class AtcSpec:
         d["gears"] = list(self.gears)
         d["image_shape"] = list(self.image_shape)
         d["framework"] = self.framework.code
-        d["input_format"] = self.framework.input_format
+        d["input_format"] = self.input_format
         d["dynamic_batch"] = len(self.gears) > 1
         d["command"] = self.shell_command()
         return d

@@ -26,6 +26,7 @@ from massface.export.faces import FaceBatch, FacePreprocessing, load_face_batch
 from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
 from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
+from massface.export.preview import PreviewOptions
 from massface.io import atomic_path, check_output_dir, sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
@@ -51,9 +52,11 @@ class ExportOptions:
     parity_count: int = 16
     min_cosine: float = MIN_COSINE
     overwrite: bool = False
+    preview: PreviewOptions = field(default_factory=PreviewOptions)  # --aipp, precision
 
     def validate(self) -> None:
         validate_opset(self.opset)
+        self.preview.validate()
         if self.om_from not in ("pb", "onnx"):
             raise InputError(f"--om-from {self.om_from!r}: choose pb or onnx")
         atc_mod.validate_soc(self.soc, trust=self.trust_soc)
@@ -93,14 +96,16 @@ def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
         yield staging
 
 
-def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -> dict:
+def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log, *,
+              layout: str = "NHWC", aipp_config: str | None = None) -> dict:
     """Run (or script) ATC; returns the manifest's ``atc`` section. Failure is recorded,
     not raised: the caller publishes the verified artifacts, then raises."""
     if not options.om:
         return {"status": "skipped", "reason": "--no-om"}
     spec = atc_mod.AtcSpec(model=model_file, output=options.name, soc=options.soc,
                            gears=options.gears, precision_mode=options.precision_mode,
-                           input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+                           input_name=INPUT_NAME, output_name=OUTPUT_NAME, layout=layout,
+                           insert_op_conf=aipp_config)
     if options.require_om and atc_mod.find_atc() is None:
         raise AtcMissingError("--require-om: atc is not on PATH (source CANN's set_env.sh)")
     if atc_mod.find_atc() is not None:
@@ -114,14 +119,68 @@ def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log) -
 
 
 def _om_step(options: ExportOptions, staging: Path, model_file: str, manifest: dict,
-             log: Log) -> None:
-    """The ATC step, recorded in ``manifest["atc"]`` (and ``artifacts.om`` when built)."""
-    manifest["atc"] = _atc_step(options, staging, model_file, log)
+             log: Log, faces: FaceBatch | None = None, ref: np.ndarray | None = None,
+             parities: list[Parity] | None = None) -> None:
+    """The ATC step, recorded in ``manifest["atc"]`` (and ``artifacts.om`` when built).
+
+    With AIPP (``manifest["aipp"]``) ATC gets ``--insert_op_conf``; an ONNX source is then
+    given as its NCHW-input twin (ATC's AIPP needs NCHW for ONNX), verified first."""
+    aipp = manifest.get("aipp")
+    layout, config = "NHWC", None
+    if aipp and options.om:
+        config = aipp["config"]
+        if model_file.endswith(".onnx"):
+            model_file = _publish_nchw(staging, model_file, options, manifest, faces, ref,
+                                       parities, log)
+            layout = "NCHW"
+    manifest["atc"] = _atc_step(options, staging, model_file, log, layout=layout,
+                                aipp_config=config)
+    if aipp and options.om:
+        aipp["om_file"] = f"{options.name}.om"  # the .om this folder's ATC step makes
     if manifest["atc"].get("status") == "built":
         manifest["artifacts"]["om"] = artifact_entry(
             staging / manifest["atc"]["om_file"], built_from=model_file, soc=options.soc,
             precision_mode=options.precision_mode, gears=list(options.gears),
+            input=aipp["input"] if aipp else manifest["input"],
             parity="not measured here (needs Ascend hardware: run massface-infer on it)")
+
+
+def _publish_nchw(staging: Path, model_file: str, options: ExportOptions, manifest: dict,
+                  faces: FaceBatch | None, ref: np.ndarray | None,
+                  parities: list[Parity] | None, log: Log) -> str:
+    """``<name>.nchw.onnx``: the ONNX behind a Transpose, input ``[N, 3, H, W]``, held to
+    the reference like the other artifacts."""
+    import onnx
+
+    from massface.export.aipp import nchw_input
+    from massface.export.onnx_graph import OnnxRunner
+
+    path = staging / f"{options.name}.nchw.onnx"
+    write_bytes(path, nchw_input(onnx.load(str(staging / model_file)),
+                                 input_name=INPUT_NAME).SerializeToString())
+    entry = {"input_layout": "NCHW", "for": "ATC with AIPP (--insert_op_conf)"}
+    if faces is not None and ref is not None:
+        out = OnnxRunner(path)(np.ascontiguousarray(faces.images.transpose(0, 3, 1, 2)))
+        parity = compare("onnx_nchw", manifest["parity"].get("reference", "reference"),
+                         ref, out, batch_sizes=(1, len(ref) - 1), bound=options.min_cosine)
+        log(parity.describe())
+        checked = [*(parities or []), parity]
+        require(checked)
+        manifest["parity"]["onnx_nchw"] = parity.to_dict()
+    manifest["artifacts"]["onnx_nchw"] = artifact_entry(path, **entry)
+    return path.name
+
+
+def _previews(staging: Path, options: ExportOptions, onnx_path: Path,
+              prep: FacePreprocessing, faces: FaceBatch, ref: np.ndarray, manifest: dict,
+              log: Log) -> None:
+    """``--aipp`` and ``--precision-preview`` (see :mod:`massface.export.preview`)."""
+    if not options.preview.active:
+        return
+    from massface.export.preview import run_previews
+
+    run_previews(staging, options.name, onnx_path, prep, faces, ref, options.preview,
+                 manifest, bound=options.min_cosine, log=log)
 
 
 def _faces(options: ExportOptions, prep: FacePreprocessing) -> FaceBatch:
@@ -234,8 +293,9 @@ def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
                               "images": faces.to_dict(),
                               **{p.artifact: p.to_dict() for p in parities}}
 
+        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
         model_file = pb_path.name if options.om_from == "pb" else onnx_path.name
-        _om_step(options, staging, model_file, manifest, log)
+        _om_step(options, staging, model_file, manifest, log, faces, ref, parities)
         write_json(staging / MANIFEST_NAME, manifest)
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
 
@@ -289,7 +349,84 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
                                   reference, ref, log, dynamic_batch=batch_rewrite)
         manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
                               "images": faces.to_dict(), "onnx": parities[0].to_dict()}
-        _om_step(options, staging, onnx_path.name, manifest, log)
+        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
+        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
+        write_json(staging / MANIFEST_NAME, manifest)
+    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+
+
+def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[FacePreprocessing, str]:
+    """The preprocessing recorded in an ``export.json`` beside an existing ONNX, else
+    massface's MobileFaceNet convention (said so in the manifest)."""
+    from massface.infer.preprocess import read_export_json
+
+    export = read_export_json(path)
+    if export is not None and isinstance(export.get("preprocessing"), dict):
+        return FacePreprocessing.from_dict(export["preprocessing"]), f"{path.parent}/export.json"
+    return (FacePreprocessing(size=size),
+            "assumed: MobileFaceNet convention, RGB (x-127.5)/128")
+
+
+def import_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                options: ExportOptions | None = None, *,
+                log: Log = lambda _msg: None) -> ExportResult:
+    """An existing NHWC float32 face ONNX -> the export folder (inputs renamed ``input`` /
+    ``embeddings``, batch made dynamic), proven against the original under ONNX Runtime;
+    then the AIPP, precision and ATC steps as for the other sources."""
+    import onnx
+
+    from massface.export.onnx_graph import (
+        OnnxRunner,
+        check_standard_ops,
+        make_batch_dynamic,
+        model_opset,
+        set_io,
+    )
+
+    options = options or ExportOptions()
+    options.validate()
+    if options.normalize:
+        raise InputError("--normalize is not available with --onnx: the model is kept as "
+                         "given (normalise at evaluation time)")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--onnx {path}: file not found")
+    out = Path(out)
+    _check_out(out, options.overwrite)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others for a bad file
+        raise InputError(f"--onnx {path}: not a readable ONNX model: {exc}") from exc
+    check_standard_ops(model, str(path))
+    set_io(model, input_name=INPUT_NAME, output_name=OUTPUT_NAME)
+    batch = make_batch_dynamic(model)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[3] != 3 or not dims[1] or not dims[2]:
+        raise InputError(f"--onnx {path}: input shape {dims} is not NHWC [N, H, W, 3]")
+    prep, prep_source = _onnx_preprocessing(path, (dims[1], dims[2]))
+    faces = _faces(options, prep)
+    source_runner = OnnxRunner(path)
+    ref = source_runner(faces.images)
+    reference = f"the given ONNX ({path.name}) on ONNX Runtime"
+    dim = int(ref.shape[1])
+    manifest = new_manifest(
+        source={"kind": "onnx", "path": str(path), "sha256": sha256_file(path),
+                "opset": model_opset(model)},
+        input_spec={"name": INPUT_NAME, "shape": [-1, *dims[1:]], "layout": "NHWC",
+                    "dtype": "float32"},
+        output_spec={"name": OUTPUT_NAME, "shape": [-1, dim], "dim": dim, "normalized": False,
+                     "dtype": "float32"},
+        preprocessing={**prep.to_dict(), "source": prep_source})
+    options.om_from = "onnx"  # the only model file on this path
+    options.opset = model_opset(model)
+    parities: list[Parity] = []
+    with staged_folder(out, options.overwrite) as staging:
+        onnx_path = _publish_onnx(model, staging, options, manifest, parities, faces,
+                                  reference, ref, log, dynamic_batch=batch)
+        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
+                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
+        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
+        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
         write_json(staging / MANIFEST_NAME, manifest)
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
 

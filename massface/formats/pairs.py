@@ -203,3 +203,19 @@ def pair_references(pairs: list[Pair]) -> list[str]:
         seen.setdefault(p.a)
         seen.setdefault(p.b)
     return list(seen)
+
+
+PAIRS_FILE_NAME = "pairs.txt"
+
+
+def find_pairs_file(image_root: str | os.PathLike[str], option: str = "--pairs") -> Path:
+    """The ``pairs.txt`` inside ``image_root``, else beside it (LFW's layout:
+    ``lfw/pairs.txt`` next to ``lfw/lfw-112x112/``); :class:`InputError` naming both
+    places when neither exists."""
+    root = Path(image_root)
+    candidates = [root / PAIRS_FILE_NAME, root.parent / PAIRS_FILE_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{root}: no {PAIRS_FILE_NAME} inside or beside it (looked for "
+                     f"{candidates[0]} and {candidates[1]}); name one with {option}")

@@ -2,6 +2,7 @@
 
     massface-infer --model M.onnx --lfw LFW_DIR --pairs pairs.txt --out OUTDIR
     massface-infer --model M.pb --images DATASET --out OUTDIR [--flip]
+    massface-infer --om M.om --lfw LFW_DIR --out OUTDIR     (pairs.txt found beside LFW_DIR)
     massface-infer --model M.om --input-bins BINS --out OUTDIR --format msame
     massface-infer --model M.onnx --lfw ... --shard 0/4 --out part0           (then merge)
     massface-infer merge part0 part1 part2 part3 --out OUTDIR
@@ -35,7 +36,8 @@ EXIT_HELP = exit_help(InputError, ToolError)
 
 # Options shared by the main command and `prepare-bins` (declared once).
 Model = Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")]
-Lfw = Annotated[Path | None, typer.Option(help="LFW-style image root (with --pairs)")]
+Lfw = Annotated[Path | None, typer.Option(help="LFW-style image root (--pairs, default: "
+                                               "pairs.txt inside or beside it)")]
 Pairs = Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path pairs")]
 Images = Annotated[Path | None, typer.Option(help="folder-per-identity dataset")]
 ListFile = Annotated[Path | None, typer.Option("--list", help="file of image paths, one per "
@@ -72,7 +74,26 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
              labels: Path | None, skip_bad: bool) -> Any:
     from massface.infer.sources import SourceArgs, open_source
 
+    lfw = sources_given.get("lfw")
+    if lfw is not None and pairs is None:  # --lfw DIR alone: its pairs.txt, said aloud
+        from massface.formats.pairs import find_pairs_file
+
+        if not lfw.is_dir():
+            raise InputError(f"{lfw}: --lfw folder not found")
+        pairs = find_pairs_file(lfw)
+        err.print(f"--lfw {lfw}: using pairs {pairs}", highlight=False)
     return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
+
+
+def _om_model(model: Path | None, om: Path | None) -> Path | None:
+    """``--om M.om`` is the ``.om``-only spelling of ``--model M.om``."""
+    if om is None:
+        return model
+    if model is not None:
+        raise InputError("give --model or --om, not both")
+    if om.suffix.lower() != ".om":
+        raise InputError(f"--om {om}: not an .om file (use --model for .onnx and .pb)")
+    return om
 
 
 @app.callback(invoke_without_command=True, epilog=EXIT_HELP)
@@ -80,6 +101,7 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
 def infer(
     ctx: typer.Context,
     model: Model = None,
+    om: Annotated[Path | None, typer.Option(help="Ascend .om model (same as --model)")] = None,
     lfw: Lfw = None,
     pairs: Pairs = None,
     images: Images = None,
@@ -130,6 +152,7 @@ def infer(
     """Embed a dataset with a model; see `massface-infer --help`."""
     if ctx.invoked_subcommand is not None:
         return
+    model = _om_model(model, om)
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)

@@ -31,7 +31,7 @@ class LoadedBatch:
 
     start: int
     stop: int
-    array: np.ndarray  # float32 NHWC [len(good), H, W, C]
+    array: np.ndarray  # float32 NHWC [len(good), H, W, C] (uint8 RGB with ``pixels``)
     good: list[int]
     bad: list[tuple[int, str]] = field(default_factory=list)  # (row, message)
 
@@ -44,6 +44,7 @@ class LoaderOptions:
     channels: int = 3
     resize: bool = True
     skip_bad: bool = False
+    pixels: bool = False  # keep uint8 RGB pixels: the model normalises them (AIPP)
     align: Any = None  # massface.align.infer_step.AlignStep (--align): detect + warp instead
 
 
@@ -88,8 +89,8 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
                 raise
             bad.append((row, str(exc)))
     if not arrays:
-        array = np.zeros((0, h, w, opts.channels), np.float32)
-    elif ds.tensors:
+        array = np.zeros((0, h, w, opts.channels), np.uint8 if opts.pixels else np.float32)
+    elif ds.tensors or opts.pixels:
         array = np.stack(arrays)
     else:
         array = normalize_batch(np.stack(arrays), prep)

@@ -183,6 +183,10 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if info.channels not in (1, 3):
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
     choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
+    pixels = info.input_dtype == "uint8"  # AIPP: the model normalises raw pixels itself
+    if pixels and ds.tensors:
+        raise InputError(f"{model}: takes uint8 pixels (AIPP); {ds.root} holds float32 "
+                         "preprocessed input bins: give the images instead")
     chunk_rows = opts.batch_size * opts.chunk_batches
     start, stop = shard_bounds(len(ds.keys), opts.shard)
     if start == stop:
@@ -199,7 +203,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if opts.align is not None:
         opts.align.start(store.dir, info.size, info.channels)
     loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                opts.skip_bad, align=opts.align)
+                                opts.skip_bad, pixels=pixels, align=opts.align)
     _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
 
     result = _assemble(store, chunks, ds, opts, start, stop)

@@ -37,7 +37,8 @@ class FakeAcl(types.ModuleType):
     def __init__(self, onnx_model: str | Path, *, gears: tuple[int, ...] = (1, 4, 8),
                  static_batch: int | None = None, output_dtype: str = "float32",
                  run_mode: int = 1, new_util: bool = True, image=(112, 112, 3),
-                 dim: int = 192) -> None:
+                 dim: int = 192, input_dtype: str = "float32",
+                 input_dims: list[int] | None = None) -> None:
         super().__init__("acl")
         import onnxruntime as ort
 
@@ -49,6 +50,11 @@ class FakeAcl(types.ModuleType):
         self.run_mode = run_mode
         self.image = image
         self.dim = dim
+        # uint8: a model built with AIPP (the ONNX underneath must take uint8 pixels, as
+        # the AIPP twin does); input_dims: what get_input_dims reports, if not NHWC
+        self.input_dtype = np.dtype(input_dtype)
+        self.input_dims = input_dims
+        self.copied: dict[int, int] = {}  # device pointer -> bytes the host last wrote
         self.calls: list[str] = []
         self.fail: dict[str, int] = {}
         self.mem: dict[int, bytearray] = {}  # device allocations
@@ -85,9 +91,9 @@ class FakeAcl(types.ModuleType):
     @property
     def inputs(self) -> list[tuple[str, list[int], int]]:
         h, w, c = self.image
-        per = h * w * c * 4
-        data = ("input", [-1 if self.gears else self.max_batch, h, w, c],
-                per * self.max_batch)
+        per = h * w * c * self.input_dtype.itemsize
+        dims = self.input_dims or [-1 if self.gears else self.max_batch, h, w, c]
+        data = ("input", dims, per * self.max_batch)
         if self.gears:
             return [data, (MBATCH, [1], 8)]
         return [data]
@@ -216,6 +222,8 @@ class FakeAcl(types.ModuleType):
         if to_device and self._is_mbatch(dst):
             raise FakeAclError("the host wrote ascend_mbatch_shape_data")
         d[:count] = bytes(s[:count])
+        if to_device:
+            self.copied[dst] = count
         return st or 0
 
     def _is_mbatch(self, ptr: int) -> bool:
@@ -364,7 +372,12 @@ class FakeAcl(types.ModuleType):
         if len(self.datasets[in_ds]) != len(self.inputs):
             raise FakeAclError("input dataset lacks buffers (mbatch input must be added)")
         h, w, c = self.image
-        x = np.frombuffer(bytes(self.mem[in_ptr][: n * h * w * c * 4]), np.float32)
+        nbytes = n * h * w * c * self.input_dtype.itemsize
+        if self.copied.get(in_ptr) != nbytes:
+            raise FakeAclError(f"the host wrote {self.copied.get(in_ptr)} input bytes for a "
+                               f"batch of {n}: the model takes {self.input_dtype} "
+                               f"[{n}, {h}, {w}, {c}] = {nbytes} bytes")
+        x = np.frombuffer(bytes(self.mem[in_ptr][:nbytes]), self.input_dtype)
         y = self.session.run(None, {"input": x.reshape(n, h, w, c)})[0]
         out_ptr, out_size = self.buffers[self.datasets[out_ds][0]]
         raw = y.astype(self.output_dtype).tobytes()

@@ -7,6 +7,7 @@ the dynamic-batch input and teardown in the wrong order.
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -153,3 +154,142 @@ def test_cli_runs_om_end_to_end(monkeypatch, tmp_path, pretrained_onnx, lfw_dir)
     a, b = read_embedding_dir(tmp_path / "om"), read_embedding_dir(tmp_path / "onnx")
     assert a.meta["model"]["backend"] == "acl" and a.paths == b.paths
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-4)
+
+
+# --- AIPP: an .om built with --insert_op_conf takes uint8 RGB pixels ------------------
+
+
+def _twin_onnx(src, dst, size=None):
+    """The AIPP twin of ``src`` (uint8 input): what the double runs for an AIPP .om."""
+    import onnx
+
+    from massface.export.aipp import AippConfig, twin
+    from massface.export.faces import FacePreprocessing
+
+    prep = FacePreprocessing(size=size or (112, 112))
+    onnx.save(twin(onnx.load(str(src)), AippConfig.from_preprocessing(prep)), str(dst))
+    return dst
+
+
+def _aipp_export_json(folder, om_name="m.om", color="RGB"):
+    from massface.io import write_json
+
+    write_json(folder / "export.json", {
+        "format": "massface-export", "version": 1,
+        "preprocessing": {"color": "RGB", "mean": 127.5, "std": 128.0, "size": [112, 112]},
+        "aipp": {"config": "aipp.cfg", "om_file": om_name,
+                 "input": {"dtype": "uint8", "layout": "NHWC", "color": color,
+                           "shape": [-1, 112, 112, 3]}}})
+
+
+def test_aipp_om_is_fed_uint8_pixels_of_the_right_byte_size(monkeypatch, tmp_path, model):
+    path, weight = model
+    twin = _twin_onnx(path, tmp_path / "twin.onnx", size=SIZE)
+    # the model reports NCHW dims: ATC still forces the AIPP input to NHWC
+    fake = install(monkeypatch, FakeAcl(twin, gears=(1, 4, 8), image=(*SIZE, 3), dim=8,
+                                        input_dtype="uint8", input_dims=[-1, 3, *SIZE]))
+    pixels = np.random.default_rng(5).integers(0, 256, (6, *SIZE, 3), dtype=np.uint8)
+    with open_backend(write_fake_om(tmp_path / "m.om")) as backend:
+        info = backend.info
+        assert (info.input_dtype, info.layout) == ("uint8", "NHWC")
+        assert "RGB assumed" in info.extra["input_contract"]  # no export.json beside it
+        y = backend.embed(pixels)
+        with pytest.raises(InputError, match="takes uint8 input"):
+            backend.embed(pixels.astype(np.float32))
+    want = ((pixels.astype(np.float64) - 127.5) / 128).reshape(6, -1) @ weight
+    np.testing.assert_allclose(y, want, atol=1e-4)
+    assert fake.executions == [8]  # 6 rows -> gear 8; the double checked 8x16x16x3 bytes
+    assert len(fake.copied) == 1 and next(iter(fake.copied.values())) == 8 * 16 * 16 * 3
+
+
+def test_float32_bytes_to_an_aipp_model_are_caught_by_the_double(monkeypatch, tmp_path,
+                                                                 model):
+    """The double itself refuses 4-byte values for a uint8 input: the size check that
+    makes the AIPP tests above mean something."""
+    path, _ = model
+    twin = _twin_onnx(path, tmp_path / "twin.onnx", size=SIZE)
+    fake = install(monkeypatch, FakeAcl(twin, gears=(1, 4), image=(*SIZE, 3), dim=8,
+                                        input_dtype="uint8"))
+    from tests.helpers.fake_acl import FakeAclError
+
+    with open_backend(write_fake_om(tmp_path / "m.om")) as backend:
+        backend.info.input_dtype = "float32"  # pretend the backend ignored the contract
+        with pytest.raises(FakeAclError, match="memcpy"):
+            backend._run(np.zeros((4, *SIZE, 3), np.float32))
+    assert fake.executions == []
+
+
+def test_export_json_saying_aipp_with_a_float_input_is_refused(monkeypatch, tmp_path, model):
+    path, _ = model
+    install(monkeypatch, FakeAcl(path, image=(*SIZE, 3), dim=8))
+    _aipp_export_json(tmp_path)
+    with pytest.raises(InputError, match="built without --insert_op_conf"):
+        open_backend(write_fake_om(tmp_path / "m.om"))
+
+
+@pytest.fixture
+def small_lfw(tmp_path, lfw_dir, lfw_pairs):
+    """20 LFW pairs (2 per fold) under tmp/lfw/lfw-112x112, their pairs.txt beside it."""
+    from massface.export.budget import select_pairs
+    from massface.formats.pairs import read_pairs, resolve_reference, write_path_pairs
+
+    pairs, _ = select_pairs(read_pairs(lfw_pairs), 20)
+    root = tmp_path / "lfw" / "lfw-112x112"
+    for p in pairs:
+        for ref in (p.a, p.b):
+            src = resolve_reference(lfw_dir, ref)
+            dst = root / src.relative_to(lfw_dir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                dst.symlink_to(src)
+    write_path_pairs(root.parent / "pairs.txt", pairs)
+    return root
+
+
+@pytest.mark.slow
+def test_om_spelling_lfw_alone_and_aipp_end_to_end(monkeypatch, tmp_path, pretrained_onnx,
+                                                   small_lfw):
+    """`massface-infer --om m.om --lfw DIR` (pairs.txt found beside DIR) on an AIPP .om
+    gives the float model's embeddings; massface-eval reads its outputs, both formats,
+    as it reads the float model's."""
+    from typer.testing import CliRunner
+
+    from massface.evaluate.cli import app as eval_app
+    from massface.formats.embedding_dir import read_embedding_dir
+    from massface.infer.cli import app
+
+    models = tmp_path / "export"
+    models.mkdir()
+    install(monkeypatch, FakeAcl(_twin_onnx(pretrained_onnx, tmp_path / "twin.onnx"),
+                                 gears=(1, 8), input_dtype="uint8"))
+    _aipp_export_json(models)
+    om = write_fake_om(models / "m.om")
+    runner = CliRunner()
+    runs = {"om": ["--om", om], "onnx": ["--model", pretrained_onnx],
+            "om-msame": ["--om", om, "--format", "msame"]}
+    for name, model_args in runs.items():
+        r = runner.invoke(app, [*map(str, model_args), "--lfw", str(small_lfw), "--out",
+                                str(tmp_path / name), "--quiet", "--batch-size", "8"])
+        assert r.exit_code == 0, r.output
+        assert f"using pairs {small_lfw.parent / 'pairs.txt'}" in r.output
+    a, b = read_embedding_dir(tmp_path / "om"), read_embedding_dir(tmp_path / "onnx")
+    assert a.meta["model"]["input_dtype"] == "uint8"
+    assert "AIPP (export.json)" in a.meta["model"]["extra"]["input_contract"]
+    assert np.abs(a.embeddings - b.embeddings).max() <= 1e-4
+    accuracy = {}
+    for name in runs:
+        r = runner.invoke(eval_app, [str(tmp_path / name), "--json",
+                                     str(tmp_path / f"{name}.json")])
+        assert r.exit_code == 0, r.output
+        accuracy[name] = json.loads((tmp_path / f"{name}.json").read_text())["accuracy"]
+    assert accuracy["om"] == accuracy["onnx"] == accuracy["om-msame"]
+
+
+def test_om_spelling_refuses_other_models(tmp_path, pretrained_onnx):
+    from typer.testing import CliRunner
+
+    from massface.infer.cli import app
+
+    r = CliRunner().invoke(app, ["--om", str(pretrained_onnx), "--images", str(tmp_path),
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "not an .om file" in r.output

@@ -144,7 +144,8 @@ def test_model_input_not_image_like(tmp_path, shape, why):
 def test_option_mistakes(tmp_path, tiny):
     root = dataset(tmp_path / "ds")
     failed(run("--model", tiny, "--out", tmp_path / "o"), "give exactly one input")
-    failed(run("--model", tiny, "--lfw", root, "--out", tmp_path / "o"), "--lfw needs --pairs")
+    failed(run("--model", tiny, "--lfw", root, "--out", tmp_path / "o"),
+           "no pairs.txt inside or beside it", "name one with --pairs")
     failed(run("--model", tiny, "--images", root, "--out", tmp_path / "o", "--shard", "3/3"),
            "--shard")
     failed(run("--model", tmp_path / "m.tflite", "--images", root, "--out", tmp_path / "o"),

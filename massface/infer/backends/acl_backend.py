@@ -17,8 +17,13 @@ and nowhere else. The life cycle follows the documented API:
 5. teardown: data buffers, datasets, device (and host) buffers, ``mdl.unload``,
    ``mdl.destroy_desc``, ``rt.destroy_context``, ``rt.reset_device``, ``finalize``.
 
+A model built with AIPP (``massface-export --aipp``: ATC ``--insert_op_conf``) takes
+uint8 RGB pixels, NHWC, and normalises them on the chip: its input holds one byte per
+value instead of four, and ``export.json`` beside it says so; the backend then reports
+``input_dtype`` uint8 and massface-infer feeds the decoded pixels as they are.
+
 This backend has been exercised only against a test double of ``acl`` (see
-``tests/infer/fake_acl.py``), never on Ascend hardware.
+``tests/helpers/fake_acl.py``), never on Ascend hardware.
 """
 
 from __future__ import annotations
@@ -154,11 +159,10 @@ class AclBackend(Backend):
             batch, sizes = "static", (shape[0],)
         self._max_gear = sizes[-1]
         self._in_sizes = [acl.mdl.get_input_size_by_index(desc, i) for i in range(n_in)]
-        per_image = h * w * c * 4
-        if self._in_sizes[self._in_index] != per_image * self._max_gear:
-            raise InputError(
-                f"{p}: input {in_dims['name']!r} holds {self._in_sizes[self._in_index]} bytes, "
-                f"not float32 {self._max_gear}x{h}x{w}x{c} ({per_image * self._max_gear} bytes)")
+        in_dtype, contract = input_contract(p, self._in_sizes[self._in_index],
+                                            self._max_gear * h * w * c, in_dims["name"])
+        if in_dtype == "uint8":
+            layout = "NHWC"  # ATC forces the AIPP input to NHWC whatever the model declared
         n_out = acl.mdl.get_num_outputs(desc)
         out_dims = [self._value(acl.mdl.get_output_dims(desc, i), "mdl.get_output_dims")
                     for i in range(n_out)]
@@ -180,11 +184,13 @@ class AclBackend(Backend):
         self.info = ModelInfo(
             backend=self.name, path=str(p), input_name=in_dims["name"], input_shape=shape,
             layout=layout, height=h, width=w, channels=c, batch=batch, batch_sizes=sizes,
+            input_dtype=in_dtype,
             output_name=out_names[self._out_index], output_dtype=self._out_dtype.name,
             output_dim=int(dim),
             extra={"device_id": self.device_id, "soc": _soc_name(self.acl),
                    "host_pointers": "bytes_to_ptr" if self._use_bytes else "numpy_to_ptr",
-                   "run_mode": "host" if self._h2d == MEMCPY_HOST_TO_DEVICE else "device"},
+                   "run_mode": "host" if self._h2d == MEMCPY_HOST_TO_DEVICE else "device",
+                   "input_contract": contract},
         )
 
     def _allocate(self) -> None:
@@ -216,7 +222,7 @@ class AclBackend(Backend):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         acl = self.acl
         gear = batch.shape[0]
-        data = np.ascontiguousarray(batch, dtype=np.float32)
+        data = np.ascontiguousarray(batch, dtype=self.info.input_dtype)
         if self._use_bytes:
             keep_alive: Any = data.tobytes()
             ptr = acl.util.bytes_to_ptr(keep_alive)
@@ -291,6 +297,44 @@ class AclBackend(Backend):
         if failures:
             warnings.warn(f"{self._path}: pyACL teardown reported: {'; '.join(failures)}",
                           RuntimeWarning, stacklevel=2)
+
+
+def _aipp_section(p: os.PathLike[str]) -> dict | None:
+    """``export.json``'s AIPP section when it describes this very ``.om``."""
+    from massface.infer.preprocess import read_export_json
+
+    export = read_export_json(p)
+    aipp = (export or {}).get("aipp")
+    if isinstance(aipp, dict) and aipp.get("om_file") == os.path.basename(p):
+        return aipp
+    return None
+
+
+def input_contract(p: os.PathLike[str], size: int, values: int, name: str
+                   ) -> tuple[str, str]:
+    """(input dtype, where the contract came from) of an ``.om`` input of ``size`` bytes
+    holding ``values`` values: float32 (4 bytes each) for a plain model, uint8 (1 byte)
+    for a model built with AIPP, whose host feeds raw RGB pixels. ``export.json``
+    beside the model, when it has an AIPP section for it, must agree."""
+    aipp = _aipp_section(p)
+    if size == 4 * values:
+        if aipp is not None:
+            raise InputError(f"{p}: export.json says this .om was built with AIPP (uint8 "
+                             f"input) but its input {name!r} holds {size} bytes, float32: "
+                             "it was built without --insert_op_conf; rebuild it with the "
+                             "export's atc.sh")
+        return "float32", "float32 input (no AIPP)"
+    if size == values:
+        if aipp is None:
+            return "uint8", ("uint8 input of the size of the images: built with AIPP; RGB "
+                             "assumed (no export.json AIPP section beside the model)")
+        color = (aipp.get("input") or {}).get("color", "RGB")
+        if color != "RGB":
+            raise InputError(f"{p}: export.json's AIPP input contract feeds {color}; "
+                             "massface-infer feeds RGB pixels")
+        return "uint8", "AIPP (export.json): uint8 RGB pixels, normalised on the chip"
+    raise InputError(f"{p}: input {name!r} holds {size} bytes for {values} values: neither "
+                     "float32 (4 bytes each) nor uint8 AIPP input (1 byte each)")
 
 
 def _soc_name(acl: Any) -> str | None:

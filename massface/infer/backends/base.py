@@ -57,6 +57,9 @@ class ModelInfo:
     output_dtype: str = "float32"
     output_dim: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # "float32": preprocessed (normalised) images; "uint8": raw pixels, the model
+    # normalises them itself (an Ascend .om built with AIPP, or its ONNX twin).
+    input_dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -168,7 +171,11 @@ class Backend(ABC):
         self.close()
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NHWC ``[n, H, W, C]`` -> float32 ``[n, D]``, whatever the model's batching."""
+        """NHWC ``[n, H, W, C]`` -> float32 ``[n, D]``, whatever the model's batching.
+
+        The batch is float32 preprocessed images, or uint8 RGB pixels for a model whose
+        ``info.input_dtype`` is uint8 (it normalises them itself).
+        """
         if batch.shape[0] == 0:
             return self._empty()
         parts = [self._finish(self._run(feed), feed.shape[0], rows)
@@ -218,7 +225,11 @@ class Backend(ABC):
         return np.zeros((0, self.info.output_dim or 0), np.float32)
 
     def _feeds(self, batch: np.ndarray) -> Iterator[tuple[np.ndarray, int]]:
-        """Model-ready pieces of ``batch``: (padded, in the model's layout, float32), rows."""
+        """Model-ready pieces of ``batch``: (padded, in the model's layout and input dtype),
+        rows."""
+        if (self.info.input_dtype == "uint8") != (batch.dtype == np.uint8):
+            raise InputError(f"{self.info.path}: the model takes {self.info.input_dtype} "
+                             f"input but was given {batch.dtype} images")
         limit = self.info.max_batch or max(1, batch.shape[0])
         for i in range(0, batch.shape[0], limit):
             part = batch[i:i + limit]
@@ -229,7 +240,7 @@ class Backend(ABC):
                 part = np.concatenate([part, pad])
             if self.info.layout == "NCHW":
                 part = part.transpose(0, 3, 1, 2)
-            yield np.ascontiguousarray(part, dtype=np.float32), n
+            yield np.ascontiguousarray(part, dtype=self.info.input_dtype), n
 
     def _finish(self, out: np.ndarray, size: int, n: int) -> np.ndarray:
         """The model's output for a fed batch of ``size``: its first ``n`` rows, float32."""

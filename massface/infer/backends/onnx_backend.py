@@ -87,8 +87,10 @@ class OnnxBackend(Backend):
                                  "only single-input image models")
         outputs = self.session.get_outputs()
         out = outputs[0] if output_name is None else _named(outputs, output_name, "output", p)
-        if inp.type != "tensor(float)":
-            raise InputError(f"{p}: input {inp.name!r} is {inp.type}, not float32")
+        if inp.type not in ("tensor(float)", "tensor(uint8)"):
+            raise InputError(f"{p}: input {inp.name!r} is {inp.type}: massface-infer feeds "
+                             "float32 images, or uint8 pixels to a model that normalises "
+                             "them itself (an AIPP twin)")
         shape = [_dim(d) for d in inp.shape]
         layout, h, w, c = image_input(p, inp.name, shape)
         batch, sizes = batch_kind(shape[0])
@@ -100,7 +102,7 @@ class OnnxBackend(Backend):
             backend=self.name, path=str(p), input_name=inp.name, input_shape=shape,
             layout=layout, height=h, width=w, channels=c, batch=batch, batch_sizes=sizes,
             output_name=out.name, output_dtype=_ONNX_DTYPES.get(out.type, out.type),
-            output_dim=dim,
+            output_dim=dim, input_dtype=_ONNX_DTYPES[inp.type],
             extra={"providers": self.session.get_providers(),
                    "intra_op_threads": int(threads or 0)},
         )
