@@ -17,9 +17,10 @@ from rich.table import Table
 from massface import io
 from massface.cli import command, exit_help
 from massface.errors import InputError
-from massface.evaluate.diagnose import compare
+from massface.evaluate.diagnose import align, compare_aligned
 from massface.evaluate.inputs import LoadOptions
 from massface.formats.msame import DTYPES
+from massface.report.cli import HtmlReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Compare two runs' embeddings of the same images and diagnose "
@@ -56,6 +57,9 @@ def compare_cmd(
     worst: Annotated[int, typer.Option(help="Worst images listed.")] = 10,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON."
                                                    )] = None,
+    html: Annotated[Path | None, typer.Option(
+        help="Write a self-contained HTML page: the per-image cosine histogram, the worst "
+             "images with their faces, the evidence.")] = None,
 ) -> None:
     """Per-image cosine, accuracy difference and (with --model --images) the cause."""
     if (model is None) != (images is None):
@@ -65,6 +69,10 @@ def compare_cmd(
         raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
     if sample < 2 or worst < 1:
         raise InputError("--sample must be at least 2 and --worst at least 1")
+    for option, path in (("--json", json_path), ("--html", html)):
+        if path is not None:
+            io.check_output_file(path, option)
+    page = HtmlReport(html) if html is not None else None
     opts = LoadOptions(labels=labels, dtype=dtype, dim=dim, output_index=output_index)
     reference_model = None
     if model is not None:
@@ -73,14 +81,27 @@ def compare_cmd(
         reference_model = ReferenceModel(model, images, {"color": color, "mean": mean,
                                                          "std": std})
     try:
-        report = compare(reference, candidate, opts, model=reference_model, sample=sample,
-                         worst=worst)
+        aligned = align(reference, candidate, opts)
+        report = compare_aligned(aligned, reference, candidate, model=reference_model,
+                                 sample=sample, worst=worst)
     finally:
         if reference_model is not None:
             reference_model.close()
-    print_report(report, Console())
+    console = Console()
+    print_report(report, console)
     if json_path is not None:
         io.write_json(json_path, report)
+    if page is not None:
+        page.write_compare(report, aligned.cosines, _faces_meta(aligned.ref.source_meta, images),
+                           console)
+
+
+def _faces_meta(meta: dict[str, Any], images: Path | None) -> dict[str, Any]:
+    """Where the page finds the faces: REF's recorded dataset, else ``--images``."""
+    dataset = meta.get("dataset") if isinstance(meta, dict) else None
+    if (isinstance(dataset, dict) and dataset.get("root")) or images is None:
+        return meta
+    return {**meta, "dataset": {"kind": "images", "root": str(images)}}
 
 
 def print_report(r: dict[str, Any], console: Console) -> None:

@@ -207,6 +207,14 @@ def compare(ref_path: Path, cand_path: Path, opts: LoadOptions, *,
             ) -> dict[str, Any]:
     """The comparison report (a JSON-ready dict; see the module docstring)."""
     aligned = align(Path(ref_path), Path(cand_path), opts)
+    return compare_aligned(aligned, ref_path, cand_path, model=model, sample=sample,
+                           worst=worst)
+
+
+def compare_aligned(aligned: Aligned, ref_path: Path, cand_path: Path, *,
+                    model: ReferenceModel | None = None, sample: int = 32, worst: int = 10
+                    ) -> dict[str, Any]:
+    """:func:`compare` of inputs already loaded and paired up by :func:`align`."""
     cos = aligned.cosines
     order = np.argsort(cos, kind="stable")[:worst]
     report: dict[str, Any] = {

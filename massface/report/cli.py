@@ -57,6 +57,14 @@ class HtmlReport:
         _say_written(console, self.path, size)
         return size
 
+    def write_compare(self, report: dict[str, Any], cosines: Any,
+                      reference_meta: dict[str, Any], console: Any) -> int:
+        from massface.report import write_compare_report
+
+        size = write_compare_report(self.path, report, cosines, reference_meta)
+        _say_written(console, self.path, size)
+        return size
+
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                         help="Write the HTML report of a training run folder.")

@@ -172,7 +172,8 @@ def test_cli_on_msame_outputs_writes_the_json_and_exits_0(runs, tmp_path, pretra
     report_path = tmp_path / "r.json"
     argv = ["massface-eval", "compare", str(root / "ref"), str(tmp_path / "device"),
             "--labels", str(root / "pairs.txt"), "--model", str(pretrained_onnx),
-            "--images", str(lfw_dir), "--sample", str(SAMPLE), "--json", str(report_path)]
+            "--images", str(lfw_dir), "--sample", str(SAMPLE), "--json", str(report_path),
+            "--html", str(tmp_path / "compare.html")]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("sys.argv", argv)
         with pytest.raises(SystemExit) as exit_info:
@@ -184,6 +185,9 @@ def test_cli_on_msame_outputs_writes_the_json_and_exits_0(runs, tmp_path, pretra
     assert r["cause"] == "mirror"
     assert {e["hypothesis"] for e in r["evidence"]} == set(HYPOTHESES)
     assert all({"path", "cosine"} <= set(w) for w in r["worst"])
+    page = (tmp_path / "compare.html").read_text()  # the cosine histogram and worst faces
+    assert "<svg" in page and page.count("data:image/jpeg") >= len(r["worst"])
+    assert r["worst"][0]["path"] in page and "mirror" in page
 
 
 def test_cli_refuses_inputs_of_different_images(tmp_path):
