@@ -32,14 +32,14 @@ def build_variants(folder: Path, calibration: int) -> dict[str, Path]:
     import onnx
 
     from massface.export.aipp import AippConfig, twin
-    from massface.export.faces import FacePreprocessing
     from massface.export.fp16 import simulate_fp16
     from massface.export.int8 import Int8Options, quantize_int8
     from massface.export.tflite_weights import calibration_faces
+    from massface.formats.preprocessing import Preprocessing
 
     src = shared_data.pretrained_onnx()
     fp32 = onnx.load(str(src))
-    prep = FacePreprocessing()
+    prep = Preprocessing()
     paths = {"fp32": src, "aipp": folder / "aipp.onnx", "fp16": folder / "fp16sim.onnx",
              "int8": folder / "int8.onnx"}
     onnx.save(twin(fp32, AippConfig.from_preprocessing(prep)), str(paths["aipp"]))

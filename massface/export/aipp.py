@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from massface.errors import InputError
-from massface.export.faces import FacePreprocessing
+from massface.formats.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import onnx
@@ -57,7 +57,7 @@ class AippConfig:
     var_reci_chn: tuple[float, float, float]
 
     @classmethod
-    def from_preprocessing(cls, prep: FacePreprocessing) -> AippConfig:
+    def from_preprocessing(cls, prep: Preprocessing) -> AippConfig:
         """The AIPP stage that computes ``(x - mean) / std`` in the model's colour order."""
         if prep.color not in ("RGB", "BGR"):
             raise InputError(f"AIPP: colour order {prep.color!r} is not RGB or BGR")

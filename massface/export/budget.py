@@ -25,9 +25,9 @@ import numpy as np
 from massface.errors import InputError
 from massface.evaluate import verify
 from massface.evaluate.folds import contiguous_fold_ids
-from massface.export.faces import FacePreprocessing
 from massface.export.parity import cosine_rows
 from massface.formats.pairs import Pair, pair_references, read_pairs, resolve_reference
+from massface.formats.preprocessing import Preprocessing
 from massface.infer.backends import Backend
 
 BATCH_SIZE = 32
@@ -114,17 +114,16 @@ class VariantRun:
         return len(self.embeddings) / self.model_seconds if self.model_seconds else 0.0
 
 
-def run_variants(variants: list[Variant], evalset: EvalSet, prep: FacePreprocessing, *,
+def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing, *,
                  batch_size: int = BATCH_SIZE, progress: bool = True) -> dict[str, VariantRun]:
     """Embed every image of ``evalset`` with every variant, batch by batch, interleaved."""
     from massface.infer.loader import LoaderOptions, iter_batches
-    from massface.infer.preprocess import Preprocessing, normalize_batch
+    from massface.infer.preprocess import normalize_batch
     from massface.infer.sources import Dataset
     from massface.progress import ProgressBar
 
-    infer_prep = Preprocessing.from_dict(prep.to_dict())
     ds = Dataset("lfw", evalset.root, evalset.keys, list(evalset.paths))
-    opts = LoaderOptions(infer_prep, 3, resize=True, skip_bad=False, pixels=True)
+    opts = LoaderOptions(prep, 3, resize=True, skip_bad=False, pixels=True)
     backends = {v.name: v.open() for v in variants}
     outs: dict[str, list[np.ndarray]] = {v.name: [] for v in variants}
     seconds = dict.fromkeys(backends, 0.0)
@@ -132,7 +131,7 @@ def run_variants(variants: list[Variant], evalset: EvalSet, prep: FacePreprocess
         with ProgressBar("accuracy budget", total=len(ds.keys), enabled=progress) as bar:
             for k, batch in enumerate(iter_batches(ds, 0, len(ds.keys), batch_size, opts,
                                                    prefetch=2)):
-                floats = normalize_batch(batch.array, infer_prep)
+                floats = normalize_batch(batch.array, prep)
                 for name, backend in backends.items():
                     x = batch.array if backend.info.input_dtype == "uint8" else floats
                     if k == 0:

@@ -17,61 +17,18 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, resolve_reference
+from massface.formats.preprocessing import Preprocessing
 from massface.tools import shared_data
 
 DEFAULT_COUNT = 16
 
 
-@dataclass(frozen=True)
-class FacePreprocessing:
-    """``x_out = (x - mean) / std`` on ``color`` pixels of ``size`` (H, W), NHWC.
+def load_face(path: Path, prep: Preprocessing) -> np.ndarray:
+    """One image as float32 [H, W, 3], preprocessed exactly as ``massface-infer`` does."""
+    from massface.infer.preprocess import decode_image, normalize_batch
 
-    The same fields, names and meaning as ``massface.infer.preprocess.Preprocessing``
-    (written to ``export.json`` so that inference cannot use another).
-    """
-
-    color: str = "RGB"
-    mean: float = 127.5
-    std: float = 128.0
-    size: tuple[int, int] = (112, 112)
-    layout: str = "NHWC"
-
-    def to_dict(self) -> dict:
-        return {
-            "color": self.color,
-            "mean": float(self.mean),
-            "std": float(self.std),
-            "size": [int(self.size[0]), int(self.size[1])],
-            "layout": self.layout,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> FacePreprocessing:
-        size = d.get("size", (112, 112))
-        return cls(
-            color=str(d.get("color", "RGB")).upper(),
-            mean=float(d.get("mean", 127.5)),
-            std=float(d.get("std", 128.0)),
-            size=(int(size[0]), int(size[1])),
-            layout=str(d.get("layout", "NHWC")).upper(),
-        )
-
-    def load(self, path: Path) -> np.ndarray:
-        """One image as float32 [H, W, 3], preprocessed."""
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                h, w = self.size
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.BILINEAR)
-                arr = np.asarray(im, dtype=np.float32)
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read image: {exc}") from exc
-        if self.color == "BGR":
-            arr = arr[..., ::-1]
-        return ((arr - np.float32(self.mean)) / np.float32(self.std)).astype(np.float32)
+    pixels = decode_image(path, str(path), prep.size)
+    return normalize_batch(pixels[None], prep)[0]
 
 
 @dataclass
@@ -107,11 +64,11 @@ def load_face_batch(
     source: str | os.PathLike[str] | None = None,
     *,
     count: int = DEFAULT_COUNT,
-    preprocessing: FacePreprocessing | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> FaceBatch:
     """``count`` real faces: from the shared LFW pairs (``source`` None), a pairs file
     (its images resolved under the shared LFW folder), or a folder of images (sorted)."""
-    prep = preprocessing or FacePreprocessing()
+    prep = preprocessing or Preprocessing()
     if count < 1:
         raise InputError(f"parity image count must be at least 1, got {count}")
     if source is None or (Path(source).is_file() and Path(source).suffix == ".txt"):
@@ -141,7 +98,7 @@ def load_face_batch(
             raise InputError(f"--parity-images {root}: no images found")
         refs = [p.relative_to(root).as_posix() for p in paths]
         label = f"first {len(refs)} images (sorted) under {root}"
-    images = np.stack([prep.load(p) for p in paths]).astype(np.float32)
+    images = np.stack([load_face(p, prep) for p in paths]).astype(np.float32)
     return FaceBatch(
         images=images, refs=refs, root=str(root), source=label, preprocessing=prep.to_dict()
     )

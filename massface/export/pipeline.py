@@ -22,11 +22,12 @@ import numpy as np
 
 from massface.errors import AtcError, AtcMissingError, InputError
 from massface.export import atc as atc_mod
-from massface.export.faces import FaceBatch, FacePreprocessing, load_face_batch
+from massface.export.faces import FaceBatch, load_face_batch
 from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
 from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
 from massface.export.preview import PreviewOptions
+from massface.formats.preprocessing import Preprocessing
 from massface.io import atomic_path, check_output_dir, sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
@@ -172,7 +173,7 @@ def _publish_nchw(staging: Path, model_file: str, options: ExportOptions, manife
 
 
 def _previews(staging: Path, options: ExportOptions, onnx_path: Path,
-              prep: FacePreprocessing, faces: FaceBatch, ref: np.ndarray, manifest: dict,
+              prep: Preprocessing, faces: FaceBatch, ref: np.ndarray, manifest: dict,
               log: Log) -> None:
     """``--aipp`` and ``--precision-preview`` (see :mod:`massface.export.preview`)."""
     if not options.preview.active:
@@ -183,20 +184,20 @@ def _previews(staging: Path, options: ExportOptions, onnx_path: Path,
                  manifest, bound=options.min_cosine, log=log)
 
 
-def _faces(options: ExportOptions, prep: FacePreprocessing) -> FaceBatch:
+def _faces(options: ExportOptions, prep: Preprocessing) -> FaceBatch:
     return load_face_batch(options.parity_images, count=options.parity_count,
                            preprocessing=prep)
 
 
-def _preprocessing_from_config(config: dict) -> tuple[FacePreprocessing, str]:
+def _preprocessing_from_config(config: dict) -> tuple[Preprocessing, str]:
     """The preprocessing the run trained with (``data.mean/std/color/image_size`` in
     massface-train's config.yaml), so that inference cannot use another one."""
     data = config.get("data") or {}
     keys = {"mean": "mean", "std": "std", "color": "color", "image_size": "size"}
     found = {ours: data[theirs] for theirs, ours in keys.items() if theirs in data}
     if not found:
-        return FacePreprocessing(), "massface default (the run config names none)"
-    prep = FacePreprocessing.from_dict(found)
+        return Preprocessing(), "massface default (the run config names none)"
+    prep = Preprocessing.from_dict(found)
     if tuple(prep.size) != (112, 112):
         raise InputError(f"run config: data.image_size {list(prep.size)}: the MobileFaceNet "
                          "export takes 112x112 input")
@@ -321,7 +322,7 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
 
     log(f"loading {path}")
     runner = TFLiteRunner(path)
-    prep = FacePreprocessing(size=runner.image_shape[:2])
+    prep = Preprocessing(size=runner.image_shape[:2])
     faces = _faces(options, prep)
     ref = runner(faces.images)
     reference = f"TFLite interpreter (native batch {runner.batch})"
@@ -355,15 +356,15 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
 
 
-def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[FacePreprocessing, str]:
+def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[Preprocessing, str]:
     """The preprocessing recorded in an ``export.json`` beside an existing ONNX, else
     massface's MobileFaceNet convention (said so in the manifest)."""
     from massface.infer.preprocess import read_export_json
 
     export = read_export_json(path)
     if export is not None and isinstance(export.get("preprocessing"), dict):
-        return FacePreprocessing.from_dict(export["preprocessing"]), f"{path.parent}/export.json"
-    return (FacePreprocessing(size=size),
+        return Preprocessing.from_dict(export["preprocessing"]), f"{path.parent}/export.json"
+    return (Preprocessing(size=size),
             "assumed: MobileFaceNet convention, RGB (x-127.5)/128")
 
 
@@ -447,7 +448,7 @@ def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
     _check_out(run_dir, options.overwrite)
     if calibration_count < 2:
         raise InputError(f"--calibration-count {calibration_count}: need at least 2 images")
-    prep = FacePreprocessing()
+    prep = Preprocessing()
     calibration = calibration_faces(calibration_images, calibration_count, prep)
     check = _faces(options, prep)
     log(f"mapping {path.name} onto massface's MobileFaceNet (BN statistics from "

@@ -30,11 +30,12 @@ import numpy as np
 from massface.errors import InputError
 from massface.export import budget as budget_mod
 from massface.export.aipp import CONFIG_NAME, AippConfig
-from massface.export.faces import FaceBatch, FacePreprocessing
+from massface.export.faces import FaceBatch
 from massface.export.int8 import Int8Options
 from massface.export.manifest import artifact_entry
 from massface.export.parity import compare, cosine_rows, require
 from massface.export.precision import PRECISION_TARGETS, TargetContext, parse_targets
+from massface.formats.preprocessing import Preprocessing
 from massface.io import write_bytes, write_text
 from massface.tools import shared_data
 
@@ -98,7 +99,7 @@ class PreviewOptions:
         return pairs, root
 
 
-def _pixels(faces: FaceBatch, prep: FacePreprocessing) -> np.ndarray:
+def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     """The parity faces as uint8 RGB (what an AIPP model is fed)."""
     from massface.formats.pairs import resolve_reference
     from massface.infer.preprocess import decode_image
@@ -113,7 +114,7 @@ def _pixels(faces: FaceBatch, prep: FacePreprocessing) -> np.ndarray:
 
 
 def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
-               prep: FacePreprocessing, faces: FaceBatch, bound: float, manifest: dict,
+               prep: Preprocessing, faces: FaceBatch, bound: float, manifest: dict,
                log: Log) -> budget_mod.Variant:
     """``aipp.cfg`` and the twin, which must give the fp32 ONNX's embeddings on the parity
     faces to :data:`TWIN_MAX_ABS_DIFF` (it computes the same arithmetic, reordered)."""
@@ -148,7 +149,7 @@ def _variant(name: str, path: Path, details: dict,
     return budget_mod.Variant(name, path.name, opener or (lambda: open_backend(path)), details)
 
 
-def run_previews(staging: Path, stem: str, onnx_path: Path, prep: FacePreprocessing,
+def run_previews(staging: Path, stem: str, onnx_path: Path, prep: Preprocessing,
                  faces: FaceBatch, ref: np.ndarray, options: PreviewOptions,
                  manifest: dict, *, bound: float, log: Log) -> None:
     """Build the AIPP and precision artifacts in ``staging`` and fill the manifest."""
@@ -184,7 +185,7 @@ def run_previews(staging: Path, stem: str, onnx_path: Path, prep: FacePreprocess
 
 
 def _budget(options: PreviewOptions, variants: list[budget_mod.Variant],
-            prep: FacePreprocessing, faces: FaceBatch, parities: dict, manifest: dict,
+            prep: Preprocessing, faces: FaceBatch, parities: dict, manifest: dict,
             log: Log) -> None:
     """Score every variant (LFW, unless --precision-pairs 0) and record the table."""
     if options.pairs == 0:

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.export.faces import FaceBatch, FacePreprocessing, images_under
+from massface.export.faces import FaceBatch, images_under, load_face
 from massface.formats.pairs import pair_references, read_pairs
+from massface.formats.preprocessing import Preprocessing
 from massface.tools import shared_data
 
 _CONV = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise"}
@@ -130,7 +131,7 @@ def massface_layers(model: Any) -> list[Any]:
 
 
 def calibration_faces(source: str | os.PathLike[str] | None, count: int,
-                      prep: FacePreprocessing) -> FaceBatch:
+                      prep: Preprocessing) -> FaceBatch:
     """Faces for the BN statistics: LFW images outside pairs.txt, or a given folder."""
     if source is not None:
         root = Path(source)
@@ -151,7 +152,7 @@ def calibration_faces(source: str | os.PathLike[str] | None, count: int,
         label = f"first {len(paths)} LFW images (sorted) not in {pairs.name}"
     if not paths:
         raise InputError(f"calibration images: none found under {root}")
-    images = np.stack([prep.load(p) for p in paths])
+    images = np.stack([load_face(p, prep) for p in paths])
     return FaceBatch(images=images, refs=[p.relative_to(root).as_posix() for p in paths],
                      root=str(root), source=label, preprocessing=prep.to_dict())
 
@@ -245,7 +246,7 @@ def map_weights(path: str | os.PathLike[str], *, calibration: FaceBatch,
     return model, report
 
 
-def write_run(model: Any, run_dir: str | os.PathLike[str], *, prep: FacePreprocessing,
+def write_run(model: Any, run_dir: str | os.PathLike[str], *, prep: Preprocessing,
               source: dict, report: MappingReport, overwrite: bool = False) -> str:
     """Write ``model`` as a massface-train run folder (for ``--pretrained``); atomic."""
     import tensorflow as tf

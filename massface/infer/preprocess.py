@@ -14,53 +14,18 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from massface.errors import InputError
+from massface.formats.preprocessing import Preprocessing
 from massface.io import read_json
 
-COLORS = ("RGB", "BGR")
-LAYOUTS = ("NHWC", "NCHW")
 # PIL modes that convert to 8-bit RGB without losing meaning.
 _CONVERTIBLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
-
-
-@dataclass
-class Preprocessing:
-    """How raw pixels become model input: ``(x - mean) / std`` after colour order."""
-
-    color: str = "RGB"
-    mean: float = 127.5
-    std: float = 128.0
-    size: tuple[int, int] = (112, 112)  # (height, width)
-    layout: str = "NHWC"
-
-    def __post_init__(self) -> None:
-        self.size = (int(self.size[0]), int(self.size[1]))
-        self.mean = float(self.mean)
-        self.std = float(self.std)
-        if self.color not in COLORS:
-            raise InputError(f"preprocessing: color {self.color!r} is not one of {COLORS}")
-        if self.layout not in LAYOUTS:
-            raise InputError(f"preprocessing: layout {self.layout!r} is not one of {LAYOUTS}")
-        if self.std == 0:
-            raise InputError("preprocessing: std must not be 0")
-        if min(self.size) <= 0:
-            raise InputError(f"preprocessing: size {self.size} must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["size"] = list(self.size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        known = {k: d[k] for k in ("color", "mean", "std", "size", "layout") if k in d}
-        return cls(**known)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 from massface.errors import InputError
 from massface.export.aipp import AippConfig, nchw_input, twin
 from massface.export.atc import AtcSpec
-from massface.export.faces import FacePreprocessing
+from massface.formats.preprocessing import Preprocessing
 from tests.helpers.models import make_linear_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -27,7 +27,7 @@ def _run(model, feed):
 
 
 def test_config_splits_the_mean_and_inverts_the_std():
-    cfg = AippConfig.from_preprocessing(FacePreprocessing(mean=127.5, std=128.0))
+    cfg = AippConfig.from_preprocessing(Preprocessing(mean=127.5, std=128.0))
     f = _fields(cfg.render())
     assert f["aipp_mode"] == "static" and f["input_format"] == "RGB888_U8"
     assert (f["src_image_size_w"], f["src_image_size_h"]) == ("112", "112")
@@ -40,7 +40,7 @@ def test_config_splits_the_mean_and_inverts_the_std():
 
 
 def test_bgr_model_swaps_on_chip_and_odd_sizes_are_kept():
-    cfg = AippConfig.from_preprocessing(FacePreprocessing(color="BGR", mean=104.0, std=1.0,
+    cfg = AippConfig.from_preprocessing(Preprocessing(color="BGR", mean=104.0, std=1.0,
                                                           size=(96, 80)))
     f = _fields(cfg.render())
     assert f["rbuv_swap_switch"] == "true"
@@ -50,14 +50,14 @@ def test_bgr_model_swaps_on_chip_and_odd_sizes_are_kept():
 
 def test_mean_outside_the_pixel_range_is_refused():
     with pytest.raises(InputError, match="mean_chn"):
-        AippConfig.from_preprocessing(FacePreprocessing(mean=-1.0))
+        AippConfig.from_preprocessing(Preprocessing(mean=-1.0))
 
 
 @pytest.mark.parametrize("color", ["RGB", "BGR"])
 def test_twin_on_pixels_equals_the_model_on_normalised_floats(tmp_path, color):
     weight = make_linear_onnx(tmp_path / "lin.onnx", size=(16, 16), dim=8)
     model = onnx.load(str(tmp_path / "lin.onnx"))
-    prep = FacePreprocessing(color=color, mean=127.5, std=128.0, size=(16, 16))
+    prep = Preprocessing(color=color, mean=127.5, std=128.0, size=(16, 16))
     tw = twin(model, AippConfig.from_preprocessing(prep))
     assert tw.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     pixels = np.random.default_rng(3).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
@@ -73,7 +73,7 @@ def test_twin_of_the_shared_model_matches_the_float_path(pretrained_onnx, faces)
     from massface.export.preview import _pixels
 
     model = onnx.load(str(pretrained_onnx))
-    prep = FacePreprocessing()
+    prep = Preprocessing()
     tw = twin(model, AippConfig.from_preprocessing(prep))
     pixels = _pixels(faces, prep)
     np.testing.assert_array_equal(((pixels.astype(np.float32) - 127.5) / 128), faces.images)

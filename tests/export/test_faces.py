@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from massface.errors import InputError
-from massface.export.faces import FacePreprocessing, load_face_batch
+from massface.export.faces import load_face_batch
+from massface.formats.preprocessing import Preprocessing
 
 
 def test_default_batch_is_the_first_lfw_pair_images(lfw_dir, lfw_pairs):
@@ -24,7 +25,7 @@ def test_folder_of_images_sorted_resized_and_bgr(tmp_path):
     for name in ("b/2.png", "a/1.png", "c/.hidden.png"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (60, 50, 3), dtype=np.uint8)).save(tmp_path / name)
-    prep = FacePreprocessing(color="BGR", mean=0.0, std=1.0)
+    prep = Preprocessing(color="BGR", mean=0.0, std=1.0)
     batch = load_face_batch(tmp_path, count=10, preprocessing=prep)
     assert batch.refs == ["a/1.png", "b/2.png"]
     assert batch.images.shape == (2, 112, 112, 3)
@@ -39,10 +40,10 @@ def test_bad_sources(tmp_path):
     with pytest.raises(InputError, match="not a folder"):
         load_face_batch(tmp_path / "missing")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(InputError, match="cannot read image"):
+    with pytest.raises(InputError, match="cannot decode image"):
         load_face_batch(tmp_path)
 
 
 def test_preprocessing_round_trip():
-    p = FacePreprocessing(color="BGR", mean=1.0, std=2.0, size=(96, 80))
-    assert FacePreprocessing.from_dict(p.to_dict()) == p
+    p = Preprocessing(color="BGR", mean=1.0, std=2.0, size=(96, 80))
+    assert Preprocessing.from_dict(p.to_dict()) == p

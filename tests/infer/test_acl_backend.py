@@ -164,9 +164,9 @@ def _twin_onnx(src, dst, size=None):
     import onnx
 
     from massface.export.aipp import AippConfig, twin
-    from massface.export.faces import FacePreprocessing
+    from massface.formats.preprocessing import Preprocessing
 
-    prep = FacePreprocessing(size=size or (112, 112))
+    prep = Preprocessing(size=size or (112, 112))
     onnx.save(twin(onnx.load(str(src)), AippConfig.from_preprocessing(prep)), str(dst))
     return dst
 

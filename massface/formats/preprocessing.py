@@ -1,0 +1,58 @@
+"""The preprocessing record: how raw pixels become a face model's input.
+
+One type for every stage: ``massface-export`` writes it to ``export.json`` (and checks
+parity and precision on faces prepared with it), ``massface-infer`` reads it back
+beside the model, and the AIPP config is derived from it. Colour names and layouts are
+case-insensitive on the way in and upper-case on the way out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from massface.errors import InputError
+
+COLORS = ("RGB", "BGR")
+LAYOUTS = ("NHWC", "NCHW")
+
+
+@dataclass
+class Preprocessing:
+    """``x_out = (x - mean) / std`` on ``color`` pixels of ``size`` (H, W) in ``layout``."""
+
+    color: str = "RGB"
+    mean: float = 127.5
+    std: float = 128.0
+    size: tuple[int, int] = (112, 112)  # (height, width)
+    layout: str = "NHWC"
+
+    def __post_init__(self) -> None:
+        self.color = str(self.color).upper()
+        self.layout = str(self.layout).upper()
+        try:
+            height, width = (int(v) for v in self.size)
+            self.mean, self.std = float(self.mean), float(self.std)
+        except (TypeError, ValueError):
+            raise InputError(f"preprocessing: size {self.size!r} must be [height, width] and "
+                             f"mean {self.mean!r} / std {self.std!r} numbers") from None
+        self.size = (height, width)
+        if self.color not in COLORS:
+            raise InputError(f"preprocessing: color {self.color!r} is not one of {COLORS}")
+        if self.layout not in LAYOUTS:
+            raise InputError(f"preprocessing: layout {self.layout!r} is not one of {LAYOUTS}")
+        if self.std == 0:
+            raise InputError("preprocessing: std must not be 0")
+        if min(self.size) <= 0:
+            raise InputError(f"preprocessing: size {self.size} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        """The record's known fields (others, such as ``sources``, are ignored)."""
+        known = {k: d[k] for k in ("color", "mean", "std", "size", "layout") if k in d}
+        return cls(**known)
