@@ -176,17 +176,14 @@ class ReferenceModel:
 
     def pixels(self, names: list[str]) -> np.ndarray:
         """The named images (references under ``--images``) as uint8 RGB at model size."""
-        from massface.formats.pairs import resolve_reference
+        from massface.formats.pairs import require_reference
         from massface.infer.preprocess import decode_image
 
         if tuple(names) in self._pixels:
             return self._pixels[tuple(names)]
         out = []
         for name in names:
-            path = resolve_reference(self.images, name)
-            if path is None:
-                raise InputError(f"{self.images / name}: image not found under --images "
-                                 f"{self.images}")
+            path = require_reference(self.images, name, "REF's index (--images)")
             out.append(decode_image(path, str(path), self.size))
         self._pixels[tuple(names)] = np.stack(out)
         return self._pixels[tuple(names)]

@@ -26,7 +26,7 @@ from massface.errors import InputError
 from massface.evaluate import verify
 from massface.evaluate.folds import contiguous_fold_ids
 from massface.export.parity import cosine_rows
-from massface.formats.pairs import Pair, pair_references, read_pairs, resolve_reference
+from massface.formats.pairs import Pair, pair_references, read_pairs, require_reference
 from massface.formats.preprocessing import Preprocessing
 from massface.infer.backends import Backend
 
@@ -80,12 +80,7 @@ def evaluation_set(pairs_file: Path, root: Path, count: int | None) -> EvalSet:
     all_pairs = read_pairs(pairs_file)
     pairs, fold_ids = select_pairs(all_pairs, count)
     keys = pair_references(pairs)
-    paths = []
-    for ref in keys:
-        p = resolve_reference(root, ref)
-        if p is None:
-            raise InputError(f"{root / ref}: image named by {pairs_file} not found")
-        paths.append(p)
+    paths = [require_reference(root, ref, str(pairs_file)) for ref in keys]
     row = {k: i for i, k in enumerate(keys)}
     slots = np.array([row[r] for p in pairs for r in (p.a, p.b)], dtype=np.int64)
     selection = (f"all {len(pairs)} pairs" if len(pairs) == len(all_pairs) else

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from massface.errors import InputError
-from massface.formats.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, resolve_reference
+from massface.formats.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, require_reference
 from massface.formats.preprocessing import Preprocessing
 from massface.tools import shared_data
 
@@ -84,10 +84,7 @@ def load_face_batch(
         refs = pair_references(read_pairs(pairs_file))[:count]
         paths = []
         for ref in refs:
-            p = resolve_reference(root, ref)
-            if p is None:
-                raise InputError(f"{pairs_file}: image {ref!r} not found under {root}")
-            paths.append(p)
+            paths.append(require_reference(root, ref, str(pairs_file)))
         label = f"first {len(refs)} images of {pairs_file}"
     else:
         root = Path(source)

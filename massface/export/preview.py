@@ -101,14 +101,12 @@ class PreviewOptions:
 
 def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     """The parity faces as uint8 RGB (what an AIPP model is fed)."""
-    from massface.formats.pairs import resolve_reference
+    from massface.formats.pairs import require_reference
     from massface.infer.preprocess import decode_image
 
     out = []
     for ref in faces.refs:
-        path = resolve_reference(faces.root, ref)
-        if path is None:
-            raise InputError(f"{Path(faces.root) / ref}: parity image not found")
+        path = require_reference(faces.root, ref, "the parity batch")
         out.append(decode_image(path, str(path), tuple(prep.size)))
     return np.stack(out)
 

@@ -196,6 +196,15 @@ def resolve_reference(root: str | os.PathLike[str], ref: str) -> Path | None:
     return None
 
 
+def require_reference(root: str | os.PathLike[str], ref: str, named_by: str) -> Path:
+    """:func:`resolve_reference`, or an :class:`InputError` saying who named the image."""
+    path = resolve_reference(root, ref)
+    if path is None:
+        raise InputError(f"{Path(root) / ref}: image named by {named_by} not found (with or "
+                         f"without an extension among {', '.join(IMAGE_EXTENSIONS)})")
+    return path
+
+
 def pair_references(pairs: list[Pair]) -> list[str]:
     """Distinct image references in first-use order (each image embedded once)."""
     seen: dict[str, None] = {}

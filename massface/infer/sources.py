@@ -36,6 +36,7 @@ from massface.formats.pairs import (
     natural_key,
     pair_references,
     read_pairs,
+    require_reference,
     resolve_reference,
     strip_extension,
 )
@@ -102,11 +103,9 @@ def lfw_dataset(root: Path, pairs_path: Path, *, keep_missing: bool = False) -> 
     pairs = read_pairs(pairs_path)
     keys, items = [], []
     for ref in pair_references(pairs):
-        path = resolve_reference(root, ref)
+        path = resolve_reference(root, ref) if keep_missing else \
+            require_reference(root, ref, str(pairs_path))
         if path is None:
-            if not keep_missing:
-                raise InputError(f"{root / ref}: image named by {pairs_path} not found (with "
-                                 f"or without an extension among {', '.join(IMAGE_EXTENSIONS)})")
             keys.append(ref)
             items.append(root / ref)
             continue

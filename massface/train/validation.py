@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
 from massface.train.data import load_images
 
 
@@ -34,15 +33,13 @@ class PairsValidation:
     @classmethod
     def load(cls, pairs: str | os.PathLike[str], root: str | os.PathLike[str],
              size: tuple[int, int] = (112, 112), **kw: Any) -> PairsValidation:
-        from massface.formats.pairs import pair_references, read_pairs, resolve_reference
+        from massface.formats.pairs import pair_references, read_pairs, require_reference
 
         plist = read_pairs(pairs)
         refs = pair_references(plist)
         paths = []
         for ref in refs:
-            found = resolve_reference(root, ref)
-            if found is None:
-                raise InputError(f"{pairs}: image {ref!r} not found under {root}")
+            found = require_reference(root, ref, str(pairs))
             paths.append(str(found.relative_to(root)) if found.is_relative_to(root)
                          else str(found))
         row_of = {ref: i for i, ref in enumerate(refs)}

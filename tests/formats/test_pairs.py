@@ -48,3 +48,13 @@ def test_path_pairs_round_trip(tmp_path):
 
 def test_resolve_missing_is_none(tmp_path):
     assert resolve_reference(tmp_path, "nobody/nobody_0001") is None
+
+
+def test_require_reference_names_who_named_the_missing_image(tmp_path):
+    from massface.formats.pairs import require_reference
+
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "A_0001.jpg").write_bytes(b"x")
+    assert require_reference(tmp_path, "A/A_0001", "pairs.txt") == tmp_path / "A" / "A_0001.jpg"
+    with pytest.raises(InputError, match=r"A/A_0002: image named by pairs.txt not found"):
+        require_reference(tmp_path, "A/A_0002", "pairs.txt")
