@@ -214,7 +214,9 @@ def photos(work: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("mode", choices=["speed", "lfw-set1", "photos", "all"])
+    ap.add_argument("mode", nargs="?", default="all",
+                    choices=["speed", "lfw-set1", "photos", "all"],
+                    help="what to measure (default: all)")
     ap.add_argument("--limit", type=int, default=807)
     ap.add_argument("--segments", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)

@@ -66,11 +66,24 @@ EXIT_HELP = exit_help(
          "exact command written to OUT/atc.sh, with a warning)")
 
 
+def _default_out(out: Path | None, ckpt: str | None) -> Path:
+    """``--out``, else (with ``--ckpt``) ``export/`` in the run folder, said aloud."""
+    if out is not None:
+        return out
+    if ckpt is None:
+        raise InputError("--out is required with --tflite and --onnx (the folder the export "
+                         "writes)")
+    run = Path(ckpt) if Path(ckpt).is_dir() else Path(ckpt).parent
+    err.print(f"--out not given: writing to {run / 'export'}", markup=False, highlight=False)
+    return run / "export"
+
+
 @app.command(epilog=EXIT_HELP)
 @command("massface-export")
 def export(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (created; must be new "
-                                      "or empty unless --overwrite).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (created; must be "
+                                             "new or empty unless --overwrite). Default with "
+                                             "--ckpt: the run folder's export/.")] = None,
     ckpt: Annotated[str | None, typer.Option(
         "--ckpt", help="massface-train run folder (latest checkpoint) or a checkpoint "
         "prefix.")] = None,
@@ -159,6 +172,7 @@ def export(
         raise InputError("give exactly one of --ckpt (a massface-train run or "
                          "checkpoint prefix), --tflite (a TFLite model) or --onnx (an "
                          "existing ONNX)")
+    out = _default_out(out, ckpt)
     if to_checkpoint is not None and tflite is None:
         raise InputError("--to-checkpoint needs --tflite (it maps a TFLite model's "
                          "weights onto massface's MobileFaceNet)")

@@ -52,12 +52,15 @@ def run_dir(tmp_path_factory, faces) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
-    """One full export, with a stand-in atc that succeeds, and what the stand-in saw."""
+    """One full export spelt as the design card does (``--ckpt RUN --soc SOC``, no --out:
+    RUN/export), with a stand-in atc that succeeds, and what the stand-in saw."""
     base = tmp_path_factory.mktemp("export")
+    run = shutil.copytree(run_dir, base / "run")
     with pytest.MonkeyPatch.context() as mp:
         bin_dir = install_standin_atc(base / "bin", "success", mp)
-        result = _invoke(["--ckpt", run_dir, "--out", base / "out", "--soc", "Ascend310P3"])
-    return result, base / "out", bin_dir
+        result = _invoke(["--ckpt", run, "--soc", "Ascend310P3"])
+    assert f"writing to {run / 'export'}" in " ".join(result.output.split())
+    return result, run / "export", bin_dir
 
 
 @pytest.fixture(scope="module")

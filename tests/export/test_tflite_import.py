@@ -164,3 +164,9 @@ def test_truncated_tflite_is_a_clear_error_not_a_crash(tmp_path, pretrained_tfli
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     assert "cut.tflite" in proc.stderr and "truncated or damaged" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_out_is_required_without_a_run_folder(pretrained_tflite, tmp_path):
+    result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite)])
+    assert result.exit_code == 2, result.output
+    assert "--out is required with --tflite" in " ".join(result.output.split())
