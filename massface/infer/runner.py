@@ -282,7 +282,8 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     try:
         batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
                                workers=opts.workers, prefetch=opts.prefetch)
-        for item in embedded_batches(backend, batches, flip=opts.flip, stats=stats):
+        for item in embedded_batches(backend, batches, flip=opts.flip, stats=stats, ds=ds,
+                                     skip_bad=opts.skip_bad):
             batch = item.batch
             if batch.good:
                 acc.append(item.embeddings)
