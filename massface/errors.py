@@ -8,7 +8,7 @@ class's status; anything else is a bug and keeps its traceback.
 
 - :class:`InputError` (exit 2): bad input: a file, option or config massface refuses;
 - :class:`VerificationError` (3): an artifact failed its proof (parity, conversion,
-  freezing), or a training run's loss went non-finite;
+  freezing), a training run's loss went non-finite, or a model's embeddings did;
 - :class:`ToolError` (4): an external tool or runtime failed (ATC, pyACL);
 - :class:`ToolMissingError` (5): a required external tool is not installed;
 - :class:`RunInterruptedError` (130): stopped by Ctrl-C / SIGTERM (work saved).
@@ -56,6 +56,13 @@ class NonFiniteLossError(VerificationError):
     """A training run stopped on a NaN/Inf loss (the last good checkpoint is kept)."""
 
     meaning = "the loss became NaN/Inf (the last good checkpoint is kept)"
+
+
+class NonFiniteEmbeddingError(VerificationError):
+    """A model produced NaN/Inf embeddings (without ``--skip-bad``): nothing is written."""
+
+    meaning = ("the model produced NaN/Inf embeddings (the message names the images; "
+               "--skip-bad lists and skips them)")
 
 
 class ToolError(MassfaceError):

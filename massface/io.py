@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +23,13 @@ from typing import Any
 from massface.errors import InputError
 
 PathLike = str | os.PathLike[str]
+
+# atomic_path's temporary names: ``.<name>.<8 random>.tmp`` (the data being written) and
+# ``.<name>.old-<8 random>`` (a replaced folder awaiting deletion); tempfile picks the 8
+# characters from [a-z0-9_].
+_TMP_SUFFIX = ".tmp"
+_OLD_INFIX = ".old-"
+_TEMP_NAME = re.compile(r"\..+\.(?:[a-z0-9_]{8}\.tmp|old-[a-z0-9_]{8})")
 
 
 def _remove(path: Path) -> None:
@@ -42,7 +50,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=_TMP_SUFFIX, dir=final.parent))
     tmp.rmdir()  # only the unique name is wanted: the caller makes a file or a folder
     try:
         yield tmp
@@ -51,11 +59,32 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
     old = None
     if final.is_dir() and not final.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}{_OLD_INFIX}", dir=final.parent))
         os.replace(final, old)  # onto the empty temporary folder
     os.replace(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_temps(folder: PathLike, *, recursive: bool = False) -> list[Path]:
+    """Delete the leftovers of :func:`atomic_path` writes that a killed process never
+    finished (files or folders named like its temporaries) in ``folder`` (and, with
+    ``recursive``, its subfolders); returns what was removed.
+
+    Only for a folder the caller owns (holds its :mod:`massface.lock`): a temporary of a
+    write still in progress looks the same as a stale one.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found = root.rglob(".*") if recursive else root.glob(".*")
+    stale = sorted({p for p in found if _TEMP_NAME.fullmatch(p.name)})
+    removed = []
+    for p in stale:
+        if not any(q in stale for q in p.parents):  # inside a removed folder: gone with it
+            _remove(p)
+            removed.append(p)
+    return removed
 
 
 def check_output_file(path: PathLike, option: str) -> Path:

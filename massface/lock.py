@@ -7,6 +7,11 @@
 gets an :class:`InputError` naming the holder ("in use by PID n (prog)"). A lock left by a
 process that died (killed, crashed, machine reset) never blocks: the kernel dropped the
 lock with the process, and the file's stale PID is simply overwritten. POSIX only.
+
+A folder that is published whole by renaming a finished staging folder onto it
+(:func:`massface.io.atomic_path`, ``massface-export``) cannot hold its own lock: the
+rename would swap the lock file out with the old folder, and a second process would lock
+the new one. :func:`path_lock` locks ``<parent>/.<name>.massface.lock`` beside it instead.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from massface.errors import InputError
 
 LOCK_FILE = ".massface.lock"
+SIBLING_SUFFIX = ".massface.lock"
 
 
 def _holder(fd: int) -> str:
@@ -32,12 +38,36 @@ def _holder(fd: int) -> str:
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike[str], prog: str) -> Iterator[Path]:
-    """Hold ``folder``'s lock (creating the folder) for the ``with`` block."""
+    """Hold ``folder``'s lock (creating the folder) for the ``with`` block. A folder this
+    lock created and nothing filled (a run that failed before writing) is removed again."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _hold(folder / LOCK_FILE, folder, prog) as path:
+            yield path
+    finally:
+        if created:
+            with contextlib.suppress(OSError):  # not empty: somebody wrote there; keep it
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def path_lock(target: str | os.PathLike[str], prog: str) -> Iterator[Path]:
+    """Hold the lock of ``target``, a folder replaced whole when published, for the ``with``
+    block: the lock file lives beside it (``.<name>.massface.lock``), not inside."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _hold(target.parent / f".{target.name}{SIBLING_SUFFIX}", target, prog) as path:
+        yield path
+
+
+@contextlib.contextmanager
+def _hold(path: Path, folder: Path, prog: str) -> Iterator[Path]:
+    """``flock`` ``path`` without waiting (see the module docstring); ``folder`` names the
+    thing in use in the message."""
     import fcntl
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -48,3 +48,16 @@ def test_lock_is_released_after_an_error(tmp_path):
         raise RuntimeError("boom")
     with folder_lock(tmp_path / "new", "me"):
         pass
+
+
+def test_a_folder_the_lock_made_and_nothing_filled_is_removed(tmp_path):
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "new", "me"):
+        raise RuntimeError("failed before writing anything")
+    assert not (tmp_path / "new").exists()
+    with folder_lock(tmp_path / "kept", "me"):
+        (tmp_path / "kept" / "out.npy").write_bytes(b"x")
+    assert (tmp_path / "kept" / "out.npy").is_file()
+    (tmp_path / "existing").mkdir()  # the user's own empty folder stays
+    with folder_lock(tmp_path / "existing", "me"):
+        pass
+    assert (tmp_path / "existing").is_dir()

@@ -10,12 +10,12 @@ original); PIL's decompression-bomb limit still applies and is reported as unrea
 
 from __future__ import annotations
 
-import io
 import os
 
 import numpy as np
 
 from massface.errors import InputError
+from massface.imaging import open_upright
 
 _DIRECT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
 _SIXTEEN = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -46,16 +46,5 @@ def _to_rgb(im: object, name: str) -> np.ndarray:
 
 def load_rgb(data: bytes | str | os.PathLike[str], name: str) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB of an encoded image (a path or bytes), upright."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-        with Image.open(src) as im:
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            return _to_rgb(im, name)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as exc:
-        raise InputError(f"{name}: unreadable: {exc}") from exc
+    with open_upright(data, name, failure="unreadable") as im:
+        return _to_rgb(im, name)

@@ -33,7 +33,7 @@ from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landm
 from massface.align.weights import SHA256
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS
-from massface.io import read_json, sha256_file
+from massface.io import read_json, remove_stale_temps, sha256_file
 from massface.lock import folder_lock
 from massface.progress import ProgressBar
 from massface.registry import Registry
@@ -251,6 +251,9 @@ def run_align(job: AlignJob) -> AlignSummary:
     given = read_landmarks(job.landmarks) if job.landmarks is not None else None
     fingerprint = _fingerprint(job, keys)
     with folder_lock(job.out, "massface-align"):
+        # crops are written atomically all over the mirrored tree: a killed run may have
+        # left temporaries anywhere in it (we hold the lock: none is being written now)
+        remove_stale_temps(job.out, recursive=True)
         done = _start(job, fingerprint)
         if done is None:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
@@ -271,6 +274,7 @@ def run_align(job: AlignJob) -> AlignSummary:
         summary.wall_s = round(wall, 3)
         summary.images_per_s = round(len(todo) / wall, 2) if todo and wall > 0 else 0.0
         _finish(job, keys, done, fingerprint, summary)
+        remove_stale_temps(job.out, recursive=True)
         return summary
 
 

@@ -33,6 +33,7 @@ from massface.export.pipeline import (
 )
 from massface.export.precision import PRECISION_TARGETS
 from massface.export.preview import CONFIG_NAME_IN_RUN, preview_options, read_export_config
+from massface.lock import path_lock
 
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None)
 err = Console(stderr=True)
@@ -196,23 +197,29 @@ def export(
     # The accuracy budget draws its own progress bar; rich allows one live display.
     busy = contextlib.nullcontext() if preview.progress and preview.active \
         else err.status("exporting...")
-    with busy:
-        if ckpt is not None:
-            result = export_checkpoint(ckpt, out, options, log=log)
-        elif tflite is not None:
-            result = import_tflite(tflite, out, options, log=log)
-        else:
-            result = import_onnx(onnx_model, out, options, log=log)
-    if to_checkpoint is not None:
-        with err.status("mapping the TFLite weights..."):
-            run = tflite_to_run(tflite, to_checkpoint, options, log=log,
-                                calibration_images=calibration_images,
-                                calibration_count=calibration_count or 256)
-        err.print(f"massface-train run folder: {run['run_dir']} (massface-train "
-                  f"--pretrained {run['run_dir']} --set model.embedding_size="
-                  f"{run['embedding_size']}); mapped model vs TFLite: min cosine "
-                  f"{run['parity']['min_cosine']:.8f}", markup=False, highlight=False,
-                  soft_wrap=True)
+    # One export per output folder. The folder is published by renaming a finished
+    # staging folder onto it, so its lock lives beside it (lock.path_lock), not inside.
+    with contextlib.ExitStack() as locks:
+        for folder in (out, to_checkpoint):
+            if folder is not None:
+                locks.enter_context(path_lock(folder, "massface-export"))
+        with busy:
+            if ckpt is not None:
+                result = export_checkpoint(ckpt, out, options, log=log)
+            elif tflite is not None:
+                result = import_tflite(tflite, out, options, log=log)
+            else:
+                result = import_onnx(onnx_model, out, options, log=log)
+        if to_checkpoint is not None:
+            with err.status("mapping the TFLite weights..."):
+                run = tflite_to_run(tflite, to_checkpoint, options, log=log,
+                                    calibration_images=calibration_images,
+                                    calibration_count=calibration_count or 256)
+            err.print(f"massface-train run folder: {run['run_dir']} (massface-train "
+                      f"--pretrained {run['run_dir']} --set model.embedding_size="
+                      f"{run['embedding_size']}); mapped model vs TFLite: min cosine "
+                      f"{run['parity']['min_cosine']:.8f}", markup=False, highlight=False,
+                      soft_wrap=True)
     _summary(result)
     _budget_summary(result.manifest)
 

@@ -25,14 +25,14 @@ import typer
 from rich.console import Console
 
 from massface.cli import command, exit_help
-from massface.errors import InputError, ToolError
+from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batched offline inference (ONNX Runtime, OpenVINO, TensorFlow .pb, "
                        "Ascend .om) writing embeddings for massface-eval or msame-style "
                        "outputs.")
 err = Console(stderr=True, soft_wrap=True)
-EXIT_HELP = exit_help(InputError, ToolError)
+EXIT_HELP = exit_help(InputError, NonFiniteEmbeddingError, ToolError)
 
 # Options shared by the main command and `prepare-bins` (declared once).
 Model = Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")]

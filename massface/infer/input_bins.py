@@ -23,6 +23,7 @@ from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.preprocess import PreprocessingChoice
 from massface.infer.sources import INPUTS_SUBDIR, Dataset
 from massface.io import check_output_dir
+from massface.lock import folder_lock
 
 INPUTS_META = "inputs.json"
 
@@ -34,6 +35,12 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
     if ds.tensors:
         raise InputError(f"{ds.root}: already preprocessed input bins")
     check_output_dir(out, "--out")
+    with folder_lock(out, "massface-infer prepare-bins"):
+        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite)
+
+
+def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
+           batch_size: int, workers: int, overwrite: bool) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
     if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
         if not overwrite:

@@ -17,6 +17,7 @@ from massface.formats.pairs import read_pairs
 from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
 from massface.infer.sources import Dataset, slots_for
 from massface.io import check_output_dir, read_json
+from massface.lock import folder_lock
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
@@ -26,6 +27,14 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     check_output_dir(out, "--out")
     if not shard_dirs:
         raise InputError("merge: no shard folders given")
+    with folder_lock(out, "massface-infer merge"):
+        result = _merged(shard_dirs, output_format)
+        writer.write(Path(out), result)
+    return Path(out)
+
+
+def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> FinalResult:
+    """The shards' rows, checked to form one run, as one result."""
     sets = []
     for d in shard_dirs:
         es = embedding_dir.read_embedding_dir(d)
@@ -93,9 +102,7 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
     fp["format"] = output_format
     result.meta["fingerprint"] = fp
     result.meta["merged_from"] = [str(d) for d, _, _ in sets]
-    out_path = Path(out)
-    writer.write(out_path, result)
-    return out_path
+    return result
 
 
 def _slice_keys(es: embedding_dir.EmbeddingSet, shard: dict) -> list[str]:

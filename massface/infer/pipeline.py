@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from massface.errors import NonFiniteEmbeddingError
 from massface.infer.backends import Backend
-from massface.infer.loader import LoadedBatch, LoaderOptions, iter_batches
+from massface.infer.loader import LoadedBatch, LoaderOptions, item_name, iter_batches
 from massface.infer.preprocess import choose_preprocessing
 from massface.infer.preprocess import flip_batch as mirror
 from massface.infer.sources import Dataset
@@ -44,8 +45,13 @@ class EmbeddedBatch:
 
 
 def embedded_batches(backend: Backend, batches: Iterable[LoadedBatch], *, flip: bool = False,
-                     stats: PipelineStats | None = None) -> Iterator[EmbeddedBatch]:
-    """Each of ``batches`` with its embeddings, in order."""
+                     stats: PipelineStats | None = None, ds: Dataset | None = None,
+                     skip_bad: bool = False) -> Iterator[EmbeddedBatch]:
+    """Each of ``batches`` with its embeddings, in order.
+
+    Rows whose embedding (or mirror embedding) holds NaN/Inf raise
+    :class:`NonFiniteEmbeddingError` naming them (items of ``ds``) and the model; with
+    ``skip_bad`` they move to the batch's ``bad`` list like unreadable images."""
     stats = stats if stats is not None else PipelineStats()
     loaded: deque[LoadedBatch] = deque()
 
@@ -65,7 +71,33 @@ def embedded_batches(backend: Backend, batches: Iterable[LoadedBatch], *, flip: 
     results = backend.embed_many(arrays(), stats.latencies)
     for emb in results:
         flipped = next(results) if flip else None
-        yield EmbeddedBatch(loaded.popleft(), emb, flipped)
+        yield _finite(EmbeddedBatch(loaded.popleft(), emb, flipped), backend, ds, skip_bad)
+
+
+def _finite(item: EmbeddedBatch, backend: Backend, ds: Dataset | None,
+            skip_bad: bool) -> EmbeddedBatch:
+    """``item`` when every embedding is finite; else an error, or (``skip_bad``) the
+    item without the non-finite rows, which join ``bad``."""
+    ok = np.isfinite(item.embeddings).all(axis=1)
+    if item.flip is not None:
+        ok &= np.isfinite(item.flip).all(axis=1)
+    if ok.all():
+        return item
+    batch = item.batch
+    rows = [r for r, good in zip(batch.good, ok, strict=True) if not good]
+    what = f"embedding is NaN/Inf (model {backend.info.path})"
+    if skip_bad:
+        batch.bad = sorted([*batch.bad, *((r, what) for r in rows)])
+        batch.good = [r for r, good in zip(batch.good, ok, strict=True) if good]
+        return EmbeddedBatch(batch, item.embeddings[ok],
+                             None if item.flip is None else item.flip[ok])
+    names = [item_name(ds, r) if ds is not None else f"row {r}" for r in rows]
+    shown = ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
+    raise NonFiniteEmbeddingError(
+        f"{backend.info.path}: the model's embeddings hold NaN/Inf for {len(rows)} of "
+        f"{len(ok)} images of rows {batch.start}..{batch.stop - 1}: {shown}; check the model "
+        "(massface-export's parity, massface-infer info), or rerun with --skip-bad to list "
+        "and skip such images")
 
 
 def embed_dataset(backend: Backend, ds: Dataset, *, batch_size: int = 32, workers: int = 1,
@@ -80,7 +112,7 @@ def embed_dataset(backend: Backend, ds: Dataset, *, batch_size: int = 32, worker
     opts = LoaderOptions(choice.preprocessing, info.channels)
     batches = iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers,
                            prefetch=prefetch)
-    parts = list(embedded_batches(backend, batches, flip=flip))
+    parts = list(embedded_batches(backend, batches, flip=flip, ds=ds))
     emb = np.concatenate([p.embeddings for p in parts])
     flips = np.concatenate([p.flip for p in parts if p.flip is not None]) if flip else None
     return emb, flips

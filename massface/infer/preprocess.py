@@ -5,14 +5,14 @@ The default is what MobileFaceNet (and the seed's ``2bin`` step) use: RGB,
 :class:`Preprocessing`; explicit command-line options override it.
 
 Decoding is PIL's, which releases the GIL, so a thread pool decodes in parallel with
-inference. Images are converted to 8-bit RGB (grey replicated to three channels, palette
-and alpha images flattened); modes that do not convert faithfully (16-bit, float) are
+inference; EXIF orientation is applied (the same decode as massface-align's). Images
+are converted to 8-bit RGB (grey replicated to three channels, palette and alpha images
+flattened); modes that do not convert faithfully (16-bit, float) are
 refused rather than silently clipped.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.formats.preprocessing import Preprocessing
+from massface.imaging import open_upright
 from massface.io import read_json
 
 # PIL modes that convert to 8-bit RGB without losing meaning.
@@ -88,37 +89,30 @@ def decode_image(
     data: bytes | os.PathLike[str] | str, name: str, size: tuple[int, int], *,
     resize: bool = True, channels: int = 3,
 ) -> np.ndarray:
-    """Decode to uint8 ``[H, W, channels]`` RGB (or grey), resized to ``size`` if allowed.
+    """Decode to uint8 ``[H, W, channels]`` RGB (or grey), upright (EXIF orientation,
+    :func:`massface.imaging.open_upright`), resized to ``size`` if allowed.
 
     ``name`` is used in error messages (the file, or ``archive#index``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    try:
-        src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
-        with Image.open(src) as im:
-            im.load()
-            mode = im.mode
-            if mode not in _CONVERTIBLE_MODES:
-                raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
-                                 "8-bit RGB or grey images")
-            target = "RGB" if channels == 3 else "L"
-            if mode in ("RGBA", "LA", "PA", "La") or (mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA").convert(target)
-            elif mode != target:
-                im = im.convert(target)
-            height, width = size
-            if im.size != (width, height):
-                if not resize:
-                    raise InputError(f"{name}: image is {im.size[1]}x{im.size[0]} (HxW) but the "
-                                     f"model takes {height}x{width} and resizing is off")
-                im = im.resize((width, height), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
-            Image.DecompressionBombError) as exc:
-        raise InputError(f"{name}: cannot decode image: {exc}") from exc
+    with open_upright(data, name) as im:
+        mode = im.mode
+        if mode not in _CONVERTIBLE_MODES:
+            raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
+                             "8-bit RGB or grey images")
+        target = "RGB" if channels == 3 else "L"
+        if mode in ("RGBA", "LA", "PA", "La") or (mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA").convert(target)
+        elif mode != target:
+            im = im.convert(target)
+        height, width = size
+        if im.size != (width, height):
+            if not resize:
+                raise InputError(f"{name}: image is {im.size[1]}x{im.size[0]} (HxW) but the "
+                                 f"model takes {height}x{width} and resizing is off")
+            im = im.resize((width, height), Image.Resampling.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr

@@ -21,6 +21,7 @@ from massface.errors import InputError
 from massface.infer.backends import Backend, open_backend
 from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.outputs import (
+    MSAME_RUN_DIR,
     WRITERS,
     FinalResult,
     completed_fingerprint,
@@ -28,9 +29,10 @@ from massface.infer.outputs import (
 )
 from massface.infer.pipeline import PipelineStats, embedded_batches
 from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
-from massface.infer.resume import Chunk, PartialStore, keys_sha256
+from massface.infer.resume import PARTIAL, Chunk, PartialStore, keys_sha256
 from massface.infer.sources import Dataset
-from massface.io import check_output_dir, sha256_file
+from massface.io import check_output_dir, remove_stale_temps, sha256_file
+from massface.lock import folder_lock
 from massface.progress import ProgressBar
 
 
@@ -158,23 +160,27 @@ def _check_options(opts: InferOptions, ds: Dataset) -> None:
 
 def run_inference(model: str | os.PathLike[str], ds: Dataset, opts: InferOptions,
                   backend: Backend | None = None) -> InferResult:
-    """Embed ``ds`` with ``model`` and write ``opts.out`` in ``opts.output_format``."""
+    """Embed ``ds`` with ``model`` and write ``opts.out`` in ``opts.output_format``.
+
+    ``opts.out`` is locked (:mod:`massface.lock`) before the model is even loaded: a second
+    run on the same folder stops at once instead of racing this one."""
     _check_options(opts, ds)
     model = Path(model)
-    t_load = time.perf_counter()
-    own_backend = backend is None
-    if backend is None:
-        backend = open_backend(model, backend=opts.backend, threads=opts.threads,
-                               device=opts.device, device_id=opts.device_id,
-                               input_name=opts.input_name, output_name=opts.output_name,
-                               precision=opts.precision, streams=opts.streams,
-                               batch_size=opts.batch_size)
-    try:
-        load_s = time.perf_counter() - t_load
-        return _run(model, ds, opts, backend, load_s)
-    finally:
-        if own_backend:
-            backend.close()
+    with folder_lock(opts.out, "massface-infer"):
+        t_load = time.perf_counter()
+        own_backend = backend is None
+        if backend is None:
+            backend = open_backend(model, backend=opts.backend, threads=opts.threads,
+                                   device=opts.device, device_id=opts.device_id,
+                                   input_name=opts.input_name, output_name=opts.output_name,
+                                   precision=opts.precision, streams=opts.streams,
+                                   batch_size=opts.batch_size)
+        try:
+            load_s = time.perf_counter() - t_load
+            return _run(model, ds, opts, backend, load_s)
+        finally:
+            if own_backend:
+                backend.close()
 
 
 def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
@@ -226,6 +232,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
     store.remove()
+    _remove_stale_temps(opts.out)
     return InferResult(opts.out, summary, result.skipped, result.meta)
 
 
@@ -234,6 +241,7 @@ def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
     out = opts.out
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: --out exists and is not a folder")
+    _remove_stale_temps(out)
     reading = out.is_dir() and not opts.overwrite
     done_fp = completed_fingerprint(out, opts.output_format) if reading else None
     if done_fp is not None and not opts.overwrite:
@@ -246,6 +254,13 @@ def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
         remove_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     return False
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temporaries that a killed run left in the folders this run writes (it holds the
+    lock: nobody else is writing there)."""
+    for folder in (out, out / PARTIAL, out / MSAME_RUN_DIR):
+        remove_stale_temps(folder)
 
 
 def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: LoaderOptions,
@@ -267,7 +282,8 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     try:
         batches = iter_batches(ds, resume_row, stop, opts.batch_size, loader_opts,
                                workers=opts.workers, prefetch=opts.prefetch)
-        for item in embedded_batches(backend, batches, flip=opts.flip, stats=stats):
+        for item in embedded_batches(backend, batches, flip=opts.flip, stats=stats, ds=ds,
+                                     skip_bad=opts.skip_bad):
             batch = item.batch
             if batch.good:
                 acc.append(item.embeddings)

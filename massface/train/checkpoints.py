@@ -69,7 +69,8 @@ def checkpoint_backbone_shapes(prefix: str) -> dict[str, tuple[int, ...]]:
     try:
         listed = tf.train.list_variables(prefix)
     except (tf.errors.OpError, ValueError) as exc:
-        raise InputError(f"{prefix}: unreadable checkpoint ({exc})") from exc
+        raise InputError(f"{prefix}.index: damaged checkpoint index ({_first_line(exc)})"
+                         ) from exc
     out = {}
     for name, shape in listed:
         if name.startswith(_BACKBONE) and name.endswith(_SUFFIX) and "OPTIMIZER_SLOT" not in name:
@@ -121,15 +122,52 @@ def compare_backbone(model: Any, prefix: str) -> BackboneMismatch:
     return result
 
 
+def check_readable(prefix: str) -> None:
+    """Read every tensor of the checkpoint ``prefix`` once, so that a truncated or damaged
+    ``.index`` / ``.data-*`` file is an :class:`InputError` naming it.
+
+    TensorFlow reports such files as ``DataLossError`` / ``OpError``, ``IndexError`` ("Read
+    less bytes than requested") or ``ValueError``, at restore time or, for variables
+    restored lazily (optimizer slots), in the middle of training; reading everything first
+    turns all of them into one message before anything starts.
+    """
+    import tensorflow as tf
+
+    errors = (tf.errors.OpError, ValueError, IndexError)
+    how = ("restore it from a copy, or delete this checkpoint's files to fall back to an "
+           "earlier one")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = list(reader.get_variable_to_shape_map())
+    except errors as exc:
+        raise InputError(f"{prefix}.index: damaged checkpoint index ({_first_line(exc)}); "
+                         f"{how}") from exc
+    try:
+        for name in names:
+            reader.get_tensor(name)
+    except errors as exc:
+        shards = ", ".join(sorted(str(p) for p in Path(prefix).parent.glob(
+            Path(prefix).name + ".data-*"))) or f"{prefix}.data-*"
+        raise InputError(f"{shards}: checkpoint data truncated or damaged "
+                         f"({_first_line(exc)}); {how}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
 def restore_backbone(model: Any, prefix: str) -> None:
     """Assign a checkpoint's backbone weights (BN moving stats included) to ``model``.
 
-    Raises :class:`InputError` naming the variables when the checkpoint does not match.
+    Raises :class:`InputError` naming the variables when the checkpoint does not match,
+    or the file when it is damaged (:func:`check_readable`).
     """
     import tensorflow as tf
 
     from massface.train.mobilefacenet import variables_by_key
 
+    check_readable(prefix)
     mismatch = compare_backbone(model, prefix)
     if mismatch:
         raise InputError(f"{prefix}: checkpoint does not match the MobileFaceNet "

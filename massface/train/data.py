@@ -352,6 +352,13 @@ def build_source(data: DataConfig, sampler: str, seed: int) -> BatchSource:
     if data.train_dir is None:
         raise InputError("config: data.train_dir is not set")
     folder = scan_image_folder(data.train_dir, data.identities, int(data.min_images))
+    if folder.num_classes < 2:
+        # one class: softmax heads have nothing to separate and triplets no negative; the
+        # loss would fall to zero and the model learn nothing, with exit 0
+        raise InputError(f"{data.train_dir}: only one identity ({folder.identities[0]}) to "
+                         "train on; a face model learns to tell identities apart: give a "
+                         "folder with at least 2 identity folders (check data.identities "
+                         "and data.min_images)")
     chosen = SAMPLERS.get(sampler, "objective").from_config(folder, data, seed)
     size = data.size
     in_memory = (data.cache == "true" or (data.cache == "auto"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from massface.errors import InputError
-from massface.io import write_json, write_text
+from massface.io import remove_stale_temps, write_json, write_text
 from massface.train import config as config_mod
 from massface.train.callbacks import RunLog
 from massface.train.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, resolve_checkpoint
@@ -51,6 +51,8 @@ class RunFolder:
         """Snapshot the config, resume from the latest checkpoint or load --pretrained;
         returns the step the run starts at."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.chief:  # leftovers of a killed run's atomic writes (the chief holds the lock)
+            remove_stale_temps(self.path)
         self._snapshot_config()
         if self.latest:
             return self._resume(self.latest)
@@ -76,6 +78,9 @@ class RunFolder:
     def _resume(self, latest: str) -> int:
         import tensorflow as tf
 
+        from massface.train.checkpoints import check_readable
+
+        check_readable(latest)  # a damaged file is named as such, not as a config change
         try:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
@@ -98,6 +103,7 @@ class RunFolder:
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.chief:
             write_json(self.path / "summary.json", summary)
+            remove_stale_temps(self.path)
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from massface.errors import InputError
+from massface.lock import folder_lock
 from massface.train.callbacks import (
     Callback,
     CollapseWarning,
@@ -206,7 +207,17 @@ class Trainer:
         return self.verification.evaluate()
 
     def run(self) -> TrainResult:
-        """Train to ``total_steps`` (resuming if the run folder has a checkpoint)."""
+        """Train to ``total_steps`` (resuming if the run folder has a checkpoint).
+
+        The run folder is locked (:mod:`massface.lock`) for the whole run, resume
+        included: a second process on it stops at once. Only the chief locks: the other
+        workers of a multi-worker run share the folder (writing their own ``.worker-<i>``)."""
+        lock = folder_lock(self.run_dir, "massface-train") if self.chief \
+            else contextlib.nullcontext()
+        with lock:
+            return self._run()
+
+    def _run(self) -> TrainResult:
         state = _RunState(self._prepare_run_dir(), self.run_folder.latest)
         callbacks = self._callbacks()
         writer = summary_writer(self.run_dir, self.chief)

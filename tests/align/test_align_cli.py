@@ -115,9 +115,18 @@ def test_interrupted_run_resumes_where_it_stopped(small_tree, tmp_path, monkeypa
         align_run.run_align(align_run.AlignJob(
             small_tree, out, _settings(), workers=1, progress=False))
     assert not (out / "align.json").exists()
+    # what a kill inside atomic writes leaves (a crop, the landmarks file), and a hidden
+    # file of the user's that is not a temporary
+    crop_dir = (out / next(iter(json.loads((whole / "landmarks.json").read_text())))).parent
+    stale = [crop_dir / ".x.png.abcd1234.tmp", out / ".landmarks.json.zz_99yy8.tmp"]
+    for p in stale:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    (out / ".keep").write_text("mine")
     monkeypatch.setattr(align_run, "_align_one", real)
     result = invoke(small_tree, "--out", out, "--quiet", "--workers", "1")
     assert "resumed after 3 images" in result.output
+    assert [p.name for p in out.rglob(".*")] == [".keep"]
     for name in ("landmarks.json", "skipped.txt"):
         assert (out / name).read_text() == (whole / name).read_text()
     for key in json.loads((whole / "landmarks.json").read_text()):

@@ -307,3 +307,40 @@ def test_existing_output_needs_overwrite(exported, run_dir):
     _, out, _ = exported
     result = _invoke(["--ckpt", run_dir, "--out", out, "--no-om"])
     assert result.exit_code == 2 and "--overwrite" in result.output
+
+
+@pytest.mark.parametrize("damage, named", [
+    ("truncate", "ckpt-1.data-00000-of-00001"),
+    ("index", "ckpt-1.index"),
+])
+def test_damaged_checkpoint_files_are_named(damage, named, run_dir, tmp_path, no_atc):
+    other = tmp_path / "run"
+    shutil.copytree(run_dir, other)
+    files = other / "checkpoints"
+    if damage == "truncate":
+        data = files / "ckpt-1.data-00000-of-00001"
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    else:
+        (files / "ckpt-1.index").write_bytes(b"\x00garbage" * 16)
+    result = _invoke(["--ckpt", other, "--out", tmp_path / "out"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert str(files / named) in text and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() and _hidden(tmp_path) == []
+
+
+def test_an_out_in_use_is_refused_and_a_stale_lock_is_not(exported, run_dir):
+    import os
+
+    from massface.lock import path_lock
+
+    _, out, _ = exported
+    with path_lock(out, "holder"):
+        result = _invoke(["--ckpt", run_dir, "--out", out, "--no-om"])
+    assert result.exit_code == 2 and f"in use by PID {os.getpid()} (holder)" in result.output
+    # a lock file left by a killed export beside --out does not block: the run gets as far
+    # as the next check (this --out is full and --overwrite is not given)
+    (out.parent / f".{out.name}.massface.lock").write_text("999999 massface-export\n")
+    result = _invoke(["--ckpt", run_dir, "--out", out, "--no-om"])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert not (out.parent / f".{out.name}.massface.lock").exists()

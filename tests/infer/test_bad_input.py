@@ -152,3 +152,20 @@ def test_option_mistakes(tmp_path, tiny):
            "m.tflite")
     failed(run("--model", tiny, "--images", root, "--out", tmp_path / "o", "--format", "msame",
                "--flip"), "flip")
+
+
+def test_decompression_bomb_is_a_bad_image_and_cmyk_converts(tmp_path, tiny, monkeypatch):
+    root = dataset(tmp_path / "ds")
+    Image.fromarray(np.full((*SIZE, 3), 90, np.uint8)).convert("CMYK").save(
+        root / "id0" / "print.jpg", quality=95)
+    assert run("--model", tiny, "--images", root, "--out", tmp_path / "o", "--quiet"
+               ).exit_code == 0
+    # Pillow's bomb limit, lowered so that a 16x16 image trips it as a huge one would
+    big = root / "id1" / "bomb.png"
+    Image.fromarray(np.zeros((SIZE[0] * 4, SIZE[1] * 4), np.uint8)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", SIZE[0] * SIZE[1])
+    failed(run("--model", tiny, "--images", root, "--out", tmp_path / "o2"), "bomb.png",
+           "decompression bomb")
+    r = run("--model", tiny, "--images", root, "--out", tmp_path / "o3", "--skip-bad", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "id1/bomb.png" in (tmp_path / "o3" / "skipped.txt").read_text()

@@ -66,3 +66,38 @@ def test_export_json_then_options(tmp_path):
     with pytest.raises(InputError, match=r"export\.json"):
         choose_preprocessing(model, {}, None)
     assert Preprocessing.from_dict(Preprocessing().to_dict()) == Preprocessing()
+
+
+def test_exif_orientation_is_applied_by_massface_infer(tmp_path):
+    """A JPEG stored sideways with EXIF orientation 6 or 8 embeds like the upright image:
+    the upright reference is the stored pixels rotated by hand, saved without EXIF."""
+    from typer.testing import CliRunner
+
+    from massface.formats.embedding_dir import read_embedding_dir
+    from massface.infer.cli import app
+    from tests.helpers.models import make_linear_onnx
+
+    model = tmp_path / "m.onnx"
+    make_linear_onnx(model, size=(8, 8), dim=6)
+    rng = np.random.default_rng(0)
+    ds = tmp_path / "ds"
+    for tag, turns in ((6, -1), (8, 1)):  # 6: rotate 90 deg clockwise to view; 8: counter
+        (ds / f"o{tag}").mkdir(parents=True)
+        stored = ds / f"o{tag}" / "exif.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(
+            stored, exif=exif.tobytes(), quality=95)
+        with Image.open(stored) as im:  # PIL's plain decode ignores the tag
+            raw = np.asarray(im.convert("RGB"))
+        Image.fromarray(np.ascontiguousarray(np.rot90(raw, turns))).save(
+            ds / f"o{tag}" / "upright.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    es = read_embedding_dir(out)
+    emb = dict(zip(es.paths, es.embeddings, strict=True))
+    for tag in (6, 8):
+        np.testing.assert_allclose(emb[f"o{tag}/exif.jpg"], emb[f"o{tag}/upright.png"],
+                                   atol=1e-6)

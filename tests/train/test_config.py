@@ -72,6 +72,9 @@ def test_bad_values_and_files(tmp_path):
             ("data", "expected key.sub=value")):
         res = _run("--set", override, "--print-config")
         assert res.exit_code == 2 and message in res.output, (override, res.output)
+    for value in ("0", "-1"):  # the --max-steps option goes through the same check
+        res = _run("--max-steps", value, "--print-config")
+        assert res.exit_code == 2 and "train.max_steps must be a positive" in res.output
     (tmp_path / "bad.yaml").write_text("a: [1,\n")
     res = _run(tmp_path / "bad.yaml")
     assert res.exit_code == 2 and "not valid YAML" in res.output

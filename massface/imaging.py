@@ -1,0 +1,46 @@
+"""Decode an image file the one way every stage does: whole, upright, errors named.
+
+:func:`open_upright` is shared by inference (:func:`massface.infer.preprocess.
+decode_image`) and alignment (:func:`massface.align.images.load_rgb`); each then converts
+the pixels to what it needs. EXIF orientation is applied, so a phone photo stored
+sideways with an orientation tag reaches the model the way a viewer shows it; an image
+without the tag (every pre-aligned dataset) is left exactly as decoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from massface.errors import InputError
+
+
+@contextlib.contextmanager
+def open_upright(data: bytes | str | os.PathLike[str], name: str, *,
+                 failure: str = "cannot decode image") -> Iterator[Any]:
+    """The decoded ``PIL.Image`` of ``data`` (a path or encoded bytes), EXIF orientation
+    applied, for the ``with`` block.
+
+    A file PIL cannot read (truncated, not an image, a decompression bomb, broken EXIF) is
+    an :class:`InputError` ``"<name>: <failure>: <reason>"``.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    failures = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+                struct.error, Image.DecompressionBombError)
+    try:
+        im = Image.open(src)
+    except failures as exc:
+        raise InputError(f"{name}: {failure}: {exc}") from exc
+    with im:
+        try:
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)  # no tag: untouched, no copy
+        except failures as exc:
+            raise InputError(f"{name}: {failure}: {exc}") from exc
+        yield im
