@@ -41,3 +41,25 @@ def pretrained_onnx() -> Path:
 @pytest.fixture(scope="session")
 def pretrained_tflite() -> Path:
     return _require(shared.pretrained_tflite(), "pretrained MobileFaceNet TFLite")
+
+
+@pytest.fixture(scope="session")
+def lfw_onnx_run(request, tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs) -> Path:
+    """``massface-infer`` of the shared model over LFW's 7,701 pair images (the demo's
+    command line), run ONCE per test run: the xdist workers share it through a folder
+    under the run's common temporary root, the first to arrive computing it under a lock
+    while the others wait. Several test files need these embeddings, and each full pass
+    costs minutes on 2 cores."""
+    import fcntl
+
+    from tests.helpers.cli import invoke_ok
+
+    uid = getattr(request.config, "workerinput", {}).get("testrunuid")
+    root = tmp_path_factory.getbasetemp().parent if uid else tmp_path_factory.getbasetemp()
+    out = root / f"lfw-onnx-{uid or 'local'}"
+    with open(root / f".lfw-onnx-{uid or 'local'}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "summary.json").is_file():
+            invoke_ok("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", lfw_pairs,
+                      "--out", out, "--quiet")
+    return out

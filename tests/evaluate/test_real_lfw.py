@@ -1,9 +1,9 @@
 """The evaluator on REAL embeddings: the shared pretrained MobileFaceNet over the shared LFW.
 
-The embeddings come from a plain ONNX Runtime loop written here (PIL decode, RGB,
-(x - 127.5) / 128, batch 32, each distinct pair image once), independent of
-massface.infer, and are computed once for this module.
-Measured on this project's machine: accuracy 99.267% (publisher: 99.25%).
+The embeddings are ``massface-infer``'s over the 7,701 pair images (the ``lfw_onnx_run``
+fixture, computed once per test run; tests/infer/test_lfw_full.py pins them to a plain
+ONNX Runtime loop written there). Measured on this project's machine: accuracy 99.267%
+(publisher: 99.25%).
 """
 
 from __future__ import annotations
@@ -17,40 +17,24 @@ from typer.testing import CliRunner
 from massface.evaluate import verify
 from massface.evaluate.cli import app
 from massface.formats import embedding_dir, msame
-from massface.formats.pairs import pair_references, read_pairs, resolve_reference
+from massface.formats.pairs import pair_references, read_pairs
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 PUBLISHED_ACCURACY = 0.9925
-BATCH = 32
-
-
-def _embed(model_path, files):
-    import onnxruntime as ort
-    from PIL import Image
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = []
-    for start in range(0, len(files), BATCH):
-        batch = np.stack([
-            (np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) - 127.5) / 128.0
-            for f in files[start:start + BATCH]])
-        out.append(session.run(None, {name: batch})[0])
-    return np.concatenate(out).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
-def lfw(lfw_dir, lfw_pairs, pretrained_onnx):
+def lfw(lfw_onnx_run, lfw_pairs):
     """Distinct-image embeddings, their references, the pairs, and pair-ordered rows."""
+    es = embedding_dir.read_embedding_dir(lfw_onnx_run)
     pairs = read_pairs(lfw_pairs)
     refs = pair_references(pairs)
-    files = [resolve_reference(lfw_dir, r) for r in refs]
-    assert all(files), "an LFW pair image is missing"
-    distinct = _embed(pretrained_onnx, files)
+    rows = es.row_of()
+    distinct = es.embeddings[[rows[r] for r in refs]].astype(np.float32)
     row = {r: i for i, r in enumerate(refs)}
     order = np.array([row[ref] for p in pairs for ref in (p.a, p.b)])
     issame = np.array([p.issame for p in pairs])
-    paths = [str(f.relative_to(lfw_dir)) for f in files]
+    paths = [es.paths[rows[r]] for r in refs]
     return {"distinct": distinct, "paths": paths, "pairs": pairs, "pairs_file": lfw_pairs,
             "embeddings": distinct[order], "issame": issame}
 

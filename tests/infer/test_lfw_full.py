@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -17,15 +18,31 @@ PUBLISHED = 0.9925
 
 
 @pytest.fixture(scope="module")
-def onnx_accuracy(tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs) -> float:
-    out = tmp_path_factory.mktemp("full") / "onnx"
-    # exactly the demo's command line
-    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
-                            str(lfw_pairs), "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    summary = json.loads((out / "summary.json").read_text())
+def onnx_accuracy(lfw_onnx_run) -> float:
+    """massface-infer with the demo's options (the shared ``lfw_onnx_run``)."""
+    summary = json.loads((lfw_onnx_run / "summary.json").read_text())
     assert summary["images"] == 7701
-    return lfw_accuracy_of(out)
+    return lfw_accuracy_of(lfw_onnx_run)
+
+
+def test_embeddings_equal_a_plain_onnxruntime_loop(lfw_onnx_run, pretrained_onnx, lfw_dir):
+    """The first 256 rows against a loop written here: PIL decode, RGB, (x - 127.5) / 128,
+    batches of 32, nothing of massface.infer."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    from massface.formats.embedding_dir import read_embedding_dir
+
+    es = read_embedding_dir(lfw_onnx_run)
+    session = ort.InferenceSession(str(pretrained_onnx), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    mine = []
+    for start in range(0, 256, 32):
+        batch = np.stack([
+            (np.asarray(Image.open(lfw_dir / p).convert("RGB"), np.float32) - 127.5) / 128.0
+            for p in es.paths[start:start + 32]])
+        mine.append(session.run(None, {name: batch})[0])
+    np.testing.assert_allclose(es.embeddings[:256], np.concatenate(mine), rtol=0, atol=1e-5)
 
 
 def test_onnx_lfw_accuracy_matches_the_publisher(onnx_accuracy):
