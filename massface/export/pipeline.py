@@ -301,21 +301,29 @@ def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
     return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
 
 
+def _begin_import(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                  options: ExportOptions | None, option: str
+                  ) -> tuple[Path, Path, ExportOptions]:
+    """The checks every import of a finished model (``--tflite``, ``--onnx``) starts with."""
+    options = options or ExportOptions()
+    options.validate()
+    if options.normalize:
+        raise InputError(f"--normalize is not available with {option}: the model is kept "
+                         "exactly as given (normalise at evaluation time)")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{option} {path}: file not found")
+    out = Path(out)
+    _check_out(out, options.overwrite)
+    return path, out, options
+
+
 def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
                   options: ExportOptions | None = None, *,
                   log: Log = lambda _msg: None) -> ExportResult:
     """TFLite -> ONNX with a dynamic batch (-> ``.om`` from the ONNX), proven against the
     TFLite interpreter on real faces."""
-    options = options or ExportOptions()
-    options.validate()
-    if options.normalize:
-        raise InputError("--normalize is not available with --tflite: the imported model is "
-                         "kept exactly as published (normalise at evaluation time)")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--tflite {path}: file not found")
-    out = Path(out)
-    _check_out(out, options.overwrite)
+    path, out, options = _begin_import(path, out, options, "--tflite")
 
     from massface.export.onnx_convert import tflite_to_onnx
     from massface.export.tflite_import import TFLiteRunner
@@ -384,16 +392,7 @@ def import_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
         set_io,
     )
 
-    options = options or ExportOptions()
-    options.validate()
-    if options.normalize:
-        raise InputError("--normalize is not available with --onnx: the model is kept as "
-                         "given (normalise at evaluation time)")
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"--onnx {path}: file not found")
-    out = Path(out)
-    _check_out(out, options.overwrite)
+    path, out, options = _begin_import(path, out, options, "--onnx")
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError and others for a bad file

@@ -170,3 +170,17 @@ def test_out_is_required_without_a_run_folder(pretrained_tflite, tmp_path):
     result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite)])
     assert result.exit_code == 2, result.output
     assert "--out is required with --tflite" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("option", ["--tflite", "--onnx"])
+def test_imports_refuse_normalize_and_a_missing_model_alike(option, tmp_path):
+    model = tmp_path / "m.bin"
+    model.write_bytes(b"x")
+    normalized = CliRunner().invoke(app, [option, str(model), "--out", str(tmp_path / "o"),
+                                          "--normalize"])
+    assert normalized.exit_code == 2
+    assert f"--normalize is not available with {option}" in " ".join(normalized.output.split())
+    missing = CliRunner().invoke(app, [option, str(tmp_path / "none"), "--out",
+                                       str(tmp_path / "o")])
+    assert missing.exit_code == 2 and "file not found" in missing.output
+    assert not (tmp_path / "o").exists()
