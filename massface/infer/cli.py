@@ -210,16 +210,18 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resi
     from massface.infer.input_bins import write_input_bins
     from massface.infer.preprocess import choose_preprocessing
 
-    channels, model_size = 3, None
+    channels, model_size, pixels = 3, None, False
     if model is not None:
         from massface.infer.backends import open_backend
 
         with open_backend(model) as backend:
             channels, model_size = backend.info.channels, backend.info.size
+            pixels = backend.info.input_dtype == "uint8"  # AIPP: the model normalises
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels, resize=resize,
-                            batch_size=batch_size, workers=workers, overwrite=overwrite)
-    err.print(f"{info['files']} input bins -> {dest}/inputs"
+                            batch_size=batch_size, workers=workers, overwrite=overwrite,
+                            pixels=pixels)
+    err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
 
@@ -246,7 +248,8 @@ def prepare_bins(
     workers: Workers = 1,
     overwrite: Overwrite = False,
 ) -> None:
-    """The seed's 2bin step: preprocessed float32 inputs for msame / ais_bench."""
+    """The seed's 2bin step: preprocessed float32 inputs for msame / ais_bench (raw uint8
+    pixels when --model takes them: an AIPP model)."""
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file}
     ds = _dataset(given, pairs, root, None, False)
     overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}

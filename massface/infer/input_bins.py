@@ -1,11 +1,12 @@
 """The seed's ``2bin`` step: write preprocessed msame inputs for users who run msame.
 
-``massface-infer --to-input-bins DIR`` writes ``DIR/inputs/<i>.bin`` (raw float32 NHWC
-``[1, H, W, C]``, one per pair slot in pair order ``0..2N-1`` when there are pairs, else
-one per image) and, outside the input folder because msame feeds every file in it,
-``DIR/actual_issame.txt`` and ``DIR/inputs.json`` (written last: the preprocessing and
-what each file holds). Run ``msame --model M.om --input DIR/inputs --output OUT``;
-``massface-infer --input-bins DIR`` reads the same layout back.
+``massface-infer prepare-bins --out DIR`` writes ``DIR/inputs/<i>.bin``: raw float32 NHWC
+``[1, H, W, C]``, or raw uint8 RGB pixels for a model that normalises its own input (an
+AIPP ``.om`` or its CPU twin ``model.aipp.onnx``), one per pair slot in pair order
+``0..2N-1`` when there are pairs, else one per image. Outside the input folder, because
+msame feeds every file in it: ``DIR/actual_issame.txt`` and ``DIR/inputs.json`` (written
+last: the preprocessing and what each file holds). Run ``msame --model M.om --input
+DIR/inputs --output OUT``; ``massface-infer --input-bins DIR`` reads the same layout back.
 """
 
 from __future__ import annotations
@@ -21,26 +22,27 @@ from massface.errors import InputError
 from massface.formats import msame
 from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.preprocess import PreprocessingChoice
-from massface.infer.sources import INPUTS_SUBDIR, Dataset
+from massface.infer.sources import INPUTS_META, INPUTS_SUBDIR, Dataset
 from massface.io import check_output_dir
 from massface.lock import folder_lock
-
-INPUTS_META = "inputs.json"
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
                      channels: int = 3, resize: bool = True, batch_size: int = 64,
-                     workers: int = 1, overwrite: bool = False) -> dict[str, Any]:
-    """Write the inputs; returns the description also saved as ``inputs.json``."""
+                     workers: int = 1, overwrite: bool = False,
+                     pixels: bool = False) -> dict[str, Any]:
+    """Write the inputs (uint8 pixels with ``pixels``); returns the description also saved
+    as ``inputs.json``."""
     if ds.tensors:
         raise InputError(f"{ds.root}: already preprocessed input bins")
     check_output_dir(out, "--out")
     with folder_lock(out, "massface-infer prepare-bins"):
-        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite)
+        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite,
+                      pixels)
 
 
 def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
-           batch_size: int, workers: int, overwrite: bool) -> dict[str, Any]:
+           batch_size: int, workers: int, overwrite: bool, pixels: bool) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
     if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
         if not overwrite:
@@ -53,10 +55,11 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
     slots_of: dict[int, list[int]] = {}
     for i, row in enumerate(slots):
         slots_of.setdefault(row, []).append(i)
-    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False)
+    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False, pixels=pixels)
+    dtype = np.uint8 if pixels else np.float32
     for batch in iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers):
         for row, tensor in zip(batch.good, batch.array, strict=True):
-            data = np.ascontiguousarray(tensor[None], dtype=np.float32).tobytes()
+            data = np.ascontiguousarray(tensor[None], dtype=dtype).tobytes()
             for i in slots_of.get(row, []):
                 io.write_bytes(inputs / msame.input_name(i), data)
     if ds.pairs is not None:
@@ -64,8 +67,9 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
                           " ".join("1" if p.issame else "0" for p in ds.pairs) + "\n")
     h, w = choice.preprocessing.size
     info = {"format": "massface-input-bins", "version": 1, "files": len(slots),
-            "shape": [1, h, w, channels], "dtype": "float32", "layout": "NHWC",
-            "preprocessing": choice.to_dict(), "dataset": ds.describe(),
+            "shape": [1, h, w, channels], "dtype": np.dtype(dtype).name, "layout": "NHWC",
+            "preprocessing": ({"normalized_by": "the model (uint8 pixels in: AIPP)"} if pixels
+                              else choice.to_dict()), "dataset": ds.describe(),
             "order": [ds.keys[r] for r in slots],
             "labels": msame.LABELS_FILE if ds.pairs is not None else None}
     io.write_json(out / INPUTS_META, info)

@@ -54,17 +54,19 @@ def item_name(ds: Dataset, row: int) -> str:
     return str(item) if isinstance(item, Path) else f"{ds.root}#{ds.keys[row]}"
 
 
-def read_tensor(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
-    """A preprocessed float32 ``[1, H, W, C]`` input bin as ``[H, W, C]``."""
+def read_tensor(path: Path, shape: tuple[int, int, int], pixels: bool = False) -> np.ndarray:
+    """An input bin ``[1, H, W, C]`` as ``[H, W, C]``: preprocessed float32, or (``pixels``,
+    a model that normalises its own input: AIPP) raw uint8 pixels."""
+    dtype = np.dtype(np.uint8 if pixels else np.float32)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read input bin: {exc}") from exc
-    expected = int(np.prod(shape)) * 4
+    expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise InputError(f"{path}: {len(raw)} bytes, but the model takes float32 "
+        raise InputError(f"{path}: {len(raw)} bytes, but the model takes {dtype.name} "
                          f"[1, {shape[0]}, {shape[1]}, {shape[2]}] = {expected} bytes")
-    return np.frombuffer(raw, dtype=np.float32).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> LoadedBatch:
@@ -77,7 +79,8 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     for row in range(start, stop):
         try:
             if ds.tensors:
-                arrays.append(read_tensor(ds.items[row], (h, w, opts.channels)))  # type: ignore[arg-type]
+                arrays.append(read_tensor(ds.items[row], (h, w, opts.channels),  # type: ignore[arg-type]
+                                          opts.pixels))
             elif opts.align is not None:
                 arrays.append(opts.align.crop(ds.items[row], item_name(ds, row), ds.keys[row]))
             else:

@@ -190,9 +190,10 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
     choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
     pixels = info.input_dtype == "uint8"  # AIPP: the model normalises raw pixels itself
-    if pixels and ds.tensors:
-        raise InputError(f"{model}: takes uint8 pixels (AIPP); {ds.root} holds float32 "
-                         "preprocessed input bins: give the images instead")
+    wanted = "uint8 pixels (AIPP)" if pixels else "float32 preprocessed images"
+    if ds.tensors and ds.tensor_dtype not in (None, wanted.split()[0]):
+        raise InputError(f"{model}: takes {wanted}; {ds.root} holds {ds.tensor_dtype} input "
+                         f"bins: make them with `massface-infer prepare-bins --model {model}`")
     chunk_rows = opts.batch_size * opts.chunk_batches
     start, stop = shard_bounds(len(ds.keys), opts.shard)
     if start == stop:

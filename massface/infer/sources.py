@@ -42,7 +42,8 @@ from massface.formats.pairs import (
 )
 from massface.registry import Registry
 
-INPUTS_SUBDIR = "inputs"  # --to-input-bins DIR writes DIR/inputs/<i>.bin
+INPUTS_SUBDIR = "inputs"  # prepare-bins --out DIR writes DIR/inputs/<i>.bin
+INPUTS_META = "inputs.json"  # ... and DIR/inputs.json, what the bins hold
 
 
 @dataclass
@@ -53,7 +54,8 @@ class Dataset:
     root: Path
     keys: list[str]
     items: list[Path | bytes]  # a file to decode/read, or encoded image bytes
-    tensors: bool = False  # items are preprocessed float32 .bin tensors
+    tensors: bool = False  # items are input .bin tensors (see tensor_dtype)
+    tensor_dtype: str | None = None  # their dtype, from inputs.json (None: not recorded)
     pairs: list[Pair] | None = None
     pairs_file: Path | None = None  # copied beside the embeddings (None: generate one)
     slots: list[int] | None = None  # 2 per pair: the rows of its images
@@ -177,6 +179,19 @@ def insightface_dataset(bin_path: Path) -> Dataset:
 
 
 
+def _recorded_dtype(meta: Path) -> str | None:
+    """The bins' dtype that prepare-bins recorded in ``inputs.json``, if any."""
+    if not meta.is_file():
+        return None
+    from massface.io import read_json
+
+    info = read_json(meta, "input bins description")
+    dtype = info.get("dtype") if isinstance(info, dict) else None
+    if dtype not in ("float32", "uint8"):
+        raise InputError(f"{meta}: dtype {dtype!r}: expected float32 or uint8")
+    return dtype
+
+
 def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
     """Preprocessed ``<i>.bin`` tensors (msame inputs), in numeric order of the stems."""
     folder = _require_dir(folder, "--input-bins")
@@ -190,7 +205,8 @@ def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
         raise InputError(f"{folder}: no .bin input files")
     files.sort(key=lambda p: natural_key(p.name))
     keys = [p.name for p in files]
-    ds = Dataset("input-bins", folder, keys, list(files), tensors=True)
+    ds = Dataset("input-bins", folder, keys, list(files), tensors=True,
+                 tensor_dtype=_recorded_dtype(label_dir / INPUTS_META))
     label_path = labels if labels is not None else label_dir / msame.LABELS_FILE
     if label_path.is_file():
         flags = [bool(f) for f in msame.read_labels_file(label_path)]

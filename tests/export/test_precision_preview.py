@@ -19,6 +19,7 @@ from massface.export.budget import select_pairs
 from massface.export.cli import app
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.formats.pairs import Pair, read_pairs, write_path_pairs
+from massface.infer.cli import app as infer_app
 from tests.helpers.cli import invoke_ok
 
 onnx = pytest.importorskip("onnx")
@@ -132,6 +133,38 @@ def test_aipp_twin_through_massface_infer_matches_the_float_model(exported, subs
     keys = read_embedding_dir(out.parent / "e-aipp").paths
     assert _accuracy(twin, keys, pairs) == _accuracy(fp32, keys, pairs)
     assert m["aipp"]["twin"]["lfw"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_msame_input_bins_for_an_aipp_model_are_raw_pixels(exported, subset, lfw_dir):
+    """prepare-bins for the AIPP contract (--model the twin): uint8 RGB pixels as decoded,
+    which the twin reads back (--input-bins) to the embeddings of the image path."""
+    from PIL import Image
+
+    from massface.formats.pairs import resolve_reference
+
+    out, _ = exported
+    pairs_file, pairs = subset
+    twin, bins = out / "model.aipp.onnx", out.parent / "aipp-bins"
+    invoke_ok("prepare-bins", "--lfw", lfw_dir, "--pairs", pairs_file, "--model", twin,
+              "--out", bins)
+    info = json.loads((bins / "inputs.json").read_text())
+    assert info["dtype"] == "uint8" and info["files"] == 2 * len(pairs)
+    first = np.asarray(Image.open(resolve_reference(lfw_dir, pairs[0].a)).convert("RGB"))
+    np.testing.assert_array_equal(
+        np.fromfile(bins / "inputs" / "0.bin", np.uint8).reshape(first.shape), first)
+    invoke_ok("--model", twin, "--input-bins", bins, "--out", out.parent / "e-bins", "--quiet")
+    from_bins = read_embedding_dir(out.parent / "e-bins").embeddings
+    from_images = _infer(twin, lfw_dir, pairs_file, out.parent / "e-aipp-images")
+    keys = read_embedding_dir(out.parent / "e-aipp-images").paths
+    row = {k.rsplit(".", 1)[0]: i for i, k in enumerate(keys)}
+    slots = [row[r] for p in pairs for r in (p.a, p.b)]
+    np.testing.assert_array_equal(from_bins, from_images[slots])
+    # the float model refuses pixel bins, naming both and the fix
+    wrong = CliRunner().invoke(infer_app, ["--model", str(out / "model.onnx"), "--input-bins",
+                                           str(bins), "--out", str(out.parent / "e-wrong")])
+    assert wrong.exit_code == 2
+    assert "holds uint8 input bins" in " ".join(wrong.output.split())
 
 
 @pytest.mark.slow
