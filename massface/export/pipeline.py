@@ -318,6 +318,23 @@ def _begin_import(path: str | os.PathLike[str], out: str | os.PathLike[str],
     return path, out, options
 
 
+def _publish_import(model: Any, dynamic_batch: Any, out: Path, options: ExportOptions,
+                    manifest: dict, prep: Preprocessing, faces: FaceBatch, reference: str,
+                    ref: np.ndarray, log: Log) -> ExportResult:
+    """The common end of ``--tflite`` and ``--onnx``: the ONNX proven against the source's
+    embeddings ``ref``, then the precision previews and the ATC step, published whole."""
+    parities: list[Parity] = []
+    with staged_folder(out, options.overwrite) as staging:
+        onnx_path = _publish_onnx(model, staging, options, manifest, parities, faces,
+                                  reference, ref, log, dynamic_batch=dynamic_batch)
+        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
+                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
+        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
+        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
+        write_json(staging / MANIFEST_NAME, manifest)
+    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+
+
 def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
                   options: ExportOptions | None = None, *,
                   log: Log = lambda _msg: None) -> ExportResult:
@@ -347,21 +364,13 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
     )
     if options.om and options.om_from == "pb":
         options.om_from = "onnx"  # there is no .pb on this path
-    parities: list[Parity] = []
-    with staged_folder(out, options.overwrite) as staging:
-        log(f"converting to ONNX (tf2onnx, opset {options.opset}), batch made dynamic")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-            onnx_model, batch_rewrite = tflite_to_onnx(
-                path, input_name=INPUT_NAME, output_name=OUTPUT_NAME, opset=options.opset)
-        onnx_path = _publish_onnx(onnx_model, staging, options, manifest, parities, faces,
-                                  reference, ref, log, dynamic_batch=batch_rewrite)
-        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
-                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
-        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
-        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
-        write_json(staging / MANIFEST_NAME, manifest)
-    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+    log(f"converting to ONNX (tf2onnx, opset {options.opset}), batch made dynamic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        onnx_model, batch_rewrite = tflite_to_onnx(
+            path, input_name=INPUT_NAME, output_name=OUTPUT_NAME, opset=options.opset)
+    return _publish_import(onnx_model, batch_rewrite, out, options, manifest, prep, faces,
+                           reference, ref, log)
 
 
 def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[Preprocessing, str]:
@@ -419,16 +428,8 @@ def import_onnx(path: str | os.PathLike[str], out: str | os.PathLike[str],
         preprocessing={**prep.to_dict(), "source": prep_source})
     options.om_from = "onnx"  # the only model file on this path
     options.opset = model_opset(model)
-    parities: list[Parity] = []
-    with staged_folder(out, options.overwrite) as staging:
-        onnx_path = _publish_onnx(model, staging, options, manifest, parities, faces,
-                                  reference, ref, log, dynamic_batch=batch)
-        manifest["parity"] = {"bound": options.min_cosine, "reference": reference,
-                              "images": faces.to_dict(), "onnx": parities[0].to_dict()}
-        _previews(staging, options, onnx_path, prep, faces, ref, manifest, log)
-        _om_step(options, staging, onnx_path.name, manifest, log, faces, ref, parities)
-        write_json(staging / MANIFEST_NAME, manifest)
-    return _finish(ExportResult(out=out, manifest=manifest, parities=parities))
+    return _publish_import(model, batch, out, options, manifest, prep, faces, reference, ref,
+                           log)
 
 
 def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],

@@ -50,7 +50,8 @@ _CHOICE_HINTS = {"data.color": "only RGB is supported for training"}
 
 @dataclass
 class AugmentConfig:
-    """``data.augment``: see :class:`massface.train.data.Augment`."""
+    """``data.augment``: the settings of :class:`massface.train.data.Augment` (which
+    applies them)."""
 
     flip: bool = True
     crop: float = 0.0

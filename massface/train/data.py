@@ -17,20 +17,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from massface.errors import InputError
 from massface.formats import pairs as pairs_format
 from massface.formats.pairs import natural_key as _natural_key  # 's10' after 's9'
 from massface.registry import Registry
+from massface.train.config import AugmentConfig
 
 if TYPE_CHECKING:
-    from massface.train.config import AugmentConfig, DataConfig
+    from massface.train.config import DataConfig
 
 #: What a training folder may hold: the pair files' image types plus .pnm and .gif.
 IMAGE_EXTENSIONS = (*pairs_format.IMAGE_EXTENSIONS, ".pnm", ".gif")
@@ -107,18 +107,15 @@ def scan_image_folder(root: str | os.PathLike[str], identities: Sequence[str] | 
 
 
 def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (112, 112)) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` RGB of an image file of any mode, resized to ``size`` (h, w).
+    """uint8 ``[H, W, 3]`` RGB of an image file, resized to ``size`` (h, w): the decoder
+    inference uses (:func:`massface.infer.preprocess.decode_image`), so a model is trained
+    on pixels exactly as it will be fed them.
 
     Raises :class:`InputError` naming the file when it cannot be decoded.
     """
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size[1], size[0]):
-                im = im.resize((size[1], size[0]), Image.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"{path}: cannot decode image ({exc})") from exc
+    from massface.infer.preprocess import decode_image
+
+    return decode_image(path, str(path), size)
 
 
 def load_images(root: Path, paths: Sequence[str], size: tuple[int, int],
@@ -255,7 +252,7 @@ SAMPLERS.register("pk", PKSampler,
 
 
 @dataclass
-class Augment:
+class Augment(AugmentConfig):
     """Per-image random augmentation, applied batched with stateless ops.
 
     ``flip``: left-right with probability 0.5 (MassFace's only augmentation). ``crop``:
@@ -265,15 +262,9 @@ class Augment:
     around the image mean by uniform ``[1 - c, 1 + c]``.
     """
 
-    flip: bool = True
-    crop: float = 0.0
-    shift: int = 0
-    brightness: float = 0.0
-    contrast: float = 0.0
-
     @classmethod
     def from_config(cls, cfg: AugmentConfig) -> Augment:
-        return cls(cfg.flip, cfg.crop, cfg.shift, cfg.brightness, cfg.contrast)
+        return cls(**asdict(cfg))
 
     def __call__(self, images: Any, seed: Any) -> Any:
         """``images`` float32 ``[B, H, W, 3]`` in 0..255; ``seed`` shape-[2] int tensor."""
