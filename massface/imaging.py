@@ -18,6 +18,19 @@ from typing import Any
 
 from massface.errors import InputError
 
+#: PIL modes that convert to 8-bit RGB (or grey) without losing meaning.
+EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK",
+                             "YCbCr", "La"})
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La")
+
+
+def convert_8bit(im: Any, target: str) -> Any:
+    """An image of one of :data:`EIGHT_BIT_MODES` in ``target`` mode ("RGB" or "L"); alpha
+    (and a palette's transparency) is dropped, the colours kept as stored."""
+    if im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA").convert(target)
+    return im if im.mode == target else im.convert(target)
+
 
 @contextlib.contextmanager
 def open_upright(data: bytes | str | os.PathLike[str], name: str, *,

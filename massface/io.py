@@ -29,7 +29,8 @@ PathLike = str | os.PathLike[str]
 # characters from [a-z0-9_].
 _TMP_SUFFIX = ".tmp"
 _OLD_INFIX = ".old-"
-_TEMP_NAME = re.compile(r"\..+\.(?:[a-z0-9_]{8}\.tmp|old-[a-z0-9_]{8})")
+_TEMP_NAME = re.compile(rf"\..+(?:\.[a-z0-9_]{{8}}{re.escape(_TMP_SUFFIX)}"
+                        rf"|{re.escape(_OLD_INFIX)}[a-z0-9_]{{8}})")
 
 
 def _remove(path: Path) -> None:

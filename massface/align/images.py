@@ -15,9 +15,8 @@ import os
 import numpy as np
 
 from massface.errors import InputError
-from massface.imaging import open_upright
+from massface.imaging import EIGHT_BIT_MODES, convert_8bit, open_upright
 
-_DIRECT = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
 _SIXTEEN = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
 
 
@@ -36,12 +35,10 @@ def _to_rgb(im: object, name: str) -> np.ndarray:
         else:
             grey = ((arr * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
         return np.repeat(grey[:, :, None], 3, axis=2)
-    if mode not in _DIRECT:
+    if mode not in EIGHT_BIT_MODES:
         raise InputError(f"{name}: pixel mode {mode!r} is not supported (8- or 16-bit "
                          "grey, palette, RGB, RGBA or CMYK images are)")
-    if mode in ("RGBA", "LA", "PA", "La") or (mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")  # then the alpha is dropped, as the infer decoder does
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return np.asarray(convert_8bit(im, "RGB"), dtype=np.uint8)  # as the infer decoder
 
 
 def load_rgb(data: bytes | str | os.PathLike[str], name: str) -> np.ndarray:

@@ -22,11 +22,8 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.formats.preprocessing import Preprocessing
-from massface.imaging import open_upright
+from massface.imaging import EIGHT_BIT_MODES, convert_8bit, open_upright
 from massface.io import read_json
-
-# PIL modes that convert to 8-bit RGB without losing meaning.
-_CONVERTIBLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "La"}
 
 
 @dataclass
@@ -98,14 +95,10 @@ def decode_image(
 
     with open_upright(data, name) as im:
         mode = im.mode
-        if mode not in _CONVERTIBLE_MODES:
+        if mode not in EIGHT_BIT_MODES:
             raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
                              "8-bit RGB or grey images")
-        target = "RGB" if channels == 3 else "L"
-        if mode in ("RGBA", "LA", "PA", "La") or (mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA").convert(target)
-        elif mode != target:
-            im = im.convert(target)
+        im = convert_8bit(im, "RGB" if channels == 3 else "L")
         height, width = size
         if im.size != (width, height):
             if not resize:
