@@ -1,10 +1,10 @@
 """``massface-infer --engine ray``: the same folder as the local engine, through replica and
 driver deaths.
 
-One local Ray instance serves the whole module: the fixture starts it the way the command
-does without ``--ray-address`` (``ray_engine.connect(None)``, the embedded default, sized
-to this machine with a small object store); in-process runs reuse it and a subprocess
-joins it by address, as a driver joins a cluster.
+One local Ray instance serves the test session (``ray_session`` in tests/conftest.py,
+started the way the command starts it without ``--ray-address``: the embedded default,
+sized to this machine with a small object store); in-process runs reuse it and a
+subprocess joins it by address, as a driver joins a cluster.
 """
 
 from __future__ import annotations
@@ -30,18 +30,6 @@ pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip 
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = ["--batch-size", 8, "--chunk-batches", 1]  # 8-row chunks: several per test run
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    from massface.infer.ray_engine import connect
-
-    session = connect(None)
-    assert session.started_here and session.address is None
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
