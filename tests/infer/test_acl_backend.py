@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.infer.backends import open_backend
-from massface.infer.backends.acl_backend import AclError
+from massface.runtime.backends import open_backend
+from massface.runtime.backends.acl_backend import AclError
 from tests.helpers.fake_acl import FakeAcl, write_fake_om
 from tests.helpers.models import make_linear_onnx
 
