@@ -27,6 +27,15 @@ from massface.runtime.preprocess import flip_batch as mirror
 from massface.runtime.sources import Dataset
 
 
+def latency_percentiles(lat: list[float]) -> dict[str, float]:
+    """Per-batch latency (seconds) as milliseconds: mean, p50, p95, max."""
+    if not lat:
+        return {}
+    a = np.asarray(lat) * 1000.0
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
+
+
 @dataclass
 class PipelineStats:
     """Where the time went: waiting for decoded batches, and per-batch model latency."""
