@@ -41,13 +41,13 @@ import numpy as np
 
 from massface import errors
 from massface.errors import InputError, ToolError
-from massface.infer.backends import open_backend
-from massface.infer.loader import LoaderOptions, iter_batches
-from massface.infer.pipeline import PipelineStats, embedded_batches
 from massface.infer.resume import Chunk, PartialStore
-from massface.infer.sources import Dataset
 from massface.optional import require
 from massface.progress import ProgressBar
+from massface.runtime.backends import open_backend
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.pipeline import PipelineStats, embedded_batches, latency_percentiles
+from massface.runtime.sources import Dataset
 
 LOCAL_OBJECT_STORE_MB = 256  # chunks are small; the machine is shared
 MAX_RESTARTS = 3  # an actor that keeps dying (a crashing image) ends the run, not a loop
@@ -260,8 +260,6 @@ def _work_items(ds: Dataset, chunks: list[Chunk], start: int, stop: int,
 def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
            loader_opts: LoaderOptions, store: PartialStore, chunks: list[Chunk], start: int,
            stop: int, summary: Any, info: Any) -> dict[str, Any]:
-    from massface.infer.runner import latency_percentiles  # runner imports this module lazily
-
     cpus, gpus = replica_resources(session, opts.workers, opts.threads, opts.device)
     spec = ReplicaSpec(
         model=str(model.absolute()),
