@@ -18,8 +18,6 @@ from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError
-from massface.evaluate.distances import DISTANCES
-from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
@@ -42,10 +40,12 @@ from massface.evaluate.report import (
     write_protocol_markdown,
     write_roc,
 )
-from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
 from massface.io import check_output_file
-from massface.report.cli import HtmlReport
+from massface.report.html import HtmlReport
+from massface.scoring.distances import DISTANCES
+from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
+from massface.scoring.verification import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")

@@ -73,7 +73,7 @@ def _parse_size(text: str | None) -> list[int] | None:
 
 def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Path | None,
              labels: Path | None, skip_bad: bool) -> Any:
-    from massface.infer.sources import SourceArgs, open_source
+    from massface.runtime.sources import SourceArgs, open_source
 
     lfw = sources_given.get("lfw")
     if lfw is not None and pairs is None:  # --lfw DIR alone: its pairs.txt, said aloud
@@ -233,11 +233,11 @@ def _report(result: Any, out: Path) -> None:
 def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resize: bool,
                   batch_size: int, workers: int, overwrite: bool) -> None:
     from massface.infer.input_bins import write_input_bins
-    from massface.infer.preprocess import choose_preprocessing
+    from massface.runtime.preprocess import choose_preprocessing
 
     channels, model_size, pixels = 3, None, False
     if model is not None:
-        from massface.infer.backends import open_backend
+        from massface.runtime.backends import open_backend
 
         with open_backend(model) as backend:
             channels, model_size = backend.info.channels, backend.info.size
@@ -302,7 +302,7 @@ def info(model: Annotated[Path, typer.Argument(help="model file")],
          as_json: Annotated[bool, typer.Option("--json")] = False,
          backend: BackendName = "auto") -> None:
     """Print what the backend reads from a model (input, layout, batch, output)."""
-    from massface.infer.backends import open_backend
+    from massface.runtime.backends import open_backend
 
     with open_backend(model, backend=backend) as opened:
         d = opened.info.to_dict()

@@ -32,6 +32,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,13 @@ import numpy as np
 
 from massface import errors
 from massface.errors import InputError, ToolError
-from massface.infer.backends import open_backend
-from massface.infer.loader import LoaderOptions, iter_batches
-from massface.infer.pipeline import PipelineStats, embedded_batches
 from massface.infer.resume import Chunk, PartialStore
-from massface.infer.sources import Dataset
 from massface.optional import require
 from massface.progress import ProgressBar
+from massface.runtime.backends import open_backend
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.pipeline import PipelineStats, embedded_batches, latency_percentiles
+from massface.runtime.sources import Dataset
 
 LOCAL_OBJECT_STORE_MB = 256  # chunks are small; the machine is shared
 MAX_RESTARTS = 3  # an actor that keeps dying (a crashing image) ends the run, not a loop
@@ -158,42 +159,56 @@ class ReplicaSpec:
     fault: str | None = None
 
 
-class Replica:
-    """A Ray actor: one model replica that embeds whole chunks."""
+class ChunkActor:
+    """A Ray actor that handles whole chunks (``work`` objects with an ``index``), one
+    :meth:`process` call each; subclasses load their model in ``__init__``. A
+    :class:`massface.errors.MassfaceError` comes back as a value (see :func:`stream`)."""
+
+    fault: str | None = None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"index": [], "result": []}
+        for work in batch["work"]:
+            _inject_fault(self.fault, work.index)
+            try:
+                result = self.process(work)
+            except errors.MassfaceError as exc:  # bad input: the driver raises it again
+                result = {"error": [c.__name__ for c in type(exc).__mro__],
+                          "message": str(exc)}
+            out["index"].append(work.index)
+            out["result"].append(result)
+        return out
+
+    def process(self, work: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Replica(ChunkActor):
+    """One model replica that embeds whole chunks."""
 
     def __init__(self, spec: ReplicaSpec) -> None:
         if os.path.isdir(spec.cwd):
             os.chdir(spec.cwd)
         self.spec = spec
+        self.fault = spec.fault
         self.backend = open_backend(spec.model, **spec.backend)
         self.ready_at = time.time()
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {"index": [], "result": []}
-        for work in batch["work"]:
-            _inject_fault(self.spec.fault, work.index)
-            out["index"].append(work.index)
-            out["result"].append(self._embed(work))
-        return out
-
-    def _embed(self, work: _Work) -> dict[str, Any]:
+    def process(self, work: _Work) -> dict[str, Any]:
         spec = self.spec
         ds = Dataset(spec.kind, Path(spec.root), work.keys, work.items, tensors=spec.tensors,
                      tensor_dtype=spec.tensor_dtype)
         stats = PipelineStats()
         embs, flips, good, bad = [], [], [], []
-        try:
-            batches = iter_batches(ds, 0, len(ds.keys), spec.batch_size, spec.loader,
-                                   workers=1, prefetch=2)
-            for item in embedded_batches(self.backend, batches, flip=spec.flip, stats=stats,
-                                         ds=ds, skip_bad=spec.skip_bad):
-                embs.append(item.embeddings)
-                if item.flip is not None:
-                    flips.append(item.flip)
-                good += [work.start + r for r in item.batch.good]
-                bad += [(work.start + r, m) for r, m in item.batch.bad]
-        except errors.MassfaceError as exc:  # bad input: the driver raises it again
-            return {"error": type(exc).__name__, "message": str(exc)}
+        batches = iter_batches(ds, 0, len(ds.keys), spec.batch_size, spec.loader,
+                               workers=1, prefetch=2)
+        for item in embedded_batches(self.backend, batches, flip=spec.flip, stats=stats,
+                                     ds=ds, skip_bad=spec.skip_bad):
+            embs.append(item.embeddings)
+            if item.flip is not None:
+                flips.append(item.flip)
+            good += [work.start + r for r in item.batch.good]
+            bad += [(work.start + r, m) for r, m in item.batch.bad]
         dim = self.backend.info.output_dim or 0
         emb = np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)
         flip = (np.concatenate(flips) if flips else np.zeros_like(emb)) if spec.flip else None
@@ -245,8 +260,6 @@ def _work_items(ds: Dataset, chunks: list[Chunk], start: int, stop: int,
 def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
            loader_opts: LoaderOptions, store: PartialStore, chunks: list[Chunk], start: int,
            stop: int, summary: Any, info: Any) -> dict[str, Any]:
-    from massface.infer.runner import latency_percentiles  # runner imports this module lazily
-
     cpus, gpus = replica_resources(session, opts.workers, opts.threads, opts.device)
     spec = ReplicaSpec(
         model=str(model.absolute()),
@@ -269,9 +282,8 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
                            enabled=opts.progress)
     try:
-        for index, res in _results(ray, spec, todo, opts, cpus, gpus):
-            if "error" in res:
-                raise getattr(errors, res["error"], InputError)(res["message"])
+        for index, res in stream(ray, Replica, spec, todo, opts.workers, cpus, gpus,
+                                 spec.model):
             work = todo[index - todo[0].index]
             chunk = Chunk(index, work.start, work.stop, res["good"],
                           [tuple(b) for b in res["bad"]])
@@ -300,9 +312,11 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     return engine
 
 
-def _results(ray: Any, spec: ReplicaSpec, todo: list[_Work], opts: Any, cpus: int,
-             gpus: int) -> Any:
-    """(chunk index, result) in chunk order, streamed from the actor pool."""
+def stream(ray: Any, actor: type[ChunkActor], spec: Any, todo: list[Any], replicas: int,
+           cpus: int, gpus: int, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(work index, result) for each of ``todo``, in order, streamed from a pool of
+    ``replicas`` actors ``actor(spec)``; an error a chunk returned is raised here with its
+    own class and message."""
     if not todo:
         return
     from ray.data import ActorPoolStrategy, DataContext
@@ -319,15 +333,19 @@ def _results(ray: Any, spec: ReplicaSpec, todo: list[_Work], opts: Any, cpus: in
         # below the release that drops them (see pyproject.toml).
         warnings.simplefilter("ignore", DeprecationWarning)
         mapped = data.map_batches(
-            Replica, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
-            compute=ActorPoolStrategy(size=min(opts.workers, len(todo))), num_cpus=cpus,
+            actor, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
+            compute=ActorPoolStrategy(size=min(replicas, len(todo))), num_cpus=cpus,
             num_gpus=gpus, max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS)
     try:
         for row in mapped.iter_rows():
-            yield int(row["index"]), row["result"]
+            res = row["result"]
+            if "error" in res:  # the class itself, or its nearest base in massface.errors
+                cls = next(c for n in res["error"]
+                           if isinstance(c := getattr(errors, n, None), type))
+                raise cls(res["message"])
+            yield int(row["index"]), res
     except ray.exceptions.RayError as exc:
-        raise ToolError(f"{spec.model}: the Ray actor pool failed ({type(exc).__name__}: "
+        raise ToolError(f"{what}: the Ray actor pool failed ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); a replica died more "
                         f"than {MAX_RESTARTS} times or the cluster lost its nodes; the chunks "
                         "saved so far are kept, rerun to continue") from exc
-

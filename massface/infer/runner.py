@@ -1,6 +1,6 @@
 """One ``massface-infer`` run: load the model, stream batches through it, write results.
 
-Decoding runs on a thread pool ahead of the model (:mod:`massface.infer.loader`);
+Decoding runs on a thread pool ahead of the model (:mod:`massface.runtime.loader`);
 completed chunks go to ``OUTDIR/.partial`` (:mod:`massface.infer.resume`) so an
 interrupted run continues where it stopped; the final files are written only at the end
 (:mod:`massface.infer.outputs`). The summary mirrors ais_bench's: images, batches, wall
@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.infer.backends import Backend, open_backend
-from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.outputs import (
     MSAME_RUN_DIR,
     WRITERS,
@@ -28,14 +26,16 @@ from massface.infer.outputs import (
     completed_fingerprint,
     remove_outputs,
 )
-from massface.infer.pipeline import PipelineStats, embedded_batches
-from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
-from massface.infer.resume import PARTIAL, Chunk, PartialStore, keys_sha256
-from massface.infer.sources import Dataset
-from massface.io import check_output_dir, remove_stale_temps, sha256_file
+from massface.infer.resume import PARTIAL, Chunk, PartialStore
+from massface.io import check_output_dir, keys_sha256, remove_stale_temps, sha256_file
 from massface.lock import folder_lock
 from massface.progress import ProgressBar
 from massface.registry import Registry
+from massface.runtime.backends import Backend, open_backend
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.pipeline import PipelineStats, embedded_batches, latency_percentiles
+from massface.runtime.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
+from massface.runtime.sources import Dataset
 
 
 @dataclass
@@ -180,15 +180,6 @@ def shard_bounds(total: int, shard: tuple[int, int] | None) -> tuple[int, int]:
         return 0, total
     k, n = shard
     return total * k // n, total * (k + 1) // n
-
-
-def latency_percentiles(lat: list[float]) -> dict[str, float]:
-    """Per-batch latency (seconds) as milliseconds: mean, p50, p95, max."""
-    if not lat:
-        return {}
-    a = np.asarray(lat) * 1000.0
-    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
-            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
 def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,

@@ -92,7 +92,7 @@ class PairsValidation:
 
     def evaluate(self, model: Any, flip: bool = True) -> dict[str, Any]:
         """``{"accuracy", "accuracy_std", "val", "auc", ...}`` (plus ``flip_*`` with flip)."""
-        from massface.evaluate import verify
+        from massface.scoring import verify
 
         emb = self.embed(model)[self.rows]
         result = verify(emb, self.issame)

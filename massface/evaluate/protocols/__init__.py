@@ -1,7 +1,7 @@
 """The evaluation protocols of ``massface-eval --protocol NAME`` (a registry).
 
 ``lfw`` (default)
-    LFW 10-fold verification of pairs (SPEC section 1, :mod:`massface.evaluate.verification`).
+    LFW 10-fold verification of pairs (SPEC section 1, :mod:`massface.scoring.verification`).
 ``blufr``
     BLUFR on LFW (SPEC section 5, :mod:`.blufr`): 10 trials of large-scale verification
     and open-set identification from an embedding folder of all LFW images.
