@@ -74,7 +74,7 @@ def ray_session():
                                            "'massface[ray]')")
     import ray
 
-    from massface.infer.ray_engine import connect
+    from massface.runtime.ray_pool import connect
 
     session = connect(None)
     assert session.started_here and session.address is None

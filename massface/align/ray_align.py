@@ -20,7 +20,7 @@ from typing import Any
 from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
 from massface.align.run import AlignJob, _align_one
-from massface.infer.ray_engine import FAULT_ENV, ChunkActor, connect, replica_resources, stream
+from massface.runtime.ray_pool import FAULT_ENV, ChunkActor, connect, replica_resources, stream
 
 CHUNK_IMAGES = 16
 

@@ -266,7 +266,7 @@ def run_align(job: AlignJob) -> AlignSummary:
     FORMATS.get(job.image_format, "--format")
     ENGINES.get(job.engine, "--engine")
     if job.engine == "ray":
-        from massface.infer.ray_engine import require_ray
+        from massface.runtime.ray_pool import require_ray
 
         require_ray()
     if not 1 <= job.quality <= 100:
