@@ -250,7 +250,7 @@ def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
     """The same journal lines from a Ray actor pool (:mod:`massface.align.ray_align`)."""
     from massface.align.ray_align import align_on_ray
 
-    return align_on_ray(aligner, job, keys)
+    return align_on_ray(aligner, job, keys, _align_one)
 
 
 # Who detects and aligns: both yield the journal lines in order, crops written.
