@@ -50,14 +50,21 @@ def align(
     detect_size: Annotated[int, typer.Option(
         help="longer sides above this are downscaled for detection (the warp reads the "
              "original)")] = 1024,
-    workers: Annotated[int, typer.Option(help="groups of images processed in parallel")] = 2,
+    workers: Annotated[int, typer.Option(help="groups of images processed in parallel "
+                                              "(--engine ray: replicas)")] = 2,
     batch: Annotated[int, typer.Option(
         help="images detected together (each MTCNN stage runs once per group)")] = 8,
     detector_engine: Annotated[str, typer.Option(
-        help=f"MTCNN's engine: auto (OpenVINO on x86 where installed) | "
+        help=f"MTCNN's nets: auto (OpenVINO on x86 where installed) | "
              f"{' | '.join(ENGINES)}")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="discard an earlier run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    engine: Annotated[str, typer.Option(
+        help="local (this process) | ray (a Ray actor pool: --workers replicas of one CPU "
+             "each; needs massface[ray]); same output")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
+             "instance sized to this machine)")] = None,
 ) -> None:
     """Detect, choose and align faces; mirror SRC into --out."""
     settings = AlignSettings(resolve_template(template), pick, all_faces, warp,
@@ -66,7 +73,8 @@ def align(
     if batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
     job = AlignJob(src, out, settings, landmarks, image_format, quality, max(1, workers),
-                   overwrite, batch=batch, progress=not quiet and sys.stderr.isatty())
+                   overwrite, batch=batch, progress=not quiet and sys.stderr.isatty(),
+                   engine=engine, ray_address=ray_address)
     _report(run_align(job), out)
 
 

@@ -82,7 +82,7 @@ def resolve_engine(engine: str) -> tuple[str, str]:
     if engine != "auto":
         ENGINES.get(engine, "detector engine")
         return engine, "given"
-    from massface.infer.backends import openvino_unfit
+    from massface.runtime.backends import openvino_unfit
 
     why_not = openvino_unfit("cpu")
     if why_not is None:

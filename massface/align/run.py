@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,8 @@ class AlignJob:
     overwrite: bool = False
     batch: int = 8  # images detected together (each MTCNN stage: one call per group)
     progress: bool = True
+    engine: str = "local"  # an ENGINES name: who detects and aligns
+    ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class AlignSummary:
     wall_s: float = 0.0
     images_per_s: float = 0.0  # images processed by this run / its wall time
     already_complete: bool = False
+    engine: str = "local"  # who detected and aligned (an ENGINES name)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -128,7 +131,7 @@ def _fingerprint(job: AlignJob, keys: list[str]) -> dict[str, Any]:
 
 
 def _keys_hash(keys: list[str]) -> str:
-    from massface.infer.resume import keys_sha256
+    from massface.io import keys_sha256
 
     return keys_sha256(keys)
 
@@ -144,8 +147,10 @@ def _encode(crop: Any, image_format: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str]) -> list[dict[str, Any]]:
-    """Everything for a group of images, detection batched over them; their journal lines."""
+def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str],
+                 write: Callable[[Path, bytes], None] = io.write_bytes) -> list[dict[str, Any]]:
+    """Everything for a group of images, detection batched over them, crops through
+    ``write``; their journal lines."""
     names = [str(job.src / key) for key in keys]
     images: dict[int, Any] = {}
     recs: dict[int, dict[str, Any]] = {}
@@ -158,12 +163,13 @@ def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str]) -> list[d
     found = aligner.find_many([images[i] for i in todo], [keys[i] for i in todo],
                               [names[i] for i in todo])
     for i, f in zip(todo, found, strict=True):
-        recs[i] = _write_crops(aligner, job, keys[i], names[i], images[i], f)
+        recs[i] = _write_crops(aligner, job, keys[i], names[i], images[i], f, write)
     return [recs[i] for i in range(len(keys))]
 
 
 def _write_crops(aligner: FaceAligner, job: AlignJob, key: str, name: str, image: Any,
-                 found: Found | NoFaceError) -> dict[str, Any]:
+                 found: Found | NoFaceError, write: Callable[[Path, bytes], None]
+                 ) -> dict[str, Any]:
     """Warp and write one image's faces; its journal line."""
     if isinstance(found, NoFaceError):
         return {"key": key, "ok": False, "reason": found.reason,
@@ -171,7 +177,7 @@ def _write_crops(aligner: FaceAligner, job: AlignJob, key: str, name: str, image
     names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
     for rel, points in zip(names, found.points, strict=True):
         crop = aligner.crop(image, points)
-        io.write_bytes(job.out / rel, _encode(crop, job.image_format, job.quality))
+        write(job.out / rel, _encode(crop, job.image_format, job.quality))
     return {"key": key, "ok": True, "entry": found.entry, "outputs": names}
 
 
@@ -261,9 +267,30 @@ def _pipeline(aligner: FaceAligner, job: AlignJob, keys: list[str]
                 f.cancel()
 
 
+def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
+                     ) -> Iterator[dict[str, Any]]:
+    """The same journal lines from a Ray actor pool (:mod:`massface.align.ray_align`)."""
+    from massface.align.ray_align import align_on_ray
+
+    return align_on_ray(aligner, job, keys, _align_group)
+
+
+# Who detects and aligns: both yield the journal lines in order, crops written.
+ENGINES: Registry[Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]] = \
+    Registry("engine")
+ENGINES.register("local", _pipeline, description="this process: --workers threads")
+ENGINES.register("ray", _pipeline_on_ray,
+                 description="a Ray actor pool, --workers replicas (extra 'ray')")
+
+
 def run_align(job: AlignJob) -> AlignSummary:
     """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
     FORMATS.get(job.image_format, "--format")
+    ENGINES.get(job.engine, "--engine")
+    if job.engine == "ray":
+        from massface.runtime.ray_pool import require_ray
+
+        require_ray()
     if not 1 <= job.quality <= 100:
         raise InputError(f"--quality {job.quality}: must lie in 1..100")
     keys = list_images(job.src, job.out)
@@ -279,13 +306,13 @@ def run_align(job: AlignJob) -> AlignSummary:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
             return AlignSummary(**{**old["summary"], "already_complete": True})
         aligner = FaceAligner(job.settings, given, job.landmarks)
-        summary = AlignSummary(images=len(keys), resumed=len(done))
+        summary = AlignSummary(images=len(keys), resumed=len(done), engine=job.engine)
         todo = [k for k in keys if k not in done]
         t0 = time.perf_counter()
         with open(job.out / PARTIAL / JOURNAL, "a", encoding="utf-8") as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
-            for rec in _pipeline(aligner, job, todo):
+            for rec in ENGINES.get(job.engine)(aligner, job, todo):
                 journal.write(json.dumps(rec, separators=(",", ":")) + "\n")
                 journal.flush()
                 done[rec["key"]] = rec

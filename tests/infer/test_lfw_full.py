@@ -60,7 +60,7 @@ def test_embeddings_equal_a_plain_onnxruntime_loop(lfw_onnx_run, pretrained_onnx
 
 def test_demo_run_lfw_accuracy_and_backend(onnx_accuracy, lfw_onnx_run, pretrained_onnx):
     """No --backend: the fastest exact engine here, recorded with why; 0.992667."""
-    from massface.infer.backends import choose_backend
+    from massface.runtime.backends import choose_backend
 
     meta = json.loads((lfw_onnx_run / "meta.json").read_text())
     cls, why = choose_backend(pretrained_onnx)
