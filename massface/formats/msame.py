@@ -23,6 +23,15 @@ from massface.errors import InputError
 from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
+#: ATC (current CANN) names an .om built for one host NAME_<os>_<arch>.om; it loads only
+#: there (ATC --host_env_os/--host_env_cpu; graphengine ge_api_types.h OPTION_HOST_ENV_*)
+PLATFORM_SUFFIX = re.compile(r"_(linux|windows)_(x86_64|aarch64)\.om$", re.IGNORECASE)
+
+
+def om_platform(path: str | os.PathLike[str]) -> str | None:
+    """The ``<os>_<arch>`` an ``.om``'s name says it was built for, or None."""
+    m = PLATFORM_SUFFIX.search(os.path.basename(path))
+    return f"{m.group(1)}_{m.group(2)}".lower() if m else None
 # written by ``massface-infer --format msame`` beside its outputs: dtype, dim, order
 WRITER_META = "massface-infer.json"
 
