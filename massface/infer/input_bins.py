@@ -23,11 +23,11 @@ import numpy as np
 from massface import io
 from massface.errors import InputError
 from massface.formats import msame
-from massface.infer.loader import LoaderOptions, iter_batches
-from massface.infer.preprocess import PreprocessingChoice
-from massface.infer.sources import INPUTS_META, INPUTS_SUBDIR, Dataset
 from massface.io import check_output_dir
 from massface.lock import folder_lock
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.preprocess import PreprocessingChoice
+from massface.runtime.sources import INPUTS_META, INPUTS_SUBDIR, Dataset
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.infer.backends import open_backend
-from massface.infer.backends.acl_backend import AclError
+from massface.runtime.backends import open_backend
+from massface.runtime.backends.acl_backend import AclError
 from tests.helpers.fake_acl import FakeAcl, write_fake_om
 from tests.helpers.models import make_linear_onnx
 
@@ -328,7 +328,7 @@ def test_output_name_matches_the_names_a_real_om_reports(monkeypatch, tmp_path, 
 
 
 def test_output_name_ambiguous_or_absent_is_refused():
-    from massface.infer.backends.acl_backend import match_output_name
+    from massface.runtime.backends.acl_backend import match_output_name
 
     names = ["Gemm_7:0:embeddings", "Gemm_8:0:logits", "embeddings:1"]
     assert match_output_name(names, "logits", "m.om") == 1
@@ -359,7 +359,7 @@ def test_fp16_input_om_is_fed_float16(monkeypatch, tmp_path, model):
 def test_second_backend_in_one_process_initialises_acl_once(monkeypatch, tmp_path, model):
     """CANN allows one acl.init per process: close() must not finalize (a second backend
     would need a second init, which the runtime refuses); finalize runs once at exit."""
-    from massface.infer.backends.acl_backend import finalize_acl
+    from massface.runtime.backends.acl_backend import finalize_acl
 
     path, weight = model
     fake = install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8))
@@ -376,7 +376,7 @@ def test_second_backend_in_one_process_initialises_acl_once(monkeypatch, tmp_pat
 
 
 def test_acl_initialised_by_another_owner_is_not_finalized(monkeypatch, tmp_path, model):
-    from massface.infer.backends.acl_backend import finalize_acl
+    from massface.runtime.backends.acl_backend import finalize_acl
 
     path, _ = model
     fake = install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8))
@@ -391,7 +391,7 @@ def test_acl_initialised_by_another_owner_is_not_finalized(monkeypatch, tmp_path
 def test_om_built_for_another_platform_is_refused_by_name(monkeypatch, tmp_path, model):
     """ATC's NAME_<os>_<arch>.om loads only on that OS/arch: massface says so before the
     runtime's generic load failure; the right host loads it."""
-    from massface.infer.backends import acl_backend
+    from massface.runtime.backends import acl_backend
 
     path, _ = model
     monkeypatch.setattr(acl_backend, "host_platform", lambda: "linux_aarch64")

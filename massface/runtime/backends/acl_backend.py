@@ -46,7 +46,7 @@ import numpy as np
 
 from massface.errors import AclError, InputError
 from massface.formats.msame import PLATFORM_SUFFIX, om_platform
-from massface.infer.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
+from massface.runtime.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
 
 ACL_SUCCESS = 0
 ACL_ERROR_REPEAT_INITIALIZE = 100002
@@ -400,7 +400,7 @@ class AclBackend(Backend):
 
 def _aipp_section(p: os.PathLike[str]) -> dict | None:
     """``export.json``'s AIPP section when it describes this very ``.om``."""
-    from massface.infer.preprocess import read_export_json
+    from massface.runtime.preprocess import read_export_json
 
     export = read_export_json(p)
     aipp = (export or {}).get("aipp")

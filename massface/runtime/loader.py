@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.infer.preprocess import Preprocessing, decode_image, normalize_batch
-from massface.infer.sources import Dataset
+from massface.runtime.preprocess import Preprocessing, decode_image, normalize_batch
+from massface.runtime.sources import Dataset
 
 
 @dataclass
