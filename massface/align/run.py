@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,8 @@ class AlignJob:
     workers: int = 2
     overwrite: bool = False
     progress: bool = True
+    engine: str = "local"  # an ENGINES name: who detects and aligns
+    ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class AlignSummary:
     wall_s: float = 0.0
     images_per_s: float = 0.0  # images processed by this run / its wall time
     already_complete: bool = False
+    engine: str = "local"  # who detected and aligned (an ENGINES name)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -135,8 +138,9 @@ def _encode(crop: Any, image_format: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _align_one(aligner: FaceAligner, job: AlignJob, key: str) -> dict[str, Any]:
-    """Everything for one image; returns its journal line."""
+def _align_one(aligner: FaceAligner, job: AlignJob, key: str,
+               write: Callable[[Path, bytes], None] = io.write_bytes) -> dict[str, Any]:
+    """Everything for one image, its crops through ``write``; returns its journal line."""
     name = str(job.src / key)
     try:
         image = load_rgb(job.src / key, name)
@@ -144,7 +148,7 @@ def _align_one(aligner: FaceAligner, job: AlignJob, key: str) -> dict[str, Any]:
         names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
         for rel, points in zip(names, found.points, strict=True):
             crop = aligner.crop(image, points)
-            io.write_bytes(job.out / rel, _encode(crop, job.image_format, job.quality))
+            write(job.out / rel, _encode(crop, job.image_format, job.quality))
     except NoFaceError as exc:
         return {"key": key, "ok": False, "reason": exc.reason,
                 "message": str(exc).removeprefix(f"{name}: ")}
@@ -215,9 +219,30 @@ def _pipeline(aligner: FaceAligner, job: AlignJob, keys: list[str]
                 f.cancel()
 
 
+def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
+                     ) -> Iterator[dict[str, Any]]:
+    """The same journal lines from a Ray actor pool (:mod:`massface.align.ray_align`)."""
+    from massface.align.ray_align import align_on_ray
+
+    return align_on_ray(aligner, job, keys, _align_one)
+
+
+# Who detects and aligns: both yield the journal lines in order, crops written.
+ENGINES: Registry[Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]] = \
+    Registry("engine")
+ENGINES.register("local", _pipeline, description="this process: --workers threads")
+ENGINES.register("ray", _pipeline_on_ray,
+                 description="a Ray actor pool, --workers replicas (extra 'ray')")
+
+
 def run_align(job: AlignJob) -> AlignSummary:
     """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
     FORMATS.get(job.image_format, "--format")
+    ENGINES.get(job.engine, "--engine")
+    if job.engine == "ray":
+        from massface.runtime.ray_pool import require_ray
+
+        require_ray()
     if not 1 <= job.quality <= 100:
         raise InputError(f"--quality {job.quality}: must lie in 1..100")
     keys = list_images(job.src, job.out)
@@ -230,13 +255,13 @@ def run_align(job: AlignJob) -> AlignSummary:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
             return AlignSummary(**{**old["summary"], "already_complete": True})
         aligner = FaceAligner(job.settings, given, job.landmarks)
-        summary = AlignSummary(images=len(keys), resumed=len(done))
+        summary = AlignSummary(images=len(keys), resumed=len(done), engine=job.engine)
         todo = [k for k in keys if k not in done]
         t0 = time.perf_counter()
         with io.Journal(job.out / PARTIAL / JOURNAL) as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
-            for rec in _pipeline(aligner, job, todo):
+            for rec in ENGINES.get(job.engine)(aligner, job, todo):
                 journal.write(rec)
                 done[rec["key"]] = rec
                 bar.update(len(done))

@@ -205,7 +205,7 @@ def _check_options(opts: InferOptions, ds: Dataset) -> None:
             raise InputError("--align runs in the local engine only; align first with "
                              "`massface-align SRC --out DST --engine ray`, then embed DST "
                              "with --images")
-        from massface.infer.ray_engine import require_ray
+        from massface.runtime.ray_pool import require_ray
 
         require_ray()  # a missing extra is said before the model loads
     if opts.batch_size < 1 or opts.chunk_batches < 1:
