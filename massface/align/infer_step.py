@@ -15,7 +15,6 @@ folder's ``meta.json`` marks the run complete.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
 from massface.align.images import load_rgb
 from massface.align.landmarks import LANDMARKS_FILE, write_landmarks
@@ -56,7 +56,7 @@ class AlignStep:
                              f"{model_size[0]}x{model_size[1]}; choose a template of the "
                              "model's size")
         self.channels = channels
-        self._journal = open(partial_dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
+        self._journal = io.Journal(partial_dir / JOURNAL)
 
     def crop(self, item: bytes | os.PathLike[str], name: str, key: str) -> np.ndarray:
         """uint8 ``[H, W, channels]`` aligned crop of one photo; records its landmarks."""
@@ -79,16 +79,13 @@ class AlignStep:
         todo = sorted(images)
         found = self.aligner.find_many([images[i] for i in todo], [keys[i] for i in todo],
                                        [names[i] for i in todo])
-        lines = []
         for i, f in zip(todo, found, strict=True):
             if isinstance(f, InputError):
                 out[i] = f
                 continue
             out[i] = self._channels(self.aligner.crop(images[i], f.points[0]))
-            lines.append(json.dumps({"key": keys[i], "entry": f.entry}, separators=(",", ":")))
-        with self._write_lock:
-            self._journal.write("".join(line + "\n" for line in lines))
-            self._journal.flush()
+            with self._write_lock:
+                self._journal.write({"key": keys[i], "entry": f.entry})
         return [x for x in out if x is not None]
 
     def _channels(self, crop: np.ndarray) -> np.ndarray:
@@ -102,12 +99,7 @@ class AlignStep:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        entries: dict[str, Any] = {}
-        for line in (partial_dir / JOURNAL).read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # cut short by an interruption; its image was redone
-            entries[rec["key"]] = rec["entry"]
+        entries = {rec["key"]: rec["entry"]
+                   for rec in io.read_jsonl(partial_dir / JOURNAL, "landmarks journal")}
         write_landmarks(out / LANDMARKS_FILE, {k: entries[k] for k in keys})
         return {**self.settings.to_dict(), "landmarks": LANDMARKS_FILE}

@@ -16,8 +16,6 @@ out of DST while one runs.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -33,8 +31,8 @@ from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landm
 from massface.align.weights import SHA256
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS
-from massface.io import read_json, remove_stale_temps, sha256_file
-from massface.lock import folder_lock
+from massface.io import read_json, sha256_file
+from massface.outdir import COMPLETE, RESUME, ResumableFolder, finished_fingerprint
 from massface.progress import ProgressBar
 from massface.registry import Registry
 
@@ -127,13 +125,7 @@ def _fingerprint(job: AlignJob, keys: list[str]) -> dict[str, Any]:
             "landmarks": (None if job.landmarks is None else
                           {"path": str(job.landmarks), "sha256": sha256_file(job.landmarks)}),
             "weights_sha256": None if job.landmarks is not None else SHA256,
-            "images_sha256": _keys_hash(keys), "images": len(keys)}
-
-
-def _keys_hash(keys: list[str]) -> str:
-    from massface.io import keys_sha256
-
-    return keys_sha256(keys)
+            "images_sha256": io.keys_sha256(keys), "images": len(keys)}
 
 
 def _encode(crop: Any, image_format: str, quality: int) -> bytes:
@@ -188,43 +180,25 @@ def _unreadable(key: str, name: str, exc: InputError) -> dict[str, Any]:
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
     if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the interruption
-        done[rec["key"]] = rec
-    return done
+        return {}
+    return {rec["key"]: rec for rec in io.read_jsonl(path, "massface-align journal")}
+
+
+def _folder(out: Path) -> ResumableFolder:
+    """DST of massface-align: crops are written atomically all over the mirrored tree, so a
+    killed run may have left temporaries anywhere in it."""
+    return ResumableFolder(out, "massface-align", PARTIAL, recursive_temps=True)
 
 
 def _start(job: AlignJob, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """Prepare DST; the records already done (None: the folder is complete)."""
-    out, partial = job.out, job.out / PARTIAL
-    done_file = out / DONE_FILE
-    if done_file.is_file() and not job.overwrite:
-        old = read_json(done_file, "finished massface-align run (--overwrite replaces it)")
-        if old.get("fingerprint") == fingerprint:
-            return None
-        raise InputError(f"{out}: already holds a finished massface-align run with other "
-                         "settings; rerun with --overwrite to replace it, or choose another "
-                         "--out")
-    run_file = partial / "run.json"
-    if run_file.is_file() and not job.overwrite:
-        old = read_json(run_file, "unfinished massface-align run (--overwrite starts again)")
-        if old != fingerprint:
-            raise InputError(f"{out}: holds an unfinished massface-align run with other "
-                             "settings; rerun with --overwrite to start again, or choose "
-                             "another --out")
-        return _read_journal(partial / JOURNAL)
-    if job.overwrite:
-        _remove_previous(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    io.write_json(run_file, fingerprint)
-    return {}
+    finished = finished_fingerprint(job.out / DONE_FILE, "finished massface-align run")
+    state = _folder(job.out).prepare(fingerprint, finished, overwrite=job.overwrite,
+                                     remove_outputs=lambda: _remove_previous(job.out))
+    if state == COMPLETE:
+        return None
+    return _read_journal(job.out / PARTIAL / JOURNAL) if state == RESUME else {}
 
 
 def _remove_previous(out: Path) -> None:
@@ -297,10 +271,7 @@ def run_align(job: AlignJob) -> AlignSummary:
     _check_collisions(keys, job.image_format, job.src)
     given = read_landmarks(job.landmarks) if job.landmarks is not None else None
     fingerprint = _fingerprint(job, keys)
-    with folder_lock(job.out, "massface-align"):
-        # crops are written atomically all over the mirrored tree: a killed run may have
-        # left temporaries anywhere in it (we hold the lock: none is being written now)
-        remove_stale_temps(job.out, recursive=True)
+    with _folder(job.out).lock():
         done = _start(job, fingerprint)
         if done is None:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
@@ -309,19 +280,18 @@ def run_align(job: AlignJob) -> AlignSummary:
         summary = AlignSummary(images=len(keys), resumed=len(done), engine=job.engine)
         todo = [k for k in keys if k not in done]
         t0 = time.perf_counter()
-        with open(job.out / PARTIAL / JOURNAL, "a", encoding="utf-8") as journal, \
+        with io.Journal(job.out / PARTIAL / JOURNAL) as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
             for rec in ENGINES.get(job.engine)(aligner, job, todo):
-                journal.write(json.dumps(rec, separators=(",", ":")) + "\n")
-                journal.flush()
+                journal.write(rec)
                 done[rec["key"]] = rec
                 bar.update(len(done))
         wall = time.perf_counter() - t0
         summary.wall_s = round(wall, 3)
         summary.images_per_s = round(len(todo) / wall, 2) if todo and wall > 0 else 0.0
         _finish(job, keys, done, fingerprint, summary)
-        remove_stale_temps(job.out, recursive=True)
+        _folder(job.out).finish()
         return summary
 
 
@@ -342,4 +312,3 @@ def _finish(job: AlignJob, keys: list[str], done: dict[str, dict[str, Any]],
         "format": "massface-align", "version": 1, "source": str(job.src),
         "fingerprint": fingerprint, "summary": summary.to_dict(),
         "written": [name for r in ok for name in r["outputs"]]})
-    shutil.rmtree(job.out / PARTIAL, ignore_errors=True)
