@@ -162,6 +162,7 @@ class ReferenceModel:
         choice = choose_preprocessing(self.path, overrides or {}, info.size)
         p = choice.preprocessing
         self.size = tuple(p.size)
+        self.fit = p.fit
         self.prep = Prep(p.color, p.mean, p.std)
         self.preprocessing = choice.to_dict()
         self._fp16 = None
@@ -184,7 +185,7 @@ class ReferenceModel:
         out = []
         for name in names:
             path = require_reference(self.images, name, "REF's index (--images)")
-            out.append(decode_image(path, str(path), self.size))
+            out.append(decode_image(path, str(path), self.size, fit=self.fit))
         self._pixels[tuple(names)] = np.stack(out)
         return self._pixels[tuple(names)]
 

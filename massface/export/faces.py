@@ -27,7 +27,7 @@ def load_face(path: Path, prep: Preprocessing) -> np.ndarray:
     """One image as float32 [H, W, 3], preprocessed exactly as ``massface-infer`` does."""
     from massface.infer.preprocess import decode_image, normalize_batch
 
-    pixels = decode_image(path, str(path), prep.size)
+    pixels = decode_image(path, str(path), prep.size, fit=prep.fit)
     return normalize_batch(pixels[None], prep)[0]
 
 

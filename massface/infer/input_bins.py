@@ -28,7 +28,7 @@ from massface.lock import folder_lock
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
-                     channels: int = 3, resize: bool = True, batch_size: int = 64,
+                     channels: int = 3, batch_size: int = 64,
                      workers: int = 1, overwrite: bool = False,
                      pixels: bool = False) -> dict[str, Any]:
     """Write the inputs (uint8 pixels with ``pixels``); returns the description also saved
@@ -37,11 +37,11 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
         raise InputError(f"{ds.root}: already preprocessed input bins")
     check_output_dir(out, "--out")
     with folder_lock(out, "massface-infer prepare-bins"):
-        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite,
+        return _write(ds, out, choice, channels, batch_size, workers, overwrite,
                       pixels)
 
 
-def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
+def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int,
            batch_size: int, workers: int, overwrite: bool, pixels: bool) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
     if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
@@ -55,7 +55,7 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
     slots_of: dict[int, list[int]] = {}
     for i, row in enumerate(slots):
         slots_of.setdefault(row, []).append(i)
-    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False, pixels=pixels)
+    opts = LoaderOptions(choice.preprocessing, channels, skip_bad=False, pixels=pixels)
     dtype = np.uint8 if pixels else np.float32
     for batch in iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers):
         for row, tensor in zip(batch.good, batch.array, strict=True):
