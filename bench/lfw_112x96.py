@@ -88,7 +88,7 @@ def embed(model: Path, root: Path, pairs: Path, out: Path, *extra: str) -> float
 
 def score(out: Path):
     from massface.evaluate.inputs import LoadOptions, load_input
-    from massface.evaluate.verification import verify
+    from massface.scoring.verification import verify
 
     data = load_input(out, LoadOptions(progress=False))
     return data, verify(data.embeddings, data.issame)

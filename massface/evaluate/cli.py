@@ -10,17 +10,16 @@ embedding folder as a labelled set instead (:mod:`massface.evaluate.protocols`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError
-from massface.evaluate.distances import DISTANCES
-from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
-from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
+from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, PairInput, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
     ScaleOptions,
@@ -42,10 +41,12 @@ from massface.evaluate.report import (
     write_protocol_markdown,
     write_roc,
 )
-from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
 from massface.io import check_output_file
-from massface.report.cli import HtmlReport
+from massface.report.html import HtmlReport
+from massface.scoring.distances import DISTANCES
+from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
+from massface.scoring.verification import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -106,6 +107,13 @@ def evaluate(
         help="blufr: the BLUFR config .mat (default: data/lfw/blufr/blufr_lfw_config.mat "
              "under $MASSFACE_SHARED, else under ../shared from the working folder).",
         show_default=False)] = None,
+    trials: Annotated[str | None, typer.Option(
+        help="blufr: score only these trials, e.g. 1 or 1-3,7 (1-based; then only their "
+             "test images need embeddings).", show_default=False)] = None,
+    trained_on: Annotated[Path | None, typer.Option(
+        help="blufr: the massface-train run folder (or training tree) the model was trained "
+             "on; a trial whose test people it trained on is refused (exit 2).",
+        show_default=False)] = None,
     image_labels: Annotated[Path | None, typer.Option(
         help="identification, all-pairs: '<path> <label>' lines (default: the identity "
              "folder of each image).", show_default=False)] = None,
@@ -147,14 +155,20 @@ def evaluate(
              for name in ctx.params if name not in ("inputs", "protocol", "normalization",
                                                     "flip", "json_path", "markdown", "html",
                                                     "html_worst")}
-    if check_options(protocol, given).evaluate is not None:
+    entry = check_options(protocol, given)
+    if entry.pairs is not None:
+        _evaluate_pair_protocol(ctx, inputs, protocol, entry.pairs, LoadOptions(
+            labels=labels, kind=kind, dtype=dtype, dim=dim, output_index=output_index,
+            allow_missing=allow_missing), json_path, markdown, html)
+        return
+    if entry.evaluate is not None:
         if search != "auto":
             SEARCHES.get(search, "--search")
         opts = ScaleOptions(
             FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
             SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
             SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
-            progress=True)
+            progress=True, trials=trials, trained_on=trained_on)
         _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console(), report)
         return
     DISTANCES.get(distance, "--distance")
@@ -169,6 +183,30 @@ def evaluate(
                    subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
                    far_target=far),
               json_path, markdown, roc, Console(), report)
+
+
+def _evaluate_pair_protocol(ctx: typer.Context, inputs: list[Path], protocol: str,
+                            score: Callable[[PairInput], Any], opts: LoadOptions,
+                            json_path: Path | None, markdown: Path | None,
+                            html: Path | None) -> None:
+    """A published pair protocol (``sphereface``): it fixes normalisation and flip."""
+    for name in ("normalization", "flip", "html"):
+        if _source(ctx, name) != "DEFAULT":
+            raise InputError(f"--{name}: not an option of --protocol {protocol} (the protocol "
+                             "fixes how features are prepared, and has no HTML page)")
+    runs = []
+    for path in inputs:
+        data = load_input(path, opts)
+        try:
+            runs.append(ProtocolRun(data, score(data)))
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+    console = Console()
+    print_protocol_report(runs, console)
+    if json_path is not None:
+        write_protocol_json(json_path, runs)
+    if markdown is not None:
+        write_protocol_markdown(markdown, runs)
 
 
 def _source(ctx: typer.Context, name: str) -> str:

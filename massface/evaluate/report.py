@@ -14,8 +14,8 @@ from massface import __version__, io
 from massface.evaluate.inputs import PairInput
 from massface.evaluate.protocols.base import ProtocolResult
 from massface.evaluate.protocols.labelled import FeatureSet
-from massface.evaluate.result import VerificationResult
 from massface.optional import require
+from massface.scoring.result import VerificationResult
 
 REPORT_FORMAT = "massface-eval"
 REPORT_VERSION = 1
@@ -202,9 +202,10 @@ def write_roc(path: Path, runs: list[Run]) -> None:
 
 @dataclass
 class ProtocolRun:
-    """One embedding folder scored by a labelled-set protocol."""
+    """One input scored by a protocol other than the LFW default: an embedding folder as a
+    labelled set, or pair inputs (``sphereface``)."""
 
-    input: FeatureSet
+    input: FeatureSet | PairInput
     result: ProtocolResult
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +215,9 @@ class ProtocolRun:
 def protocol_title(runs: list[ProtocolRun]) -> str:
     return {"blufr": "BLUFR (LFW) verification and open-set identification",
             "identification": "1:N identification",
-            "all-pairs": "All-pairs verification"}.get(runs[0].result.protocol_name,
-                                                       runs[0].result.protocol_name)
+            "all-pairs": "All-pairs verification",
+            "sphereface": "LFW by the SphereFace/CosFace protocol"}.get(
+                runs[0].result.protocol_name, runs[0].result.protocol_name)
 
 
 def protocol_summary(runs: list[ProtocolRun]) -> tuple[list[str], list[list[str]]]:

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate import verify
-from massface.evaluate.folds import contiguous_fold_ids
-from massface.export.parity import cosine_rows
 from massface.formats.pairs import Pair, pair_references, read_pairs, require_reference
 from massface.formats.preprocessing import Preprocessing
-from massface.infer.backends import Backend
+from massface.runtime.backends import Backend
+from massface.scoring import verify
+from massface.scoring.distances import cosine_rows
+from massface.scoring.folds import contiguous_fold_ids
 
 BATCH_SIZE = 32
 N_FOLDS = 10
@@ -112,10 +112,9 @@ class VariantRun:
 def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing, *,
                  batch_size: int = BATCH_SIZE, progress: bool = True) -> dict[str, VariantRun]:
     """Embed every image of ``evalset`` with every variant, batch by batch, interleaved."""
-    from massface.infer.loader import LoaderOptions, iter_batches
-    from massface.infer.preprocess import normalize_batch
-    from massface.infer.sources import Dataset
     from massface.progress import ProgressBar
+    from massface.runtime.loader import LoaderOptions, iter_batches
+    from massface.runtime.sources import Dataset
 
     ds = Dataset("lfw", evalset.root, evalset.keys, list(evalset.paths))
     opts = LoaderOptions(prep, 3, skip_bad=False, pixels=True)
@@ -126,7 +125,7 @@ def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing,
         with ProgressBar("accuracy budget", total=len(ds.keys), enabled=progress) as bar:
             for k, batch in enumerate(iter_batches(ds, 0, len(ds.keys), batch_size, opts,
                                                    prefetch=2)):
-                floats = normalize_batch(batch.array, prep)
+                floats = prep.normalize(batch.array)
                 for name, backend in backends.items():
                     x = batch.array if backend.info.input_dtype == "uint8" else floats
                     if k == 0:

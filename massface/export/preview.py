@@ -33,10 +33,11 @@ from massface.export.aipp import CONFIG_NAME, AippConfig
 from massface.export.faces import FaceBatch
 from massface.export.int8 import Int8Options
 from massface.export.manifest import artifact_entry
-from massface.export.parity import compare, cosine_rows, require
+from massface.export.parity import compare, require
 from massface.export.precision import PRECISION_TARGETS, TargetContext, parse_targets
 from massface.formats.preprocessing import Preprocessing
 from massface.io import write_bytes, write_text
+from massface.scoring.distances import cosine_rows
 from massface.tools import shared_data
 
 Log = Callable[[str], None]
@@ -102,7 +103,7 @@ class PreviewOptions:
 def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     """The parity faces as uint8 RGB (what an AIPP model is fed)."""
     from massface.formats.pairs import require_reference
-    from massface.infer.preprocess import decode_image
+    from massface.runtime.preprocess import decode_image
 
     out = []
     for ref in faces.refs:
@@ -124,25 +125,32 @@ def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
     write_text(staging / CONFIG_NAME, config.render())
     twin_path = staging / f"{stem}.aipp.onnx"
     write_bytes(twin_path, aipp.twin(fp32, config).SerializeToString())
-    parity = compare("aipp twin", f"{onnx_path.name} on normalised floats",
-                     OnnxRunner(onnx_path)(faces.images),
-                     OnnxRunner(twin_path)(_pixels(faces, prep)), bound=bound)
+    pixels = _pixels(faces, prep)
+    got = OnnxRunner(twin_path)(pixels)
+    # same arithmetic: the float model on AIPP's (float16) output, computed in NumPy
+    parity = compare("aipp twin", f"{onnx_path.name} on AIPP's float16 output",
+                     OnnxRunner(onnx_path)(config.apply(pixels)), got, bound=bound)
     log(parity.describe())
     require([parity])
     if parity.max_abs_diff > TWIN_MAX_ABS_DIFF:
         raise ParityError(f"{parity.describe()}: the twin must match to "
                           f"{TWIN_MAX_ABS_DIFF} (is the preprocessing representable?)")
+    # what the chip's float16 AIPP output costs against the host's float32 preprocessing
+    rounding = compare("aipp fp16 input", f"{onnx_path.name} on float32 normalised floats",
+                       OnnxRunner(onnx_path)(faces.images), got, bound=bound)
+    log(rounding.describe())
     manifest["aipp"] = {
         "config": CONFIG_NAME, "settings": config.to_dict(),
         "input": config.input_contract(), "om_file": None,
-        "twin": {**artifact_entry(twin_path), "parity": parity.to_dict()},
+        "twin": {**artifact_entry(twin_path), "parity": parity.to_dict(),
+                 "fp16_input": rounding.to_dict()},
     }
     return _variant(AIPP_ROW, twin_path, {"simulates": "the .om with AIPP (uint8 input)"})
 
 
 def _variant(name: str, path: Path, details: dict,
              opener: Callable[[], Any] | None = None) -> budget_mod.Variant:
-    from massface.infer.backends import open_backend
+    from massface.runtime.backends import open_backend
 
     return budget_mod.Variant(name, path.name, opener or (lambda: open_backend(path)), details)
 

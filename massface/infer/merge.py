@@ -15,9 +15,9 @@ from massface.errors import InputError
 from massface.formats import embedding_dir
 from massface.formats.pairs import read_pairs
 from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
-from massface.infer.sources import Dataset, slots_for
 from massface.io import check_output_dir, read_json
 from massface.lock import folder_lock
+from massface.runtime.sources import Dataset, slots_for
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,

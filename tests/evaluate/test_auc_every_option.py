@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.evaluate import verify
+from massface.scoring import verify
 from tests.helpers.naive_reference import naive_all_pairs, naive_distance, naive_prepare
 
 OPTIONS = [dict(flip=f, distance=d, normalization=n, subtract_mean=m)
@@ -72,7 +72,7 @@ def test_concat_auc_is_not_cut_at_4():
 
 
 def test_a_grid_too_large_is_refused_with_the_fix():
-    emb, flip, same = _separable(scale=30.0)
+    emb, _flip, same = _separable(scale=30.0)
     with pytest.raises(InputError, match="--normalization l2"):
         verify(emb, same, normalization="none")
 
@@ -122,7 +122,7 @@ def test_real_lfw_auc_every_option(lfw_set1_flip, opts):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_val_threshold_by_bisection_is_the_pinned_interpolation_on_the_grid(seed):
-    from massface.evaluate.verification import far_threshold, threshold_grid, val_threshold
+    from massface.scoring.verification import far_threshold, threshold_grid, val_threshold
 
     rng = np.random.default_rng(seed)
     neg = np.sort(np.round(rng.uniform(0, 6, 300), 2))  # ties and values past 4

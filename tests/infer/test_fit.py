@@ -17,9 +17,9 @@ from PIL import Image
 from massface.errors import InputError
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.imaging import FITS, center_box, fit_image
-from massface.infer.loader import LoaderOptions, load_rows
-from massface.infer.preprocess import Preprocessing, decode_image
-from massface.infer.sources import SourceArgs, open_source
+from massface.runtime.loader import LoaderOptions, load_rows
+from massface.runtime.preprocess import Preprocessing, decode_image
+from massface.runtime.sources import SourceArgs, open_source
 from tests.helpers.cli import invoke_ok
 from tests.helpers.models import make_linear_onnx
 

@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.formats.embedding_dir import read_embedding_dir
-from massface.infer import InferOptions, open_backend, run_inference
+from massface.infer import InferOptions, run_inference
 from massface.infer.cli import app
-from massface.infer.sources import lfw_dataset
+from massface.runtime import open_backend
+from massface.runtime.sources import lfw_dataset
 from tests.helpers.cli import invoke_ok as invoke
 from tests.helpers.faults import failing_backend
 from tests.helpers.scoring import lfw_accuracy_of
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 SLOW_MAIN = """
 import sys, time
-from massface.infer.backends import onnx_backend
+from massface.runtime.backends import onnx_backend
 _run = onnx_backend.OnnxBackend._run
 def slow(self, batch):
     time.sleep(0.2)
@@ -104,7 +105,8 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
                                                         progress=False),
                       backend=failing_backend(open_backend(pretrained_onnx), 3))
     opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False)
-    with pytest.raises(InputError, match=r"unfinished run with other settings.*batch_size"):
+    with pytest.raises(InputError, match=r"unfinished massface-infer run with other "
+                                         r"settings.*batch_size"):
         run_inference(pretrained_onnx, ds, opts16)
     opts16.overwrite = True
     assert run_inference(pretrained_onnx, ds, opts16).summary.resumed_rows == 0

@@ -1,0 +1,34 @@
+"""Choosing ``--engine``: what is refused before any model loads or Ray starts (no Ray
+needed for these)."""
+
+from __future__ import annotations
+
+import sys
+
+from typer.testing import CliRunner
+
+from massface.infer.cli import app
+
+
+def _invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_missing_ray_names_the_extra(tmp_path, monkeypatch, pretrained_onnx, lfw_dir,
+                                     subset_pairs):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    r = _invoke("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs,
+                "--out", tmp_path / "o", "--engine", "ray")
+    assert r.exit_code == 2, r.output
+    assert "massface[ray]" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_engine_and_align_on_ray_are_refused(tmp_path, pretrained_onnx, lfw_dir,
+                                                     subset_pairs):
+    base = ["--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs]
+    r = _invoke(*base, "--out", tmp_path / "a", "--engine", "spark")
+    assert r.exit_code == 2 and "unknown engine 'spark'" in r.output and "ray" in r.output
+    r = _invoke(*base, "--out", tmp_path / "b", "--engine", "ray", "--align", "arcface")
+    assert r.exit_code == 2 and "massface-align" in r.output
