@@ -192,12 +192,12 @@ class ReferenceModel:
             self._fp16_reason = "needs the onnx package (pip install 'massface[tf]')"
             return None
         from massface.export.fp16 import simulate_fp16
-        from massface.runtime.backends import open_backend
+        from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
         self._tmp = tempfile.TemporaryDirectory(prefix="massface-fp16-")
         path = Path(self._tmp.name) / "fp16sim.onnx"
         onnx.save(simulate_fp16(onnx.load(str(self.path))), str(path))
-        self._fp16 = open_backend(path)
+        self._fp16 = open_backend(path, backend=SIMULATION_BACKEND)
         return self._fp16
 
     @property

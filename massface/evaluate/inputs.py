@@ -221,7 +221,7 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
 
 def inference_settings(meta: dict[str, Any]) -> dict[str, Any]:
     """The backend and precision massface-infer recorded (absent in older or foreign runs)."""
-    return {k: meta[k] for k in ("backend", "precision") if k in meta}
+    return {k: meta[k] for k in ("backend", "precision", "backend_choice") if k in meta}
 
 
 # --- arrays in pair order -------------------------------------------------------------

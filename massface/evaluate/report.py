@@ -92,7 +92,8 @@ def inference_lines(runs: list[Run]) -> list[str]:
         d = run.input.details
         if "precision" in d:
             lines.append(f"{run.input.name}: embedded by {d.get('backend', '?')} in "
-                         f"{d['precision']}")
+                         f"{d['precision']}" + (f" ({d['backend_choice']})"
+                                                if d.get("backend_choice") else ""))
     return lines
 
 

@@ -62,8 +62,9 @@ Workers = Annotated[int, typer.Option(help="decode threads (--engine ray: model 
                                             "one Ray actor each)")]
 Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output")]
 BackendName = Annotated[str, typer.Option(
-    "--backend", help="auto (by the model's suffix: .onnx ONNX Runtime, .xml OpenVINO, .pb "
-                      "TensorFlow, .om pyACL) | onnxruntime | openvino | tensorflow | acl")]
+    "--backend", help="auto (the fastest exact engine for the model: .onnx OpenVINO fp32 on "
+                      "x86 where installed, else ONNX Runtime; .xml OpenVINO, .pb TensorFlow, "
+                      ".om pyACL) | onnxruntime | openvino | tensorflow | acl")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -230,6 +231,9 @@ def _report(result: Any, out: Path) -> None:
     if s.resumed_rows:
         msg += f" (resumed after {s.resumed_rows} rows)"
     err.print(msg, highlight=False)
+    meta = result.meta
+    err.print(f"backend: {meta.get('backend')} {meta.get('precision')} "
+              f"({meta.get('backend_choice') or 'given'})", highlight=False)
     if result.skipped:
         err.print(f"[yellow]skipped {len(result.skipped)} bad images: see {out}/skipped.txt"
                   "[/yellow]")

@@ -288,9 +288,9 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
-                      "backend": info.backend, "precision": backend.precision,
-                      "streams": info.extra.get("streams"), "model": str(model),
-                      "engine": engine}
+                      "backend": info.backend, "backend_choice": backend.choice,
+                      "precision": backend.precision, "streams": info.extra.get("streams"),
+                      "model": str(model), "engine": engine}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
                         "stop": stop, "total": len(ds.keys),
@@ -301,8 +301,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
         "fit": _fit_record(choice, ds, opts),
         "dataset": ds.describe(), "batch_size": opts.batch_size,
-        "backend": info.backend, "precision": backend.precision, "engine": engine["name"],
-        "fingerprint": fingerprint,
+        "backend": info.backend, "backend_choice": backend.choice,
+        "precision": backend.precision, "engine": engine["name"], "fingerprint": fingerprint,
     }
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)

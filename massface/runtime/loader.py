@@ -75,13 +75,21 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     good: list[int] = []
     bad: list[tuple[int, str]] = []
     arrays: list[np.ndarray] = []
+    crops: list[Any] = []
+    if opts.align is not None and not ds.tensors:  # detection batched over the batch's photos
+        rows = range(start, stop)
+        crops = opts.align.crop_many([ds.items[r] for r in rows],
+                                     [item_name(ds, r) for r in rows], [ds.keys[r] for r in rows])
     for row in range(start, stop):
         try:
             if ds.tensors:
                 arrays.append(read_tensor(ds.items[row], (h, w, opts.channels),  # type: ignore[arg-type]
                                           opts.pixels))
             elif opts.align is not None:
-                arrays.append(opts.align.crop(ds.items[row], item_name(ds, row), ds.keys[row]))
+                crop = crops[row - start]
+                if isinstance(crop, InputError):
+                    raise crop
+                arrays.append(crop)
             else:
                 arrays.append(decode_image(ds.items[row], item_name(ds, row), (h, w),
                                            fit=prep.fit, channels=opts.channels))

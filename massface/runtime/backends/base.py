@@ -139,6 +139,7 @@ class Backend(ABC):
     precisions: tuple[str, ...] = ("fp32",)  # ``--precision`` values it runs
     precision = "fp32"  # the one this instance runs
     takes_streams = False  # whether ``--streams`` means something to it
+    choice = ""  # how open_backend chose it ("auto: ..." or "--backend NAME"), for the record
     in_flight = 1  # model calls :meth:`embed_many` keeps started at once
     info: ModelInfo
 
