@@ -152,6 +152,7 @@ class ReferenceModel:
         choice = choose_preprocessing(self.path, overrides or {}, info.size)
         self.prep = choice.preprocessing
         self.size = tuple(self.prep.size)
+        self.fit = self.prep.fit
         self.preprocessing = choice.to_dict()
         self._fp16 = None
         self._fp16_reason: str | None = None
@@ -173,7 +174,7 @@ class ReferenceModel:
         out = []
         for name in names:
             path = require_reference(self.images, name, "REF's index (--images)")
-            out.append(decode_image(path, str(path), self.size))
+            out.append(decode_image(path, str(path), self.size, fit=self.fit))
         self._pixels[tuple(names)] = np.stack(out)
         return self._pixels[tuple(names)]
 

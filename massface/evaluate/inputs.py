@@ -82,6 +82,11 @@ class PairInput:
     pair_refs: list[tuple[str, str]] | None = None
     source_meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def path(self) -> str:
+        """The input as given (what protocol reports name it by)."""
+        return self.name
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.name,

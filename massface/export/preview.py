@@ -108,7 +108,7 @@ def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     out = []
     for ref in faces.refs:
         path = require_reference(faces.root, ref, "the parity batch")
-        out.append(decode_image(path, str(path), tuple(prep.size)))
+        out.append(decode_image(path, str(path), tuple(prep.size), fit=prep.fit))
     return np.stack(out)
 
 

@@ -31,7 +31,7 @@ from massface.runtime.sources import INPUTS_META, INPUTS_SUBDIR, Dataset
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
-                     channels: int = 3, resize: bool = True, batch_size: int = 64,
+                     channels: int = 3, batch_size: int = 64,
                      workers: int = 1, overwrite: bool = False,
                      pixels: bool = False, dtype: str | None = None,
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -46,11 +46,11 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
         raise InputError(f"{ds.root}: already preprocessed input bins")
     check_output_dir(out, "--out")
     with folder_lock(out, "massface-infer prepare-bins"):
-        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite,
+        return _write(ds, out, choice, channels, batch_size, workers, overwrite,
                       pixels, np.dtype(dtype), extra or {})
 
 
-def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
+def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int,
            batch_size: int, workers: int, overwrite: bool, pixels: bool, dtype: np.dtype,
            extra: dict[str, Any]) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
@@ -65,7 +65,7 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
     slots_of: dict[int, list[int]] = {}
     for i, row in enumerate(slots):
         slots_of.setdefault(row, []).append(i)
-    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False, pixels=pixels)
+    opts = LoaderOptions(choice.preprocessing, channels, skip_bad=False, pixels=pixels)
     for batch in iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers):
         for row, tensor in zip(batch.good, batch.array, strict=True):
             data = np.ascontiguousarray(tensor[None], dtype=dtype).tobytes()

@@ -42,7 +42,6 @@ class LoaderOptions:
 
     preprocessing: Preprocessing
     channels: int = 3
-    resize: bool = True
     skip_bad: bool = False
     pixels: bool = False  # keep uint8 RGB pixels: the model normalises them (AIPP)
     align: Any = None  # massface.align.infer_step.AlignStep (--align): detect + warp instead
@@ -93,7 +92,7 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
                 arrays.append(crop)
             else:
                 arrays.append(decode_image(ds.items[row], item_name(ds, row), (h, w),
-                                           resize=opts.resize, channels=opts.channels))
+                                           fit=prep.fit, channels=opts.channels))
             good.append(row)
         except InputError as exc:
             if not opts.skip_bad:
