@@ -158,3 +158,33 @@ def test_full_lfw_through_the_printed_msame_command(monkeypatch, tmp_path, pretr
     emb = np.stack([np.fromfile(outputs.files[i], np.float32) for i in range(12000)])
     naive = lfw_accuracy(emb, read_labels_file(dest / "actual_issame.txt"))
     assert abs(naive - result["accuracy"]) < 1e-12
+
+
+def test_fp16_input_om_gets_float16_bins_that_msame_feeds(monkeypatch, tmp_path, lfw_dir,
+                                                          subset_pairs):
+    """An .om built with --input_fp16_nodes: prepare-bins writes float16 bins (2 bytes a
+    value, what the model's input holds) and the stand-in msame embeds them correctly."""
+    from massface.formats.msame import scan_output_folder
+    from massface.infer.cli import app
+    from tests.helpers.models import make_linear_onnx
+
+    weight = make_linear_onnx(tmp_path / "lin.onnx", size=(112, 112), dim=8)
+    om = write_fake_om(tmp_path / "model.om", onnx=tmp_path / "lin.onnx", gears=[1, 8],
+                       input_dtype="float16", dim=8)
+    monkeypatch.setitem(sys.modules, "acl", FakeAcl.from_om(om))
+    dest = tmp_path / "bins"
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(subset_pairs.read_text().splitlines()[:4]) + "\n")
+    r = CliRunner().invoke(app, ["prepare-bins", "--model", str(om), "--lfw", str(lfw_dir),
+                                 "--pairs", str(pairs), "--out", str(dest)])
+    assert r.exit_code == 0, r.output
+    info = json.loads((dest / "inputs.json").read_text())
+    assert info["dtype"] == "float16"
+    x = np.fromfile(dest / "inputs" / "0.bin", np.float16)
+    assert x.size == 112 * 112 * 3
+    done = _run(shlex.split(info["msame_command"]), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = scan_output_folder(dest / "msame")
+    assert len(outputs.files) == 8
+    got = np.fromfile(outputs.files[0], np.float32)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ weight, atol=1e-4)
