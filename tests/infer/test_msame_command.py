@@ -85,6 +85,31 @@ def test_printed_command_runs_through_the_standin_msame(monkeypatch, tmp_path,
     assert got_eval["accuracy"] == ref_eval["accuracy"]
 
 
+def test_printed_ais_bench_command_gives_the_same_outputs(monkeypatch, tmp_path,
+                                                        pretrained_onnx, lfw_dir,
+                                                        subset_pairs):
+    """The ais_bench command prepare-bins prints, through its stand-in: the same
+    embeddings as msame's, named <i>_0.bin, read back by massface-eval."""
+    from massface.formats.msame import scan_output_folder
+    from tests.helpers.standin_ais_bench import install_standin_ais_bench
+
+    command, evaluate, dest = _prepare(monkeypatch, tmp_path, pretrained_onnx,
+                                       ["--lfw", lfw_dir, "--pairs", subset_pairs])
+    ais = shlex.split(json.loads((dest / "inputs.json").read_text())["ais_bench_command"])
+    assert ais[:3] == ["python3", "-m", "ais_bench"] and ais[-2:] == ["--dymBatch", "1"]
+    exe = install_standin_ais_bench(tmp_path / "bin")
+    done = subprocess.run([str(exe), *ais[3:]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _run(command, tmp_path).returncode == 0
+    a, m = scan_output_folder(dest / "ais_bench"), scan_output_folder(dest / "msame")
+    assert a.tool == "ais_bench" and m.tool == "msame" and len(a.files) == len(m.files) == 120
+    for i in range(120):
+        assert a.files[i].read_bytes() == m.files[i].read_bytes()
+    via_msame = _evaluate(evaluate, tmp_path)["accuracy"]
+    evaluate[1] = str(dest / "ais_bench")
+    assert _evaluate(evaluate, tmp_path)["accuracy"] == via_msame
+
+
 def test_without_dymbatch_msame_writes_nothing(monkeypatch, tmp_path, pretrained_onnx,
                                                lfw_dir, subset_pairs):
     """What the old printed command did: every execute fails on a dynamic-batch .om,
