@@ -193,7 +193,7 @@ def infer(
         output_name=output_name, preprocessing=overrides,
         flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=_shard(shard), chunk_batches=chunk_batches,
-        progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
+        progress=not quiet and sys.stderr.isatty(), align=_align_step(align, workers),
         engine=engine, ray_address=ray_address,
     )
     _report(run_inference(model, ds, opts), out)
@@ -214,12 +214,12 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return parse_shard(text)
 
 
-def _align_step(template: str | None) -> Any:
+def _align_step(template: str | None, workers: int) -> Any:
     if template is None:
         return None
     from massface.align.infer_step import AlignStep
 
-    return AlignStep(template)
+    return AlignStep(template, workers=workers)
 
 
 def _report(result: Any, out: Path) -> None:
