@@ -278,11 +278,15 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     command = msame.msame_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
                                   dest / msame.MSAME_OUTPUT_DIR, gears=gears,
                                   static_batch=static)
+    ais_bench = msame.ais_bench_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
+                                        dest / msame.AIS_BENCH_OUTPUT_DIR, gears=gears,
+                                        static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             pixels=dtype == "uint8", dtype=dtype,
-                            extra={"msame_command": shlex.join(command)})
+                            extra={"msame_command": shlex.join(command),
+                                   "ais_bench_command": shlex.join(ais_bench)})
     err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
@@ -291,6 +295,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
         "drop it for a static batch-1 .om)")
     err.print(f"run on the Ascend host{note}:\n  {shlex.join(command)}", highlight=False,
               soft_wrap=True)
+    err.print(f"or with ais_bench (outputs in {dest / msame.AIS_BENCH_OUTPUT_DIR}):\n  "
+              f"{shlex.join(ais_bench)}", highlight=False, soft_wrap=True)
     if info["labels"]:
         # msame's raw .bin records no dtype: 768 bytes may be 192 float32 or 384 float16
         evaluate = ["massface-eval", str(dest / msame.MSAME_OUTPUT_DIR), "--labels",
