@@ -30,7 +30,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command(epilog=exit_help(InputError))
-@command("massface-align")
+@command("massface-align", resume="the images done so far are kept (OUT/.align-partial); "
+         "rerun the same command to continue from them")
 def align(
     src: Annotated[Path, typer.Argument(help="folder of photos (any depth)")],
     out: Annotated[Path, typer.Option(help="output folder (mirrors SRC's tree)")],
@@ -54,9 +55,11 @@ def align(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Detect, choose and align faces; mirror SRC into --out."""
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
     settings = AlignSettings(resolve_template(template), pick, all_faces, warp,
                              DetectorOptions(min_face=min_face, detect_size=detect_size))
-    job = AlignJob(src, out, settings, landmarks, image_format, quality, max(1, workers),
+    job = AlignJob(src, out, settings, landmarks, image_format, quality, workers,
                    overwrite, progress=not quiet and sys.stderr.isatty())
     _report(run_align(job), out)
 
@@ -73,6 +76,10 @@ def _report(s: AlignSummary, out: Path) -> None:
         msg += f", {s.images_per_s:.1f} img/s"
         if s.resumed:
             msg += f" (resumed after {s.resumed} images)"
+        if s.redone:
+            msg += f" ({s.redone} changed since the interrupted run: aligned again)"
+    if s.ignored:
+        msg += "; ignored: " + ", ".join(f"{n} {reason}" for reason, n in s.ignored.items())
     err.print(f"{msg} -> {out}", highlight=False)
 
 

@@ -27,7 +27,7 @@ from massface.align.transform import WARPS, similarity, warp_affine
 from massface.errors import InputError
 from massface.registry import Registry
 
-SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks")
+SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks", "bad landmarks")
 
 
 class NoFaceError(InputError):
@@ -113,7 +113,14 @@ class FaceAligner:
             if entry is None:
                 raise NoFaceError(name, "no landmarks", f"no entry {key!r} in "
                                                         f"{self.given_from}")
-            return Found(entry, entry_points(entry, self.settings.all_faces))
+            points = entry_points(entry, self.settings.all_faces)
+            for k, pts in enumerate(points):
+                problem = landmark_problem(pts, image.shape[:2])
+                if problem:
+                    face = f"face {k} " if len(points) > 1 else ""
+                    raise NoFaceError(name, "bad landmarks",
+                                      f"{face}{problem} in {self.given_from}")
+            return Found(entry, points)
         min_face = self.settings.detector.min_face
         if min(image.shape[:2]) < min_face:
             raise NoFaceError(name, "too small", f"image {image.shape[1]}x{image.shape[0]} "
@@ -142,3 +149,27 @@ class FaceAligner:
         t = self.settings.template
         m = similarity(points, t.array)
         return warp_affine(image, m, t.size, self.settings.warp)
+
+
+# Five points closer together than this (pixels) describe no face: the warp would blow
+# one source pixel up to the whole crop.
+MIN_LANDMARK_SPREAD = 1.0
+
+
+def landmark_problem(points: np.ndarray, size: tuple[int, int]) -> str:
+    """Why five points cannot be aligned in an image of ``size`` (H, W); "" when they can.
+
+    Points outside the image would warp black borders into the crop, which would then
+    look aligned; five (nearly) coincident points have no scale or rotation.
+    """
+    pts = np.asarray(points, np.float64).reshape(5, 2)
+    h, w = size
+    outside = ~((pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5)
+                & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5))
+    if outside.any():
+        k = int(np.argmax(outside))
+        return (f"landmark {k} ({pts[k, 0]:g}, {pts[k, 1]:g}) lies outside the {w}x{h} "
+                "image")
+    if np.ptp(pts, axis=0).max() < MIN_LANDMARK_SPREAD:
+        return "the five landmarks coincide (degenerate: no face)"
+    return ""

@@ -85,6 +85,11 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
     return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1 (decode threads)")
+
+
 def _om_model(model: Path | None, om: Path | None) -> Path | None:
     """``--om M.om`` is the ``.om``-only spelling of ``--model M.om``."""
     if om is None:
@@ -97,7 +102,8 @@ def _om_model(model: Path | None, om: Path | None) -> Path | None:
 
 
 @app.callback(invoke_without_command=True, epilog=EXIT_HELP)
-@command("massface-infer")
+@command("massface-infer", resume="the finished chunks are kept in OUT/.partial; rerun the "
+         "same command to resume from them")
 def infer(
     ctx: typer.Context,
     model: Model = None,
@@ -153,6 +159,7 @@ def infer(
     if ctx.invoked_subcommand is not None:
         return
     model = _om_model(model, om)
+    _check_workers(workers)
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)
@@ -210,6 +217,7 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resi
     from massface.infer.input_bins import write_input_bins
     from massface.infer.preprocess import choose_preprocessing
 
+    _check_workers(workers)
     channels, model_size, pixels = 3, None, False
     if model is not None:
         from massface.infer.backends import open_backend
@@ -227,7 +235,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resi
 
 
 @app.command("prepare-bins", epilog=EXIT_HELP)
-@command("massface-infer prepare-bins")
+@command("massface-infer prepare-bins", resume="the bins written so far are kept; rerun "
+         "the same command to resume")
 def prepare_bins(
     out: Annotated[Path, typer.Option(help="folder for inputs/<i>.bin, actual_issame.txt "
                                            "and inputs.json")],
@@ -263,11 +272,12 @@ def merge(
     out: Annotated[Path, typer.Option(help="merged output folder")],
     output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
         "embeddings",
+    overwrite: Annotated[bool, typer.Option(help="replace a result already in --out")] = False,
 ) -> None:
     """Assemble --shard K/N outputs, in order, into one output folder."""
     from massface.infer.merge import merge_shards
 
-    merge_shards(list(shard_dirs), out, output_format=output_format)
+    merge_shards(list(shard_dirs), out, output_format=output_format, overwrite=overwrite)
     err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
 
 

@@ -5,8 +5,11 @@
 AIPP ``.om`` or its CPU twin ``model.aipp.onnx``), one per pair slot in pair order
 ``0..2N-1`` when there are pairs, else one per image. Outside the input folder, because
 msame feeds every file in it: ``DIR/actual_issame.txt`` and ``DIR/inputs.json`` (written
-last: the preprocessing and what each file holds). Run ``msame --model M.om --input
-DIR/inputs --output OUT``; ``massface-infer --input-bins DIR`` reads the same layout back.
+last: the preprocessing and what each file holds). An interrupted run (no ``inputs.json``
+yet, its settings in ``DIR/.prepare-bins.json``) is resumed by the same command from the
+first row whose bins are missing; other settings are refused unless ``--overwrite``. Run
+``msame --model M.om --input DIR/inputs --output OUT``; ``massface-infer --input-bins DIR``
+reads the same layout back.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from massface.errors import InputError
 from massface.formats import msame
 from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.preprocess import PreprocessingChoice
-from massface.infer.sources import INPUTS_META, INPUTS_SUBDIR, Dataset
+from massface.infer.sources import INPUTS_META, INPUTS_SUBDIR, PARTIAL_MARKER, Dataset
 from massface.io import check_output_dir
 from massface.lock import folder_lock
 
@@ -41,23 +44,61 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
                       pixels)
 
 
+def _fingerprint(ds: Dataset, choice: PreprocessingChoice, channels: int, resize: bool,
+                 pixels: bool) -> dict[str, Any]:
+    from massface.infer.resume import keys_sha256
+
+    return {"dataset": ds.describe(), "keys_sha256": keys_sha256(ds.keys),
+            "slots": None if ds.slots is None else len(ds.slots),
+            "preprocessing": choice.to_dict(), "channels": channels, "resize": resize,
+            "pixels": pixels}
+
+
+def _resume_row(out: Path, fingerprint: dict[str, Any], overwrite: bool,
+                slots_of: dict[int, list[int]], n_rows: int) -> int:
+    """The first row to write: 0, or where an interrupted run with these settings stopped
+    (bins are written atomically, row by row: a row whose bins all exist is done)."""
+    inputs, marker = out / INPUTS_SUBDIR, out / PARTIAL_MARKER
+    held = inputs.is_dir() and any(inputs.iterdir())
+    if not (held or marker.exists() or (out / INPUTS_META).exists()):
+        return 0  # a fresh folder
+    if overwrite:
+        shutil.rmtree(inputs, ignore_errors=True)
+        for name in (INPUTS_META, msame.LABELS_FILE, PARTIAL_MARKER):
+            (out / name).unlink(missing_ok=True)
+        return 0
+    if (out / INPUTS_META).exists():
+        raise InputError(f"{out}: already holds input bins; rerun with --overwrite")
+    if not marker.exists():
+        raise InputError(f"{out}: {inputs} holds files that prepare-bins did not write (no "
+                         f"{INPUTS_META}); rerun with --overwrite to replace them, or choose "
+                         "another --out")
+    if io.read_json(marker, "unfinished prepare-bins run (--overwrite starts again)") \
+            != fingerprint:
+        raise InputError(f"{out}: holds an unfinished prepare-bins run with other settings; "
+                         "rerun with --overwrite to start again, or choose another --out")
+    io.remove_stale_temps(inputs)  # we hold the lock: a temporary here is a killed write's
+    for row in range(n_rows):
+        if not all((inputs / msame.input_name(i)).is_file() for i in slots_of.get(row, [])):
+            return row
+    return n_rows
+
+
 def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
            batch_size: int, workers: int, overwrite: bool, pixels: bool) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
-    if (out / INPUTS_META).exists() or (inputs.is_dir() and any(inputs.iterdir())):
-        if not overwrite:
-            raise InputError(f"{out}: already holds input bins; rerun with --overwrite")
-        shutil.rmtree(inputs, ignore_errors=True)
-        (out / INPUTS_META).unlink(missing_ok=True)
-        (out / msame.LABELS_FILE).unlink(missing_ok=True)
-    inputs.mkdir(parents=True, exist_ok=True)
     slots = ds.slots if ds.slots is not None else list(range(len(ds.keys)))
     slots_of: dict[int, list[int]] = {}
     for i, row in enumerate(slots):
         slots_of.setdefault(row, []).append(i)
+    fingerprint = _fingerprint(ds, choice, channels, resize, pixels)
+    start = _resume_row(out, fingerprint, overwrite, slots_of, len(ds.keys))
+    inputs.mkdir(parents=True, exist_ok=True)
+    if start == 0:
+        io.write_json(out / PARTIAL_MARKER, fingerprint)
     opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False, pixels=pixels)
     dtype = np.uint8 if pixels else np.float32
-    for batch in iter_batches(ds, 0, len(ds.keys), batch_size, opts, workers=workers):
+    for batch in iter_batches(ds, start, len(ds.keys), batch_size, opts, workers=workers):
         for row, tensor in zip(batch.good, batch.array, strict=True):
             data = np.ascontiguousarray(tensor[None], dtype=dtype).tobytes()
             for i in slots_of.get(row, []):
@@ -73,4 +114,5 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
             "order": [ds.keys[r] for r in slots],
             "labels": msame.LABELS_FILE if ds.pairs is not None else None}
     io.write_json(out / INPUTS_META, info)
+    (out / PARTIAL_MARKER).unlink(missing_ok=True)
     return info

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.imaging import require_regular_file
 from massface.infer.preprocess import Preprocessing, decode_image, normalize_batch
 from massface.infer.sources import Dataset
 
@@ -58,6 +59,7 @@ def read_tensor(path: Path, shape: tuple[int, int, int], pixels: bool = False) -
     """An input bin ``[1, H, W, C]`` as ``[H, W, C]``: preprocessed float32, or (``pixels``,
     a model that normalises its own input: AIPP) raw uint8 pixels."""
     dtype = np.dtype(np.uint8 if pixels else np.float32)
+    require_regular_file(path, str(path), "cannot read input bin")
     try:
         raw = path.read_bytes()
     except OSError as exc:
