@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install, then infer + evaluate the shared pretrained model on LFW
 #                 (and write the HTML report $(OUT)/report.html)
-#   make test   - install, then run the test suite
+#   make test   - install, then run the test suite (the slowest 25 tests listed at the end)
+#   make test-fast - the suite without the tests marked slow
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.massface-installed
 SHARED ?= $(abspath ../shared)
 OUT ?= work_dirs/demo
 
-.PHONY: setup demo test lint bench orl-recipe clean
+.PHONY: setup demo test test-fast lint bench orl-recipe clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +27,13 @@ demo: $(STAMP)
 		--html $(OUT)/report.html
 	@echo "Report: $(abspath $(OUT))/report.html (open it in a browser; it works offline)"
 
+PYTEST := MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+
 test: $(STAMP)
-	MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile
+	$(PYTEST)
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check massface tests bench

@@ -102,7 +102,7 @@ def _interleaved_set1(path: Path) -> None:
 
 def _infer(root: Path, pairs: Path, out: Path, align: str | None, kind: str = "lfw") -> dict:
     from massface.infer import InferOptions, run_inference
-    from massface.infer.sources import images_dataset, lfw_dataset
+    from massface.runtime.sources import images_dataset, lfw_dataset
 
     ds = lfw_dataset(root, pairs) if kind == "lfw" else images_dataset(root, pairs)
     step = None
@@ -118,7 +118,7 @@ def _infer(root: Path, pairs: Path, out: Path, align: str | None, kind: str = "l
 def _score(folder: Path) -> dict:
     """``massface-eval``'s protocol on an embedding folder (10 contiguous folds)."""
     from massface.evaluate.inputs import LoadOptions, load_input
-    from massface.evaluate.verification import verify
+    from massface.scoring.verification import verify
 
     pin = load_input(folder, LoadOptions(progress=False))
     r = verify(pin.embeddings, pin.issame)
@@ -181,8 +181,8 @@ def photos(work: Path) -> dict:
 
     from massface.align import TEMPLATES, AlignSettings
     from massface.align.run import AlignJob, run_align
-    from massface.evaluate.embeddings import normalize_l2
     from massface.formats.embedding_dir import EMBEDDINGS, INDEX
+    from massface.scoring.embeddings import normalize_l2
 
     full = work / "lfw-full"
     _infer(LFW / "lfw-112x112", LFW / "pairs.txt", full, None)

@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from massface.evaluate import verify  # noqa: E402
+from massface.scoring import verify  # noqa: E402
 from tests.helpers.naive_reference import naive_evaluate  # noqa: E402
 
 DIM = 128

@@ -38,8 +38,8 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.infer import InferOptions, run_inference
-from massface.infer.backends import open_backend
-from massface.infer.sources import lfw_dataset
+from massface.runtime.backends import open_backend
+from massface.runtime.sources import lfw_dataset
 from tests.helpers import shared as shared_data
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16",
@@ -130,7 +130,7 @@ def end_to_end(model: Path, ds, args, backend: str, precision: str) -> Callable[
 
 
 def decode_only(ds, prep) -> Callable[[], int]:
-    from massface.infer.loader import LoaderOptions, load_rows
+    from massface.runtime.loader import LoaderOptions, load_rows
 
     return lambda: len(load_rows(ds, 0, len(ds.keys), LoaderOptions(prep)).array)
 
@@ -153,7 +153,7 @@ def available(model: Path, engine: tuple[str, str]) -> str | None:
 
 def measure_slice(i: int, model: Path, ds, arr: np.ndarray, args,
                   engines: list[tuple[str, str]]) -> dict:
-    from massface.infer.preprocess import Preprocessing
+    from massface.runtime.preprocess import Preprocessing
 
     batches = [np.ascontiguousarray(arr[j:j + args.batch]) for j in range(0, len(arr),
                                                                           args.batch)]
@@ -179,8 +179,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from massface.infer.loader import LoaderOptions, load_rows
-    from massface.infer.preprocess import Preprocessing
+    from massface.runtime.loader import LoaderOptions, load_rows
+    from massface.runtime.preprocess import Preprocessing
 
     model = shared_data.pretrained_onnx()
     full = lfw_dataset(shared_data.lfw_dir(), shared_data.lfw_pairs())

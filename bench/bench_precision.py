@@ -50,8 +50,8 @@ def build_variants(folder: Path, calibration: int) -> dict[str, Path]:
 
 
 def load_pixels(n: int) -> np.ndarray:
-    from massface.infer.preprocess import decode_image
-    from massface.infer.sources import lfw_dataset
+    from massface.runtime.preprocess import decode_image
+    from massface.runtime.sources import lfw_dataset
 
     ds = lfw_dataset(shared_data.lfw_dir(), shared_data.lfw_pairs())
     return np.stack([decode_image(p, str(p), (112, 112)) for p in ds.items[:n]])
@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     shared_data.use_shared_root()
 
-    from massface.infer.backends.onnx_backend import OnnxBackend
+    from massface.runtime.backends.onnx_backend import OnnxBackend
 
     pixels = load_pixels(args.images)
     floats = (pixels.astype(np.float32) - 127.5) / 128

@@ -51,7 +51,7 @@ def classical_baselines(pairs_path: Path) -> dict[str, float]:
     from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    from massface.evaluate import verify
+    from massface.scoring import verify
     from massface.train.data import load_images, scan_image_folder
     from massface.train.validation import PairsValidation
 

@@ -1,6 +1,6 @@
 """Decode an image file the one way every stage does: whole, upright, errors named.
 
-:func:`open_upright` is shared by inference (:func:`massface.infer.preprocess.
+:func:`open_upright` is shared by inference (:func:`massface.runtime.preprocess.
 decode_image`) and alignment (:func:`massface.align.images.load_rgb`); each then converts
 the pixels to what it needs. EXIF orientation is applied, so a phone photo stored
 sideways with an orientation tag reaches the model the way a viewer shows it; an image

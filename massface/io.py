@@ -197,6 +197,15 @@ def tsv_field(text: str) -> str:
             .replace("\n", "\\n"))
 
 
+def keys_sha256(keys: list[str]) -> str:
+    """Hex SHA-256 of an ordered key list."""
+    h = hashlib.sha256()
+    for k in keys:
+        h.update(k.encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def sha256_file(path: PathLike) -> str:
     """Hex SHA-256 of a file's bytes; :class:`InputError` when it cannot be read."""
     h = hashlib.sha256()

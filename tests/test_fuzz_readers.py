@@ -69,7 +69,7 @@ def fuzz(seed: int, original: bytes, write: Callable[[bytes], None],
 
 
 def test_fuzz_image_decoder(lfw_dir):
-    from massface.infer.preprocess import decode_image
+    from massface.runtime.preprocess import decode_image
 
     jpeg = (lfw_dir / "Aaron_Eckhart" / "Aaron_Eckhart_0001.jpg").read_bytes()
     holder: dict[str, bytes] = {}

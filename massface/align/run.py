@@ -145,7 +145,7 @@ def _fingerprint(job: AlignJob, keys: list[str]) -> dict[str, Any]:
 
 
 def _keys_hash(keys: list[str]) -> str:
-    from massface.infer.resume import keys_sha256
+    from massface.io import keys_sha256
 
     return keys_sha256(keys)
 

@@ -18,8 +18,6 @@ from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError
-from massface.evaluate.distances import DISTANCES
-from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
@@ -42,10 +40,12 @@ from massface.evaluate.report import (
     write_protocol_markdown,
     write_roc,
 )
-from massface.evaluate.verification import verify
 from massface.formats.msame import DTYPES
 from massface.io import check_output_file
-from massface.report.cli import HtmlReport
+from massface.report.html import HtmlReport
+from massface.scoring.distances import DISTANCES
+from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
+from massface.scoring.verification import verify
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -106,6 +106,13 @@ def evaluate(
         help="blufr: the BLUFR config .mat (default: data/lfw/blufr/blufr_lfw_config.mat "
              "under $MASSFACE_SHARED, else under ../shared from the working folder).",
         show_default=False)] = None,
+    trials: Annotated[str | None, typer.Option(
+        help="blufr: score only these trials, e.g. 1 or 1-3,7 (1-based; then only their "
+             "test images need embeddings).", show_default=False)] = None,
+    trained_on: Annotated[Path | None, typer.Option(
+        help="blufr: the massface-train run folder (or training tree) the model was trained "
+             "on; a trial whose test people it trained on is refused (exit 2).",
+        show_default=False)] = None,
     image_labels: Annotated[Path | None, typer.Option(
         help="identification, all-pairs: '<path> <label>' lines (default: the identity "
              "folder of each image).", show_default=False)] = None,
@@ -154,7 +161,7 @@ def evaluate(
             FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
             SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
             SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
-            progress=True)
+            progress=True, trials=trials, trained_on=trained_on)
         _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console(), report)
         return
     DISTANCES.get(distance, "--distance")

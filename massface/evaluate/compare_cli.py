@@ -20,7 +20,7 @@ from massface.errors import InputError
 from massface.evaluate.diagnose import align, compare_aligned
 from massface.evaluate.inputs import LoadOptions
 from massface.formats.msame import DTYPES
-from massface.report.cli import HtmlReport
+from massface.report.html import HtmlReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Compare two runs' embeddings of the same images and diagnose "

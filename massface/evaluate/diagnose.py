@@ -47,10 +47,10 @@ from massface.errors import InputError
 from massface.evaluate.hypotheses import HYPOTHESES, ReferenceModel
 from massface.evaluate.inputs import LoadOptions, PairInput, load_input
 from massface.evaluate.labels import read_labels
-from massface.evaluate.verification import verify
-from massface.export.parity import cosine_rows
 from massface.formats import msame
 from massface.io import read_json
+from massface.scoring.distances import cosine_rows
+from massface.scoring.verification import verify
 
 NONE_COSINE = 1 - 1e-7
 REPRODUCE_COSINE = 0.999

@@ -148,8 +148,8 @@ class ReferenceModel:
     """The reference model and its images: re-embeds named images under each hypothesis."""
 
     def __init__(self, model: Path, images: Path, overrides: dict | None = None) -> None:
-        from massface.infer.backends import open_backend
-        from massface.infer.preprocess import choose_preprocessing
+        from massface.runtime.backends import open_backend
+        from massface.runtime.preprocess import choose_preprocessing
 
         if not Path(images).is_dir():
             raise InputError(f"--images {images}: not a folder")
@@ -177,7 +177,7 @@ class ReferenceModel:
     def pixels(self, names: list[str]) -> np.ndarray:
         """The named images (references under ``--images``) as uint8 RGB at model size."""
         from massface.formats.pairs import require_reference
-        from massface.infer.preprocess import decode_image
+        from massface.runtime.preprocess import decode_image
 
         if tuple(names) in self._pixels:
             return self._pixels[tuple(names)]
@@ -202,7 +202,7 @@ class ReferenceModel:
             self._fp16_reason = "needs the onnx package (pip install 'massface[tf]')"
             return None
         from massface.export.fp16 import simulate_fp16
-        from massface.infer.backends import open_backend
+        from massface.runtime.backends import open_backend
 
         self._tmp = tempfile.TemporaryDirectory(prefix="massface-fp16-")
         path = Path(self._tmp.name) / "fp16sim.onnx"

@@ -35,15 +35,15 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate.embeddings import _rows
-from massface.evaluate.folds import contiguous_fold_ids
 from massface.evaluate.labels import Labels, read_labels
-from massface.evaluate.verification import as_labels
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import strip_extension
 from massface.io import load_array, load_arrays, read_json, sha256_file
 from massface.progress import ProgressBar
 from massface.registry import Registry
+from massface.scoring.embeddings import _rows
+from massface.scoring.folds import contiguous_fold_ids
+from massface.scoring.verification import as_labels
 
 MANY_FILES = 2000  # show a progress bar from this many output files on
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate.verification import as_labels
 from massface.formats.msame import LABEL_WORDS, LABELS_ACCEPTED, read_labels_file
 from massface.formats.pairs import Pair, pairs_format, read_pairs
 from massface.io import load_array, read_json
+from massface.scoring.verification import as_labels
 
 
 @dataclass

@@ -14,8 +14,8 @@ from massface import __version__, io
 from massface.evaluate.inputs import PairInput
 from massface.evaluate.protocols.base import ProtocolResult
 from massface.evaluate.protocols.labelled import FeatureSet
-from massface.evaluate.result import VerificationResult
 from massface.optional import require
+from massface.scoring.result import VerificationResult
 
 REPORT_FORMAT = "massface-eval"
 REPORT_VERSION = 1

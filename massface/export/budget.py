@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate import verify
-from massface.evaluate.folds import contiguous_fold_ids
-from massface.export.parity import cosine_rows
 from massface.formats.pairs import Pair, pair_references, read_pairs, require_reference
 from massface.formats.preprocessing import Preprocessing
-from massface.infer.backends import Backend
+from massface.runtime.backends import Backend
+from massface.scoring import verify
+from massface.scoring.distances import cosine_rows
+from massface.scoring.folds import contiguous_fold_ids
 
 BATCH_SIZE = 32
 N_FOLDS = 10
@@ -112,10 +112,10 @@ class VariantRun:
 def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing, *,
                  batch_size: int = BATCH_SIZE, progress: bool = True) -> dict[str, VariantRun]:
     """Embed every image of ``evalset`` with every variant, batch by batch, interleaved."""
-    from massface.infer.loader import LoaderOptions, iter_batches
-    from massface.infer.preprocess import normalize_batch
-    from massface.infer.sources import Dataset
     from massface.progress import ProgressBar
+    from massface.runtime.loader import LoaderOptions, iter_batches
+    from massface.runtime.preprocess import normalize_batch
+    from massface.runtime.sources import Dataset
 
     ds = Dataset("lfw", evalset.root, evalset.keys, list(evalset.paths))
     opts = LoaderOptions(prep, 3, resize=True, skip_bad=False, pixels=True)

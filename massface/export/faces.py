@@ -25,7 +25,7 @@ DEFAULT_COUNT = 16
 
 def load_face(path: Path, prep: Preprocessing) -> np.ndarray:
     """One image as float32 [H, W, 3], preprocessed exactly as ``massface-infer`` does."""
-    from massface.infer.preprocess import decode_image, normalize_batch
+    from massface.runtime.preprocess import decode_image, normalize_batch
 
     pixels = decode_image(path, str(path), prep.size)
     return normalize_batch(pixels[None], prep)[0]

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from massface.errors import ParityError
+from massface.scoring.distances import cosine_rows
 
 MIN_COSINE = 0.9999
 
@@ -50,18 +51,6 @@ class Parity:
             f"max |diff| {self.max_abs_diff:.3g} (reference max |value| "
             f"{self.reference_max_abs:.3g})"
         )
-
-
-def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of ``a`` with the same row of ``b`` (float64)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    na = np.linalg.norm(a, axis=1)
-    nb = np.linalg.norm(b, axis=1)
-    denom = na * nb
-    out = np.einsum("ij,ij->i", a, b) / np.where(denom > 0, denom, 1.0)
-    # A zero vector only matches a zero vector.
-    return np.where(denom > 0, out, np.where((na == 0) & (nb == 0), 1.0, 0.0))
 
 
 def compare(

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,9 @@ from massface.export.manifest import MANIFEST_NAME, artifact_entry, new_manifest
 from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
 from massface.export.preview import PreviewOptions
+from massface.export.staging import check_out, staged_folder
 from massface.formats.preprocessing import Preprocessing
-from massface.io import atomic_path, check_output_dir, sha256_file, write_bytes, write_json
+from massface.io import sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
 Log = Callable[[str], None]
@@ -78,23 +78,6 @@ class ExportResult:
     manifest: dict
     parities: list[Parity] = field(default_factory=list)
     atc: atc_mod.AtcResult | None = None
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    check_output_dir(out, "--out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {out}: folder exists and is not empty (pass --overwrite to "
-                         "replace it)")
-
-
-@contextmanager
-def staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
-    """A fresh folder that replaces ``out`` only once complete (see :func:`atomic_path`)."""
-    out = Path(out)
-    _check_out(out, overwrite)
-    with atomic_path(out) as staging:
-        staging.mkdir()
-        yield staging
 
 
 def _atc_step(options: ExportOptions, folder: Path, model_file: str, log: Log, *,
@@ -240,7 +223,7 @@ def export_checkpoint(ckpt: str | os.PathLike[str], out: str | os.PathLike[str],
     options = options or ExportOptions()
     options.validate()
     out = Path(out)
-    _check_out(out, options.overwrite)
+    check_out(out, options.overwrite)
     import tensorflow as tf
 
     from massface.export import freeze as freeze_mod
@@ -314,7 +297,7 @@ def _begin_import(path: str | os.PathLike[str], out: str | os.PathLike[str],
     if not path.is_file():
         raise InputError(f"{option} {path}: file not found")
     out = Path(out)
-    _check_out(out, options.overwrite)
+    check_out(out, options.overwrite)
     return path, out, options
 
 
@@ -376,7 +359,7 @@ def import_tflite(path: str | os.PathLike[str], out: str | os.PathLike[str],
 def _onnx_preprocessing(path: Path, size: tuple[int, int]) -> tuple[Preprocessing, str]:
     """The preprocessing recorded in an ``export.json`` beside an existing ONNX, else
     massface's MobileFaceNet convention (said so in the manifest)."""
-    from massface.infer.preprocess import read_export_json
+    from massface.runtime.preprocess import read_export_json
 
     export = read_export_json(path)
     if export is not None and isinstance(export.get("preprocessing"), dict):
@@ -445,7 +428,7 @@ def tflite_to_run(path: str | os.PathLike[str], run_dir: str | os.PathLike[str],
     path, run_dir = Path(path), Path(run_dir)
     if not path.is_file():
         raise InputError(f"--tflite {path}: file not found")
-    _check_out(run_dir, options.overwrite)
+    check_out(run_dir, options.overwrite)
     if calibration_count < 2:
         raise InputError(f"--calibration-count {calibration_count}: need at least 2 images")
     prep = Preprocessing()

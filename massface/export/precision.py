@@ -32,7 +32,7 @@ from massface.registry import Registry
 if TYPE_CHECKING:
     import onnx
 
-    from massface.infer.backends import Backend
+    from massface.runtime.backends import Backend
 
 
 @dataclass
@@ -58,7 +58,7 @@ class BuiltTarget:
     def opener(self) -> Callable[[], Backend]:
         if self.open is not None:
             return self.open
-        from massface.infer.backends import open_backend
+        from massface.runtime.backends import open_backend
 
         return lambda: open_backend(self.artifact)
 

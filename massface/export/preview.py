@@ -33,10 +33,11 @@ from massface.export.aipp import CONFIG_NAME, AippConfig
 from massface.export.faces import FaceBatch
 from massface.export.int8 import Int8Options
 from massface.export.manifest import artifact_entry
-from massface.export.parity import compare, cosine_rows, require
+from massface.export.parity import compare, require
 from massface.export.precision import PRECISION_TARGETS, TargetContext, parse_targets
 from massface.formats.preprocessing import Preprocessing
 from massface.io import write_bytes, write_text
+from massface.scoring.distances import cosine_rows
 from massface.tools import shared_data
 
 Log = Callable[[str], None]
@@ -102,7 +103,7 @@ class PreviewOptions:
 def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     """The parity faces as uint8 RGB (what an AIPP model is fed)."""
     from massface.formats.pairs import require_reference
-    from massface.infer.preprocess import decode_image
+    from massface.runtime.preprocess import decode_image
 
     out = []
     for ref in faces.refs:
@@ -142,7 +143,7 @@ def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
 
 def _variant(name: str, path: Path, details: dict,
              opener: Callable[[], Any] | None = None) -> budget_mod.Variant:
-    from massface.infer.backends import open_backend
+    from massface.runtime.backends import open_backend
 
     return budget_mod.Variant(name, path.name, opener or (lambda: open_backend(path)), details)
 

@@ -252,7 +252,7 @@ def write_run(model: Any, run_dir: str | os.PathLike[str], *, prep: Preprocessin
     import tensorflow as tf
     import yaml
 
-    from massface.export.pipeline import staged_folder
+    from massface.export.staging import staged_folder
     from massface.io import write_json, write_text
 
     run_dir = Path(run_dir)

@@ -1,17 +1,17 @@
-"""massface.infer: batched offline inference on ONNX Runtime, TensorFlow .pb and Ascend .om.
+"""massface.infer: the ``massface-infer`` command, batched offline inference.
 
 Public API::
 
-    from massface.infer import open_backend, run_inference, InferOptions, sources
+    from massface.infer import run_inference, InferOptions
+    from massface.runtime import sources
     ds = sources.lfw_dataset(lfw_dir, pairs_txt)
     result = run_inference("model.onnx", ds, InferOptions(out=Path("work_dirs/run")))
 
-The command line is ``massface-infer`` (:mod:`massface.infer.cli`).
+Backends, decoding, datasets and batching are :mod:`massface.runtime`; this package adds
+the resumable output folder, the output formats, shards and the command line
+(:mod:`massface.infer.cli`).
 """
 
-from massface.infer.backends import BACKENDS, Backend, ModelInfo, open_backend
-from massface.infer.preprocess import Preprocessing
 from massface.infer.runner import InferOptions, InferResult, InferSummary, run_inference
 
-__all__ = ["BACKENDS", "Backend", "InferOptions", "InferResult", "InferSummary", "ModelInfo",
-           "Preprocessing", "open_backend", "run_inference"]
+__all__ = ["InferOptions", "InferResult", "InferSummary", "run_inference"]

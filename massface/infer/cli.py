@@ -53,7 +53,8 @@ Std = Annotated[float | None, typer.Option()]
 Size = Annotated[str | None, typer.Option(help="HxW (default: the model's)")]
 Resize = Annotated[bool, typer.Option(help="resize images to the model's input")]
 BatchSize = Annotated[int, typer.Option(help="images per model call")]
-Workers = Annotated[int, typer.Option(help="decode threads")]
+Workers = Annotated[int, typer.Option(help="decode threads (--engine ray: model replicas, "
+                                            "one Ray actor each)")]
 Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output")]
 BackendName = Annotated[str, typer.Option(
     "--backend", help="auto (by the model's suffix: .onnx ONNX Runtime, .xml OpenVINO, .pb "
@@ -72,7 +73,7 @@ def _parse_size(text: str | None) -> list[int] | None:
 
 def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Path | None,
              labels: Path | None, skip_bad: bool) -> Any:
-    from massface.infer.sources import SourceArgs, open_source
+    from massface.runtime.sources import SourceArgs, open_source
 
     lfw = sources_given.get("lfw")
     if lfw is not None and pairs is None:  # --lfw DIR alone: its pairs.txt, said aloud
@@ -148,12 +149,20 @@ def infer(
                                                 "skipped.txt and meta.json")] = False,
     overwrite: Overwrite = False,
     shard: Annotated[str | None, typer.Option(help="K/N: embed the K-th (from 0) of N "
-                                                   "slices")] = None,
+                                                   "slices; auto (SLURM job array) or auto/N "
+                                                   "(Kubernetes indexed Job): K from the "
+                                                   "environment")] = None,
     chunk_batches: Annotated[int, typer.Option(help="batches per resumable chunk")] = 16,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     align: Annotated[str | None, typer.Option(
         help="raw photos: detect (MTCNN) and align to this template first: arcface | "
              "sphereface | template .json; landmarks -> OUT/landmarks.json")] = None,
+    engine: Annotated[str, typer.Option(
+        help="local (this process) | ray (a Ray actor pool: --workers replicas of "
+             "--threads CPUs each; needs massface[ray]); same output folder")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
+             "instance sized to this machine)")] = None,
 ) -> None:
     """Embed a dataset with a model; see `massface-infer --help`."""
     if ctx.invoked_subcommand is not None:
@@ -173,7 +182,7 @@ def infer(
     if model is None or out is None:
         raise InputError("--model and --out are required (or `massface-infer prepare-bins` "
                          "to write msame inputs)")
-    from massface.infer.runner import InferOptions, parse_shard, run_inference
+    from massface.infer.runner import InferOptions, run_inference
 
     opts = InferOptions(
         out=out, output_format=output_format, batch_size=batch_size, threads=threads,
@@ -181,10 +190,26 @@ def infer(
         backend=backend, precision=precision, streams=streams, input_name=input_name,
         output_name=output_name, preprocessing=overrides,
         resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
-        shard=parse_shard(shard) if shard else None, chunk_batches=chunk_batches,
+        shard=_shard(shard), chunk_batches=chunk_batches,
         progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
+        engine=engine, ray_address=ray_address,
     )
     _report(run_inference(model, ds, opts), out)
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """--shard K/N, or auto[/N] from the scheduler's environment (said aloud)."""
+    if text is None:
+        return None
+    import os
+
+    from massface.infer.runner import parse_shard, shard_from_env
+
+    if text == "auto" or text.startswith("auto/"):
+        (k, n), source = shard_from_env(text, os.environ)
+        err.print(f"--shard {text}: shard {k}/{n} (from {source})", highlight=False)
+        return k, n
+    return parse_shard(text)
 
 
 def _align_step(template: str | None) -> Any:
@@ -215,12 +240,12 @@ def _report(result: Any, out: Path) -> None:
 def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resize: bool,
                   batch_size: int, workers: int, overwrite: bool) -> None:
     from massface.infer.input_bins import write_input_bins
-    from massface.infer.preprocess import choose_preprocessing
+    from massface.runtime.preprocess import choose_preprocessing
 
     _check_workers(workers)
     channels, model_size, pixels = 3, None, False
     if model is not None:
-        from massface.infer.backends import open_backend
+        from massface.runtime.backends import open_backend
 
         with open_backend(model) as backend:
             channels, model_size = backend.info.channels, backend.info.size
@@ -287,7 +312,7 @@ def info(model: Annotated[Path, typer.Argument(help="model file")],
          as_json: Annotated[bool, typer.Option("--json")] = False,
          backend: BackendName = "auto") -> None:
     """Print what the backend reads from a model (input, layout, batch, output)."""
-    from massface.infer.backends import open_backend
+    from massface.runtime.backends import open_backend
 
     with open_backend(model, backend=backend) as opened:
         d = opened.info.to_dict()

@@ -23,11 +23,11 @@ import numpy as np
 from massface import io
 from massface.errors import InputError
 from massface.formats import msame
-from massface.infer.loader import LoaderOptions, iter_batches
-from massface.infer.preprocess import PreprocessingChoice
-from massface.infer.sources import INPUTS_META, INPUTS_SUBDIR, PARTIAL_MARKER, Dataset
-from massface.io import check_output_dir
+from massface.io import check_output_dir, keys_sha256
 from massface.lock import folder_lock
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.preprocess import PreprocessingChoice
+from massface.runtime.sources import INPUTS_META, INPUTS_SUBDIR, PARTIAL_MARKER, Dataset
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
@@ -46,8 +46,6 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
 
 def _fingerprint(ds: Dataset, choice: PreprocessingChoice, channels: int, resize: bool,
                  pixels: bool) -> dict[str, Any]:
-    from massface.infer.resume import keys_sha256
-
     return {"dataset": ds.describe(), "keys_sha256": keys_sha256(ds.keys),
             "slots": None if ds.slots is None else len(ds.slots),
             "preprocessing": choice.to_dict(), "channels": channels, "resize": resize,

@@ -22,9 +22,9 @@ from massface.infer.outputs import (
     existing_outputs,
     remove_outputs,
 )
-from massface.infer.sources import Dataset, slots_for
 from massface.io import check_output_dir, read_json
 from massface.lock import folder_lock
+from massface.runtime.sources import Dataset, slots_for
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,

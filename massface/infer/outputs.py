@@ -29,9 +29,9 @@ from massface import io
 from massface.errors import InputError
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import format_path_pairs
-from massface.infer.sources import Dataset
 from massface.io import read_json
 from massface.registry import Registry
+from massface.runtime.sources import Dataset
 
 SKIPPED = "skipped.txt"
 SUMMARY = "summary.json"

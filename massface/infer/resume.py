@@ -11,7 +11,6 @@ fingerprint is refused unless ``--overwrite``. Final files are assembled only at
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,15 +26,6 @@ from massface.io import read_json
 PARTIAL = ".partial"
 RUN_FILE = "run.json"
 
-
-
-def keys_sha256(keys: list[str]) -> str:
-    """Hex SHA-256 of an ordered key list."""
-    h = hashlib.sha256()
-    for k in keys:
-        h.update(k.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 def fingerprint_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

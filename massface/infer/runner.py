@@ -1,6 +1,6 @@
 """One ``massface-infer`` run: load the model, stream batches through it, write results.
 
-Decoding runs on a thread pool ahead of the model (:mod:`massface.infer.loader`);
+Decoding runs on a thread pool ahead of the model (:mod:`massface.runtime.loader`);
 completed chunks go to ``OUTDIR/.partial`` (:mod:`massface.infer.resume`) so an
 interrupted run continues where it stopped; the final files are written only at the end
 (:mod:`massface.infer.outputs`). The summary mirrors ais_bench's: images, batches, wall
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError, MassfaceError
-from massface.infer.backends import Backend, open_backend
-from massface.infer.loader import LoaderOptions, iter_batches
 from massface.infer.outputs import (
     MSAME_RUN_DIR,
     WRITERS,
@@ -27,13 +26,16 @@ from massface.infer.outputs import (
     completed_fingerprint,
     remove_outputs,
 )
-from massface.infer.pipeline import PipelineStats, embedded_batches
-from massface.infer.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
-from massface.infer.resume import PARTIAL, Chunk, PartialStore, keys_sha256
-from massface.infer.sources import Dataset
-from massface.io import check_output_dir, remove_stale_temps, sha256_file
+from massface.infer.resume import PARTIAL, Chunk, PartialStore
+from massface.io import check_output_dir, keys_sha256, remove_stale_temps, sha256_file
 from massface.lock import folder_lock
 from massface.progress import ProgressBar
+from massface.registry import Registry
+from massface.runtime.backends import Backend, open_backend
+from massface.runtime.loader import LoaderOptions, iter_batches
+from massface.runtime.pipeline import PipelineStats, embedded_batches, latency_percentiles
+from massface.runtime.preprocess import Preprocessing, PreprocessingChoice, choose_preprocessing
+from massface.runtime.sources import Dataset
 
 
 @dataclass
@@ -62,6 +64,8 @@ class InferOptions:
     chunk_batches: int = 16
     progress: bool = True
     align: Any = None  # massface.align.infer_step.AlignStep (--align)
+    engine: str = "local"  # an ENGINES name: who embeds the chunks
+    ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
 @dataclass
@@ -96,8 +100,11 @@ class InferResult:
                 "skipped": [list(s) for s in self.skipped], "meta": self.meta}
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> (K, N) with 0 <= K < N."""
+def parse_shard(text: str, env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N; ``"auto"`` / ``"auto/N"``: K (and N) from a
+    SLURM job array or a Kubernetes indexed Job (:func:`shard_from_env`)."""
+    if text == "auto" or text.startswith("auto/"):
+        return shard_from_env(text, os.environ if env is None else env)[0]
     try:
         k_text, n_text = text.split("/")
         k, n = int(k_text), int(n_text)
@@ -109,20 +116,70 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"--shard auto: ${name}={value!r} is not a whole number") from None
+
+
+def shard_from_env(text: str, env: Mapping[str, str]) -> tuple[tuple[int, int], str]:
+    """``--shard auto[/N]``: (K, N) and where they came from.
+
+    SLURM job array: K = ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN``, N =
+    ``SLURM_ARRAY_TASK_COUNT`` (arrays with a step or gaps, where ids are not K + min, are
+    refused). Kubernetes indexed Job: K = ``JOB_COMPLETION_INDEX``; the Job does not tell
+    its completions, so N must be given (``auto/N``). A given N must agree with SLURM's."""
+    given = None
+    if text != "auto":
+        try:
+            given = int(text[5:])
+        except ValueError:
+            raise InputError(f"--shard {text!r}: expected auto or auto/N, e.g. auto/8") from None
+    task = _env_int(env, "SLURM_ARRAY_TASK_ID")
+    if task is not None:
+        low = _env_int(env, "SLURM_ARRAY_TASK_MIN") or 0
+        high = _env_int(env, "SLURM_ARRAY_TASK_MAX")
+        count = _env_int(env, "SLURM_ARRAY_TASK_COUNT")
+        if count is None and high is not None:
+            count = high - low + 1
+        if count is None:
+            count = given
+        if count is None:
+            raise InputError("--shard auto: SLURM_ARRAY_TASK_ID is set but not the array's "
+                             "size (SLURM_ARRAY_TASK_COUNT); give it: --shard auto/N")
+        if high is not None and high - low + 1 != count:
+            raise InputError(f"--shard auto: the SLURM array {low}-{high} has {count} tasks "
+                             "(a step or gaps): task ids do not number the shards; use "
+                             "--array=0-(N-1) or --shard K/N")
+        if given is not None and given != count:
+            raise InputError(f"--shard {text}: the SLURM array has {count} tasks, not {given}")
+        shard, source = (task - low, count), "SLURM_ARRAY_TASK_ID"
+    elif (index := _env_int(env, "JOB_COMPLETION_INDEX")) is not None:
+        if given is None:
+            raise InputError("--shard auto: a Kubernetes indexed Job gives the index "
+                             "(JOB_COMPLETION_INDEX) but not the count; give it: --shard "
+                             "auto/N with N the Job's completions")
+        shard, source = (index, given), "JOB_COMPLETION_INDEX"
+    else:
+        raise InputError(f"--shard {text}: neither SLURM_ARRAY_TASK_ID (a SLURM job array) "
+                         "nor JOB_COMPLETION_INDEX (a Kubernetes indexed Job) is set; give "
+                         "--shard K/N")
+    k, n = shard
+    if n < 1 or not 0 <= k < n:
+        raise InputError(f"--shard {text}: {source} gives shard {k} of {n}, outside 0..{n - 1}")
+    return shard, source
+
+
 def shard_bounds(total: int, shard: tuple[int, int] | None) -> tuple[int, int]:
     """Rows of the K-th of N contiguous, disjoint slices covering ``0..total``."""
     if shard is None:
         return 0, total
     k, n = shard
     return total * k // n, total * (k + 1) // n
-
-
-def _percentiles(lat: list[float]) -> dict[str, float]:
-    if not lat:
-        return {}
-    a = np.asarray(lat) * 1000.0
-    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
-            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
 def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
@@ -142,6 +199,15 @@ def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
     check_output_dir(opts.out, "--out")
     WRITERS.get(opts.output_format, "--format")
+    ENGINES.get(opts.engine, "--engine")
+    if opts.engine == "ray":
+        if opts.align is not None:
+            raise InputError("--align runs in the local engine only; align first with "
+                             "`massface-align SRC --out DST --engine ray`, then embed DST "
+                             "with --images")
+        from massface.infer.ray_engine import require_ray
+
+        require_ray()  # a missing extra is said before the model loads
     if opts.batch_size < 1 or opts.chunk_batches < 1:
         raise InputError("--batch-size and --chunk-batches must be at least 1")
     if opts.output_format == "msame" and opts.flip:
@@ -212,7 +278,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
             opts.align.start(store.dir, info.size, info.channels)
         loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
                                     opts.skip_bad, pixels=pixels, align=opts.align)
-        _embed(backend, ds, opts, loader_opts, store, chunks, start, stop, summary)
+        engine = ENGINES.get(opts.engine, "--engine")(backend, model, ds, opts, loader_opts,
+                                                      store, chunks, start, stop, summary)
     except MassfaceError:
         if not chunks:  # refused before any chunk was saved: leave no stub to resume
             store.remove()
@@ -222,7 +289,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
                       "backend": info.backend, "precision": backend.precision,
-                      "streams": info.extra.get("streams"), "model": str(model)}
+                      "streams": info.extra.get("streams"), "model": str(model),
+                      "engine": engine}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
                         "stop": stop, "total": len(ds.keys),
@@ -232,7 +300,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
         "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
-        "backend": info.backend, "precision": backend.precision, "fingerprint": fingerprint,
+        "backend": info.backend, "precision": backend.precision, "engine": engine["name"],
+        "fingerprint": fingerprint,
     }
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
@@ -269,10 +338,11 @@ def _remove_stale_temps(out: Path) -> None:
         remove_stale_temps(folder)
 
 
-def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: LoaderOptions,
-           store: PartialStore, chunks: list[Chunk], start: int, stop: int,
-           summary: InferSummary) -> None:
-    """Embed rows from the last complete chunk to ``stop``, saving each chunk as it fills."""
+def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
+           loader_opts: LoaderOptions, store: PartialStore, chunks: list[Chunk], start: int,
+           stop: int, summary: InferSummary) -> dict[str, Any]:
+    """Embed rows from the last complete chunk to ``stop``, saving each chunk as it fills
+    (in this process: decode threads feeding ``backend``)."""
     chunk_rows = opts.batch_size * opts.chunk_batches
     resume_row = chunks[-1].stop if chunks else start
     summary.resumed_rows = resume_row - start
@@ -317,8 +387,28 @@ def _embed(backend: Backend, ds: Dataset, opts: InferOptions, loader_opts: Loade
     summary.batches = len(stats.latencies)
     summary.wall_s = round(wall, 3)
     summary.images_per_s = round(embedded / wall, 2) if wall > 0 and embedded else 0.0
-    summary.latency_ms = _percentiles(stats.latencies)
+    summary.latency_ms = latency_percentiles(stats.latencies)
     summary.input_wait_s = round(stats.input_wait_s, 3)
+    return {"name": "local"}
+
+
+def _embed_on_ray(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
+                  loader_opts: LoaderOptions, store: PartialStore, chunks: list[Chunk],
+                  start: int, stop: int, summary: InferSummary) -> dict[str, Any]:
+    """The same chunks embedded by a Ray actor pool (:mod:`massface.infer.ray_engine`);
+    ``backend`` only describes the model here."""
+    from massface.infer.ray_engine import embed_chunks
+
+    return embed_chunks(model, ds, opts, loader_opts, store, chunks, start, stop, summary,
+                        backend.info)
+
+
+# Who embeds a run's chunks; everything before (checks, lock, resume) and after (assembly,
+# writers) is shared, so both give the same folder. An engine returns what meta records.
+ENGINES: Registry[Callable[..., dict[str, Any]]] = Registry("engine")
+ENGINES.register("local", _embed, description="this process: decode threads + one model")
+ENGINES.register("ray", _embed_on_ray,
+                 description="a Ray actor pool, --workers replicas (extra 'ray')")
 
 
 def _assemble(store: PartialStore, chunks: list[Chunk], ds: Dataset, opts: InferOptions,

@@ -19,7 +19,6 @@ from pathlib import PurePath
 
 import numpy as np
 
-from massface.evaluate.distances import DISTANCES
 from massface.evaluate.report import Run, fold_rows, protocol_lines, summary_rows
 from massface.report.header import input_block, short_sha
 from massface.report.page import (
@@ -46,6 +45,7 @@ from massface.report.plots import (
     render_svg,
 )
 from massface.report.thumbs import ImageSource
+from massface.scoring.distances import DISTANCES
 
 #: Worst false accepts and false rejects shown per input (``--html-worst``).
 DEFAULT_WORST = 12

@@ -22,6 +22,9 @@ Pairs per fold: ``pairs_per_fold`` (even), or by default as many as every fold c
 supply, at most LFW's 300 same + 300 different. Write them with
 ``massface.formats.pairs.write_path_pairs`` (paths relative to ``root``, with extensions).
 
+``massface-pairs blufr-split LFW --trial K --out DIR`` writes a BLUFR trial's training
+split as a tree instead (:mod:`massface.tools.blufr_split`).
+
 CLI: ``massface-pairs ROOT --out pairs.txt [--seed 0]
 [--folds 10] [--per-fold N] [--identities s31,s32,...] [--split auto|identity|pair]
 [--format auto|lfw|path]``: LFW's own ``pairs.txt`` format when every image is named
@@ -315,7 +318,16 @@ def pairs_command(
 
 
 def main() -> None:
-    """Console entry point (``massface-pairs``)."""
+    """Console entry point (``massface-pairs``; ``massface-pairs blufr-split ...`` writes a
+    BLUFR trial's split as a training tree: a separate small app, so that
+    ``massface-pairs ROOT`` stays one command)."""
+    import sys
+
+    if sys.argv[1:2] == ["blufr-split"]:
+        from massface.tools.blufr_split import main as split_main
+
+        split_main(sys.argv[2:])
+        return
     app(prog_name="massface-pairs")
 
 

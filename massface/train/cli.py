@@ -79,13 +79,36 @@ def train(
                                   "command to resume)")
 
 
+report_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                         help="Write the HTML report of a training run folder.")
+
+
+@report_app.command(epilog=exit_help(InputError))
+@command("massface-train report")
+def train_report(
+    run: Annotated[Path, typer.Argument(
+        help="A run folder of massface-train (metrics.csv, config.yaml, ...).",
+        show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the page (default: RUN/report.html).")] = None,
+) -> None:
+    """Loss, accuracy, learning rate, periodic verification and mining curves of RUN,
+    its config and summary, as one self-contained HTML page."""
+    from massface.io import check_output_file
+    from massface.report import write_training_report
+    from massface.report.html import require_report_packages, say_written
+
+    target = out if out is not None else run / "report.html"
+    check_output_file(target, "--out")
+    require_report_packages("massface-train report")
+    say_written(Console(), target, write_training_report(run, target))
+
+
 def main() -> None:
     """Console entry point (``massface-train report RUN`` too: a separate small app, so
     that ``massface-train CONFIG`` stays one command)."""
     if sys.argv[1:2] == ["report"]:
-        from massface.report.cli import train_main
-
-        train_main(sys.argv[2:])
+        report_app(args=sys.argv[2:], prog_name="massface-train report")
         return
     app(prog_name="massface-train")
 

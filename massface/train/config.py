@@ -147,6 +147,7 @@ class ValidationConfig:
     every: int = 0                      # steps between verifications (0: at the end only)
     batch_size: int = 64
     flip: bool = True                   # also report mirror-averaged (sum) accuracy
+    allow_overlap: bool = False         # pairs naming a training identity: warn, not refuse
 
 
 @dataclass

@@ -108,12 +108,12 @@ def scan_image_folder(root: str | os.PathLike[str], identities: Sequence[str] | 
 
 def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (112, 112)) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB of an image file, resized to ``size`` (h, w): the decoder
-    inference uses (:func:`massface.infer.preprocess.decode_image`), so a model is trained
+    inference uses (:func:`massface.runtime.preprocess.decode_image`), so a model is trained
     on pixels exactly as it will be fed them.
 
     Raises :class:`InputError` naming the file when it cannot be decoded.
     """
-    from massface.infer.preprocess import decode_image
+    from massface.runtime.preprocess import decode_image
 
     return decode_image(path, str(path), size)
 

@@ -156,7 +156,9 @@ class Trainer:
         v, d = self.cfg.validation, self.cfg.data
         if not v.pairs:
             return None
-        from massface.train.validation import PairsValidation
+        from massface.train.validation import PairsValidation, check_no_leak
+
+        check_no_leak(v.pairs, self.folder, allow=bool(v.allow_overlap), warn=self.log.warn)
 
         return PairsValidation.load(v.pairs, v.root or d.train_dir, d.size,
                                     mean=float(d.mean), std=float(d.std),

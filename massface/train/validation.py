@@ -15,7 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from massface.train.data import load_images
+from massface.train.data import ImageFolder, load_images
+
+
+def check_no_leak(pairs: str | os.PathLike[str], folder: ImageFolder, *, allow: bool = False,
+                  warn: Any = None) -> set[str]:
+    """Refuse (or with ``allow``, warn about) validation pairs whose images show people of
+    the training set: the score would then measure memory, not verification. Returns the
+    shared identities."""
+    from massface.formats.pairs import pair_references, read_pairs
+    from massface.leakage import check_disjoint, reference_identities
+
+    scored = reference_identities(pair_references(read_pairs(pairs)))
+    return check_disjoint(
+        set(folder.identities), scored, training_what=str(folder.root),
+        scored_what=f"validation.pairs {pairs}", allow=allow, warn=warn,
+        fix="validate on pairs of people outside the training data, e.g. massface-pairs "
+            "over held-out identities, or validation.pairs=null; "
+            "validation.allow_overlap=true only warns")
 
 
 @dataclass
@@ -75,7 +92,7 @@ class PairsValidation:
 
     def evaluate(self, model: Any, flip: bool = True) -> dict[str, Any]:
         """``{"accuracy", "accuracy_std", "val", "auc", ...}`` (plus ``flip_*`` with flip)."""
-        from massface.evaluate import verify
+        from massface.scoring import verify
 
         emb = self.embed(model)[self.rows]
         result = verify(emb, self.issame)

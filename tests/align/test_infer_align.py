@@ -65,8 +65,8 @@ def test_interrupted_align_run_resumes_with_all_landmarks(small_tree, tmp_path,
                                                           pretrained_onnx):
     from massface.align.infer_step import AlignStep
     from massface.infer import InferOptions, run_inference
-    from massface.infer.backends import open_backend
-    from massface.infer.sources import images_dataset
+    from massface.runtime.backends import open_backend
+    from massface.runtime.sources import images_dataset
 
     (small_tree / "broken.jpg").unlink()
     (small_tree / "blank.png").unlink()

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from massface.evaluate import verify
 from massface.evaluate.cli import app
-from massface.evaluate.folds import contiguous_fold_ids
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import Pair, write_path_pairs
+from massface.scoring import verify
+from massface.scoring.folds import contiguous_fold_ids
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 N_PAIRS = 60

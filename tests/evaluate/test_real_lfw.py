@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from massface.evaluate import verify
 from massface.evaluate.cli import app
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import pair_references, read_pairs
+from massface.scoring import verify
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 PUBLISHED_ACCURACY = 0.9925

@@ -10,9 +10,9 @@ from scipy.optimize import brentq
 from sklearn.model_selection import KFold
 
 from massface.errors import InputError
-from massface.evaluate import VerificationResult, verify
-from massface.evaluate.folds import contiguous_fold_ids
-from massface.evaluate.verification import equal_error_rate, far_threshold
+from massface.scoring import VerificationResult, verify
+from massface.scoring.folds import contiguous_fold_ids
+from massface.scoring.verification import equal_error_rate, far_threshold
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 
@@ -214,7 +214,7 @@ def test_bad_values_are_named():
 def test_block_boundaries_do_not_change_anything(monkeypatch):
     """verify() prepares rows block by block; tiny blocks must give the same numbers and
     name bad rows by their index in the whole array."""
-    import massface.evaluate.verification as verification
+    import massface.scoring.verification as verification
 
     rng = np.random.default_rng(9)
     n = 47

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from massface.export.fp16 import simulate_fp16
-from massface.export.parity import cosine_rows
+from massface.scoring.distances import cosine_rows
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from massface.evaluate import verify
 from massface.export.budget import select_pairs
 from massface.export.cli import app
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.formats.pairs import Pair, read_pairs, write_path_pairs
 from massface.infer.cli import app as infer_app
+from massface.scoring import verify
 from tests.helpers.cli import invoke_ok
 
 onnx = pytest.importorskip("onnx")

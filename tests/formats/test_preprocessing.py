@@ -4,7 +4,7 @@ import pytest
 
 from massface.errors import InputError
 from massface.formats.preprocessing import Preprocessing
-from massface.infer.preprocess import choose_preprocessing
+from massface.runtime.preprocess import choose_preprocessing
 
 
 def test_round_trip_and_case():

@@ -10,7 +10,22 @@ runtime would refuse or what would silently corrupt results:
   and dataset buffers match allocations; the ``ascend_mbatch_shape_data`` buffer is never
   written by the host;
 * memcpy kinds match the run mode (host mode: 1 host->device, 2 device->host);
-* teardown: every buffer, dataset and allocation released, in the documented order.
+* teardown: every buffer, dataset and allocation released, in the documented order;
+* one ``acl.init`` per process: a repeat returns ACL_ERROR_REPEAT_INITIALIZE (100002), and
+  ``init`` after ``finalize`` is refused. CANN 5.0.4's pyACL reference (acl.init: "only
+  once in a process"); the status codes are those of mindspore-ai/graphengine
+  ``910/inc/external/acl/acl_base.h`` (100002 REPEAT_INITIALIZE, 100037 REPEAT_FINALIZE);
+* output names as a real ``.om`` reports them (``acl.mdl.get_output_dims``' ``name``):
+  ``op:index`` for a TensorFlow source (ATC ``--out_nodes=embeddings:0``) and
+  ``op:index:tensor`` for ONNX, never the bare tensor name;
+* the input data type from ``acl.mdl.get_input_data_type`` (aclmdlGetInputDataType in
+  graphengine ``910/inc/external/acl/acl_mdl.h``): float32, float16 (ATC
+  ``--input_fp16_nodes``) or uint8 (AIPP); the host must copy exactly that many bytes;
+* ``.om`` files that only load on the OS/architecture they were built for: a model whose
+  description says ``linux_x86_64`` fails ``load_from_file`` on a ``linux_aarch64`` host,
+  with the same generic status the runtime gives (ATC's ``--host_env_os`` /
+  ``--host_env_cpu``, graphengine ``910/inc/external/ge/ge_api_types.h``
+  OPTION_HOST_ENV_OS/CPU, and the ``NAME_<os>_<arch>.om`` names ATC writes).
 
 Every call is appended to ``calls`` so tests can assert the sequence. ``fail`` maps a call
 name to a status to return once (to test error handling).
@@ -19,6 +34,8 @@ name to a status to return once (to test error handling).
 from __future__ import annotations
 
 import itertools
+import json
+import platform
 import types
 from pathlib import Path
 from typing import Any
@@ -26,7 +43,18 @@ from typing import Any
 import numpy as np
 
 MBATCH = "ascend_mbatch_shape_data"
-DTYPE_CODES = {"float32": 0, "float16": 1}
+DTYPE_CODES = {"float32": 0, "float16": 1, "uint8": 4, "int64": 9}
+ACL_ERROR_REPEAT_INITIALIZE = 100002
+ACL_ERROR_REPEAT_FINALIZE = 100037
+LOAD_FAILURE = 145000  # the generic status a model that cannot be read/loaded gives
+OM_MAGIC = b"FOM1"
+#: what a real ``.om`` reports as its output name, by source framework
+OUTPUT_NAMES = {"tensorflow": "embeddings:0", "onnx": "embeddings_node:0:embeddings"}
+
+
+def host_platform() -> str:
+    """``<os>_<arch>`` as ATC spells it in ``NAME_<os>_<arch>.om`` (e.g. linux_x86_64)."""
+    return f"{platform.system().lower()}_{platform.machine().lower()}"
 
 
 class FakeAclError(AssertionError):
@@ -38,7 +66,9 @@ class FakeAcl(types.ModuleType):
                  static_batch: int | None = None, output_dtype: str = "float32",
                  run_mode: int = 1, new_util: bool = True, image=(112, 112, 3),
                  dim: int = 192, input_dtype: str = "float32",
-                 input_dims: list[int] | None = None) -> None:
+                 input_dims: list[int] | None = None,
+                 output_name: str = OUTPUT_NAMES["onnx"],
+                 host: str | None = None) -> None:
         super().__init__("acl")
         import onnxruntime as ort
 
@@ -54,6 +84,9 @@ class FakeAcl(types.ModuleType):
         # the AIPP twin does); input_dims: what get_input_dims reports, if not NHWC
         self.input_dtype = np.dtype(input_dtype)
         self.input_dims = input_dims
+        self.output_name = output_name
+        self.host_platform = host or host_platform()
+        self.finalized = False
         self.copied: dict[int, int] = {}  # device pointer -> bytes the host last wrote
         self.calls: list[str] = []
         self.fail: dict[str, int] = {}
@@ -74,6 +107,7 @@ class FakeAcl(types.ModuleType):
             "load_from_file", "create_desc", "get_desc", "destroy_desc", "unload",
             "get_num_inputs", "get_num_outputs", "get_input_dims", "get_output_dims",
             "get_input_size_by_index", "get_output_size_by_index", "get_output_data_type",
+            "get_input_data_type",
             "get_input_index_by_name", "get_dynamic_batch", "set_dynamic_batch_size",
             "create_dataset", "add_dataset_buffer", "destroy_dataset", "execute")})
         util = {"ptr_to_bytes": self.util_ptr_to_bytes, "bytes_to_ptr": self.util_bytes_to_ptr} \
@@ -103,16 +137,41 @@ class FakeAcl(types.ModuleType):
         return self.max_batch * self.dim * self.output_dtype.itemsize
 
     # -- top level ---------------------------------------------------------------------
+    @classmethod
+    def from_om(cls, path: str | Path, **overrides: Any) -> FakeAcl:
+        """The double for the model an ``.om`` double (``write_fake_om``) describes."""
+        desc = read_fake_om(Path(path))
+        if desc is None or "onnx" not in desc:
+            raise FakeAclError(f"{path}: not an .om double that names its ONNX model")
+        kwargs = {k: desc[k] for k in ("gears", "static_batch", "output_dtype", "image", "dim",
+                                       "input_dtype", "output_name") if k in desc}
+        for k in ("gears", "image"):
+            if k in kwargs:
+                kwargs[k] = tuple(kwargs[k])
+        return cls(desc["onnx"], **{**kwargs, **overrides})
+
     def init(self, *cfg: Any) -> int:
+        """One aclInit per process: 100002 on a repeat, refused after finalize."""
         self.calls.append("init")
+        if self.finalized:
+            raise FakeAclError("acl.init after acl.finalize: CANN allows one acl.init per "
+                               "process (pyACL reference, CANN 5.0.4)")
+        st = self.fail.pop("init", None)
+        if st:
+            return st
+        if self.initialised:
+            return ACL_ERROR_REPEAT_INITIALIZE
         self.initialised = True
-        return self.fail.pop("init", 0)
+        return 0
 
     def finalize(self) -> int:
-        self._call("finalize")
+        self.calls.append("finalize")
+        if not self.initialised:
+            return ACL_ERROR_REPEAT_FINALIZE
         if self.device is not None or self.context is not None:
             raise FakeAclError("finalize before reset_device/destroy_context")
         self.initialised = False
+        self.finalized = True
         return 0
 
     def get_soc_name(self) -> str:
@@ -261,8 +320,13 @@ class FakeAcl(types.ModuleType):
         st = self._call("mdl.load_from_file")
         if self.context is None:
             raise FakeAclError("load_from_file without a context")
-        if not Path(path).is_file() or Path(path).read_bytes()[:4] != b"FOM1":
-            return 0, 145000  # ACL_ERROR_READ_MODEL_FAILURE-like
+        desc = read_fake_om(Path(path))
+        if desc is None:
+            return 0, LOAD_FAILURE
+        built_for = desc.get("platform")
+        if built_for and built_for != self.host_platform:
+            # an .om built for another OS/arch: the runtime's message does not say so
+            return 0, LOAD_FAILURE
         self.model = next(self.ids)
         self.loaded_path = path
         return self.model, st or 0
@@ -307,7 +371,12 @@ class FakeAcl(types.ModuleType):
 
     def mdl_get_output_dims(self, desc: int, i: int) -> tuple[dict, int]:
         self._call("mdl.get_output_dims")
-        return {"name": "embeddings", "dimCount": 2, "dims": [self.max_batch, self.dim]}, 0
+        return {"name": self.output_name, "dimCount": 2, "dims": [self.max_batch, self.dim]}, 0
+
+    def mdl_get_input_data_type(self, desc: int, i: int) -> int:
+        self._call("mdl.get_input_data_type")
+        name = self.inputs[i][0]
+        return DTYPE_CODES["int64" if name == MBATCH else self.input_dtype.name]
 
     def mdl_get_input_size_by_index(self, desc: int, i: int) -> int:
         self._call("mdl.get_input_size_by_index")
@@ -378,6 +447,8 @@ class FakeAcl(types.ModuleType):
                                f"batch of {n}: the model takes {self.input_dtype} "
                                f"[{n}, {h}, {w}, {c}] = {nbytes} bytes")
         x = np.frombuffer(bytes(self.mem[in_ptr][:nbytes]), self.input_dtype)
+        if self.input_dtype == np.float16:  # the ONNX underneath takes float32
+            x = x.astype(np.float32)
         y = self.session.run(None, {"input": x.reshape(n, h, w, c)})[0]
         out_ptr, out_size = self.buffers[self.datasets[out_ds][0]]
         raw = y.astype(self.output_dtype).tobytes()
@@ -388,7 +459,25 @@ class FakeAcl(types.ModuleType):
         return 0
 
 
-def write_fake_om(path: Path) -> Path:
-    """A file the double accepts as an .om (real .om files are opaque to the test)."""
-    path.write_bytes(b"FOM1" + b"\0" * 60)
+def write_fake_om(path: Path, **desc: Any) -> Path:
+    """A file the double accepts as an .om (real .om files are opaque to the test).
+
+    ``desc`` is what the file says about itself: ``platform`` (the ``<os>_<arch>`` it
+    loads on), and for :meth:`FakeAcl.from_om` and the stand-in msame ``onnx`` (the model
+    run in its place) with any of FakeAcl's settings (gears, input_dtype, output_name...).
+    """
+    if "onnx" in desc:
+        desc["onnx"] = str(desc["onnx"])
+    path.write_bytes(OM_MAGIC + json.dumps(desc).encode() + b"\0" * 60)
     return path
+
+
+def read_fake_om(path: Path) -> dict | None:
+    """The description an ``.om`` double carries, or None when it is not one."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    if data[:4] != OM_MAGIC:
+        return None
+    text = data[4:].rstrip(b"\0").decode()
+    return json.loads(text) if text else {}

@@ -23,7 +23,7 @@ def lfw_accuracy_of(out: Path) -> float:
 
 def accuracy(emb: np.ndarray, issame: np.ndarray) -> float:
     try:
-        from massface.evaluate import verify
+        from massface.scoring import verify
     except ImportError:
         from tests.helpers.lfw_reference import lfw_accuracy
 

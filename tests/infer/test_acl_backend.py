@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.infer.backends import open_backend
-from massface.infer.backends.acl_backend import AclError
+from massface.runtime.backends import open_backend
+from massface.runtime.backends.acl_backend import AclError
 from tests.helpers.fake_acl import FakeAcl, write_fake_om
 from tests.helpers.models import make_linear_onnx
 
 SIZE = (16, 16)
 TEARDOWN = ["destroy_data_buffer", "mdl.destroy_dataset", "rt.free", "rt.free_host",
-            "mdl.unload", "mdl.destroy_desc", "rt.destroy_context", "rt.reset_device",
-            "finalize"]
+            "mdl.unload", "mdl.destroy_desc", "rt.destroy_context", "rt.reset_device"]
 
 
 @pytest.fixture
@@ -122,8 +121,8 @@ def test_not_an_om_file(monkeypatch, tmp_path, model):
     bad.write_bytes(b"not a model at all")
     with pytest.raises(InputError, match=r"garbage\.om: acl\.mdl\.load_from_file failed"):
         open_backend(bad)
-    # what was set up before the failure is released, in order
-    assert fake.calls[-3:] == ["rt.destroy_context", "rt.reset_device", "finalize"]
+    # what was set up before the failure is released, in order (finalize: at exit)
+    assert fake.calls[-2:] == ["rt.destroy_context", "rt.reset_device"]
 
 
 def test_acl_absent_gives_a_clear_error(monkeypatch, tmp_path):
@@ -293,3 +292,118 @@ def test_om_spelling_refuses_other_models(tmp_path, pretrained_onnx):
     r = CliRunner().invoke(app, ["--om", str(pretrained_onnx), "--images", str(tmp_path),
                                  "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "not an .om file" in r.output
+
+
+# --- issue 21: what a real .om and a real pyACL do that the old double did not --------
+
+
+@pytest.mark.parametrize("style", ["tensorflow", "onnx"])
+def test_output_name_matches_the_names_a_real_om_reports(monkeypatch, tmp_path, style):
+    """A real .om names its output `embeddings:0` (TensorFlow source) or
+    `op:0:embeddings` (ONNX); `massface-infer --om M.om --output-name embeddings` works."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from massface.formats.embedding_dir import read_embedding_dir
+    from massface.infer.cli import app
+    from tests.helpers.fake_acl import OUTPUT_NAMES
+
+    weight = make_linear_onnx(tmp_path / "lin.onnx", size=SIZE, dim=8)
+    install(monkeypatch, FakeAcl(tmp_path / "lin.onnx", gears=(1, 4), image=(*SIZE, 3),
+                                 dim=8, output_name=OUTPUT_NAMES[style]))
+    folder = tmp_path / "faces" / "someone"
+    folder.mkdir(parents=True)
+    pixels = np.random.default_rng(3).integers(0, 256, (3, *SIZE, 3), dtype=np.uint8)
+    for i, px in enumerate(pixels):
+        Image.fromarray(px).save(folder / f"{i}.png")
+    r = CliRunner().invoke(app, ["--om", str(write_fake_om(tmp_path / "m.om")),
+                                 "--output-name", "embeddings", "--images",
+                                 str(tmp_path / "faces"), "--out", str(tmp_path / "out"),
+                                 "--quiet"])
+    assert r.exit_code == 0, r.output
+    got = read_embedding_dir(tmp_path / "out")
+    assert got.meta["model"]["output_name"] == OUTPUT_NAMES[style]
+    want = ((pixels.astype(np.float64) - 127.5) / 128).reshape(3, -1) @ weight
+    np.testing.assert_allclose(got.embeddings, want, atol=1e-4)
+
+
+def test_output_name_ambiguous_or_absent_is_refused():
+    from massface.runtime.backends.acl_backend import match_output_name
+
+    names = ["Gemm_7:0:embeddings", "Gemm_8:0:logits", "embeddings:1"]
+    assert match_output_name(names, "logits", "m.om") == 1
+    assert match_output_name(names, "Gemm_7:0", "m.om") == 0
+    assert match_output_name(names, "embeddings:1", "m.om") == 2
+    with pytest.raises(InputError, match="matches 2 outputs"):
+        match_output_name(names, "embeddings", "m.om")
+    with pytest.raises(InputError, match=r"no output named 'feat'.*Gemm_7:0:embeddings"):
+        match_output_name(names, "feat", "m.om")
+
+
+def test_fp16_input_om_is_fed_float16(monkeypatch, tmp_path, model):
+    """An .om built with --input_fp16_nodes reports float16 (get_input_data_type) and
+    holds 2 bytes a value; the host copies float16 and the embeddings are right."""
+    path, weight = model
+    fake = install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8,
+                                        input_dtype="float16"))
+    x = images(5)
+    with open_backend(write_fake_om(tmp_path / "m.om")) as backend:
+        assert backend.info.input_dtype == "float16"
+        assert "input_fp16_nodes" in backend.info.extra["input_contract"]
+        y = backend.embed(x)
+    assert fake.executions == [4, 1]
+    want = x.astype(np.float16).astype(np.float64).reshape(5, -1) @ weight
+    np.testing.assert_allclose(y, want, atol=1e-4)
+
+
+def test_second_backend_in_one_process_initialises_acl_once(monkeypatch, tmp_path, model):
+    """CANN allows one acl.init per process: close() must not finalize (a second backend
+    would need a second init, which the runtime refuses); finalize runs once at exit."""
+    from massface.runtime.backends.acl_backend import finalize_acl
+
+    path, weight = model
+    fake = install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8))
+    om = write_fake_om(tmp_path / "m.om")
+    x = images(2)
+    for _ in range(2):
+        with open_backend(om) as backend:
+            np.testing.assert_allclose(backend.embed(x), x.reshape(2, -1) @ weight, atol=1e-5)
+    assert fake.calls.count("init") == 1 and "finalize" not in fake.calls
+    assert finalize_acl() is True and fake.finalized
+    assert finalize_acl() is False  # once
+    with pytest.raises(AclError, match=r"one acl\.init per process"):
+        open_backend(om)
+
+
+def test_acl_initialised_by_another_owner_is_not_finalized(monkeypatch, tmp_path, model):
+    from massface.runtime.backends.acl_backend import finalize_acl
+
+    path, _ = model
+    fake = install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8))
+    assert fake.init() == 0  # another library in this process initialised ACL
+    with open_backend(write_fake_om(tmp_path / "m.om")) as backend:
+        backend.embed(images(1))
+    assert fake.calls.count("init") == 2  # ours got 100002: not our ACL
+    assert finalize_acl() is False
+    assert "finalize" not in fake.calls and fake.initialised
+
+
+def test_om_built_for_another_platform_is_refused_by_name(monkeypatch, tmp_path, model):
+    """ATC's NAME_<os>_<arch>.om loads only on that OS/arch: massface says so before the
+    runtime's generic load failure; the right host loads it."""
+    from massface.runtime.backends import acl_backend
+
+    path, _ = model
+    monkeypatch.setattr(acl_backend, "host_platform", lambda: "linux_aarch64")
+    install(monkeypatch, FakeAcl(path, gears=(1, 4), image=(*SIZE, 3), dim=8,
+                                 host="linux_aarch64"))
+    x86 = write_fake_om(tmp_path / "m_linux_x86_64.om", platform="linux_x86_64")
+    with pytest.raises(InputError, match=r"for linux_x86_64 .* this host is linux_aarch64"):
+        open_backend(x86)
+    arm = write_fake_om(tmp_path / "m_linux_aarch64.om", platform="linux_aarch64")
+    with open_backend(arm) as backend:
+        assert backend.info.batch_sizes == (1, 4)
+    # renamed to hide its platform, the double still refuses it, as the runtime would
+    hidden = write_fake_om(tmp_path / "renamed.om", platform="linux_x86_64")
+    with pytest.raises(InputError, match="host OS/architecture"):
+        open_backend(hidden)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.infer.backends import BACKENDS, backend_for, open_backend
-from massface.infer.backends.onnx_backend import OnnxBackend
+from massface.runtime.backends import BACKENDS, backend_for, open_backend
+from massface.runtime.backends.onnx_backend import OnnxBackend
 from tests.helpers.models import make_linear_onnx
 
 SIZE = (12, 10)

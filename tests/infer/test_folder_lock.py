@@ -12,10 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
-from massface.infer import InferOptions, open_backend, run_inference
+from massface.infer import InferOptions, run_inference
 from massface.infer.cli import app
-from massface.infer.sources import images_dataset
 from massface.lock import LOCK_FILE, folder_lock
+from massface.runtime import open_backend
+from massface.runtime.sources import images_dataset
 from tests.helpers.cli import invoke_ok
 from tests.helpers.faults import failing_backend
 from tests.helpers.models import make_linear_onnx

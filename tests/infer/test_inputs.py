@@ -280,7 +280,7 @@ def test_orl_grey_pgm_folder_is_converted_and_resized(tmp_path, orl_dir, pretrai
 def test_local_reference_agrees_with_massface_evaluate(lfw_run):
     """The test-side accuracy reference and massface.evaluate.verify give the same figure."""
     pytest.importorskip("massface.evaluate")
-    from massface.evaluate import verify
+    from massface.scoring import verify
     from tests.helpers.lfw_reference import lfw_accuracy
 
     es = read_embedding_dir(lfw_run)

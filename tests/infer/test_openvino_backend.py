@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from massface.errors import InputError
-from massface.infer.backends import open_backend
 from massface.infer.cli import app
+from massface.runtime.backends import open_backend
 from tests.helpers.models import make_conv_onnx, make_linear_onnx
 
 runner = CliRunner()
@@ -37,9 +37,9 @@ def _images(n: int, size: tuple[int, int], seed: int = 0) -> np.ndarray:
 
 
 def _faces(lfw_dir, n: int = 16) -> np.ndarray:
-    from massface.infer.loader import LoaderOptions, load_rows
-    from massface.infer.preprocess import Preprocessing
-    from massface.infer.sources import images_dataset
+    from massface.runtime.loader import LoaderOptions, load_rows
+    from massface.runtime.preprocess import Preprocessing
+    from massface.runtime.sources import images_dataset
 
     ds = images_dataset(lfw_dir)
     return load_rows(ds, 0, n, LoaderOptions(Preprocessing())).array
@@ -198,7 +198,7 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     from massface.evaluate.cli import app as eval_app
     from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer import InferOptions, run_inference
-    from massface.infer.sources import lfw_dataset
+    from massface.runtime.sources import lfw_dataset
 
     base = ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
             str(subset_pairs), "--batch-size", "16", "--quiet"]
@@ -219,7 +219,7 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
         ("openvino", "fp32", 2)
     assert summary["batches"] == -(-summary["images"] // 16)
     # the same loop in memory (what a precision preview embeds LFW with)
-    from massface.infer.pipeline import embed_dataset
+    from massface.runtime.pipeline import embed_dataset
 
     ds = lfw_dataset(lfw_dir, subset_pairs)
     with open_backend(pretrained_onnx, backend="openvino", batch_size=16) as b:

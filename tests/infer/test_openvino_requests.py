@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from massface.infer.backends import open_backend
-from massface.infer.backends.base import DYNAMIC, STATIC, Backend, ModelInfo
+from massface.runtime.backends import open_backend
+from massface.runtime.backends.base import DYNAMIC, STATIC, Backend, ModelInfo
 from tests.helpers.models import make_linear_onnx
 
 SIZE = (6, 5)

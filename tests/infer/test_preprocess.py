@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from massface.errors import InputError
-from massface.infer.preprocess import (
+from massface.runtime.preprocess import (
     Preprocessing,
     choose_preprocessing,
     decode_image,

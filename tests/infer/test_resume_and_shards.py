@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.formats.embedding_dir import read_embedding_dir
-from massface.infer import InferOptions, open_backend, run_inference
+from massface.infer import InferOptions, run_inference
 from massface.infer.cli import app
-from massface.infer.sources import lfw_dataset
+from massface.runtime import open_backend
+from massface.runtime.sources import lfw_dataset
 from tests.helpers.cli import invoke_ok as invoke
 from tests.helpers.faults import failing_backend
 from tests.helpers.scoring import lfw_accuracy_of
@@ -28,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 SLOW_MAIN = """
 import sys, time
-from massface.infer.backends import onnx_backend
+from massface.runtime.backends import onnx_backend
 _run = onnx_backend.OnnxBackend._run
 def slow(self, batch):
     time.sleep(0.2)

@@ -17,9 +17,9 @@ from PIL import Image
 
 from massface.evaluate.inputs import LoadOptions, load_input
 from massface.evaluate.report import Run
-from massface.evaluate.verification import verify
 from massface.report import write_compare_report, write_pairs_report, write_training_report
 from massface.report.pairs import error_counts
+from massface.scoring.verification import verify
 from tests.helpers.browser import PageCheck, chromium, find_chromium, inspect_page, is_blank
 from tests.helpers.report_world import face_image, pairs_world, run_folder
 

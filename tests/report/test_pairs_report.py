@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from massface.evaluate.cli import app
 from massface.evaluate.inputs import LoadOptions, load_input
 from massface.evaluate.report import Run
-from massface.evaluate.verification import verify
 from massface.formats import embedding_dir
 from massface.formats.insightface_bin import write_insightface_bin
 from massface.report import write_pairs_report
@@ -34,6 +33,7 @@ from massface.report.pairs import (
 )
 from massface.report.plots import render_svg
 from massface.report.thumbs import THUMB_SIZE, ImageSource
+from massface.scoring.verification import verify
 from tests.helpers.naive_reference import naive_distance, naive_evaluate, naive_prepare
 from tests.helpers.report_world import pairs_world
 

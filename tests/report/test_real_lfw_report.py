@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from massface.evaluate.cli import app as eval_app
 from massface.evaluate.inputs import LoadOptions, load_input
 from massface.evaluate.report import Run
-from massface.evaluate.verification import verify
 from massface.report.pairs import error_counts
+from massface.scoring.verification import verify
 from tests.helpers.browser import chromium, find_chromium, inspect_page, is_blank
 from tests.helpers.cli import invoke_ok
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.evaluate.folds import contiguous_fold_ids
 from massface.formats.pairs import read_pairs, resolve_reference, write_path_pairs
+from massface.scoring.folds import contiguous_fold_ids
 from massface.tools.pairs_generate import generate_pair_set, generate_pairs, natural_key
 
 

@@ -1,7 +1,7 @@
 """The evaluation protocols of ``massface-eval --protocol NAME`` (a registry).
 
 ``lfw`` (default)
-    LFW 10-fold verification of pairs (SPEC section 1, :mod:`massface.evaluate.verification`).
+    LFW 10-fold verification of pairs (SPEC section 1, :mod:`massface.scoring.verification`).
 ``blufr``
     BLUFR on LFW (SPEC section 5, :mod:`.blufr`): 10 trials of large-scale verification
     and open-set identification from an embedding folder of all LFW images.
@@ -26,7 +26,15 @@ from massface.errors import InputError
 from massface.evaluate.protocols.allpairs import evaluate_all_pairs
 from massface.evaluate.protocols.base import ProtocolResult
 from massface.evaluate.protocols.blufr import evaluate_blufr
-from massface.evaluate.protocols.blufr_config import DEFAULT_CONFIG, read_blufr_config
+from massface.evaluate.protocols.blufr_config import (
+    DEFAULT_CONFIG,
+    BlufrConfig,
+    format_trials,
+    parse_trials,
+    read_blufr_config,
+    select_trials,
+    split_identities,
+)
 from massface.evaluate.protocols.identification import SplitOptions, evaluate_identification
 from massface.evaluate.protocols.labelled import (
     FeatureOptions,
@@ -51,6 +59,8 @@ class ScaleOptions:
     split: SplitOptions = field(default_factory=SplitOptions)
     search: SearchOptions = field(default_factory=SearchOptions)
     progress: bool = False
+    trials: str | None = None            # blufr: "1-3,7" (default: every trial)
+    trained_on: Path | None = None       # blufr: refuse trials whose test people it trained on
 
 
 Evaluate = Callable[[FeatureSet, ScaleOptions], ProtocolResult]
@@ -79,9 +89,36 @@ def _blufr(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
         raise InputError(f"{path}: no BLUFR config there: pass --blufr-config FILE (or set "
                          f"{ENV_VAR} to the shared data folder)")
     cfg = read_blufr_config(path)
+    if opts.trials is not None:
+        cfg = select_trials(cfg, parse_trials(opts.trials, cfg.n_trials))
+    if opts.trained_on is not None:
+        check_trained_on(cfg, opts.trained_on)
     with ProgressBar("BLUFR trials", cfg.n_trials, enabled=opts.progress,
                      rate_unit="trials/s") as bar:
         return evaluate_blufr(fs, cfg, opts.features, opts.allow_missing, bar.update)
+
+
+def check_trained_on(cfg: BlufrConfig, trained_on: Path) -> None:
+    """:class:`InputError` when a held trial's test people include a training identity of
+    ``trained_on`` (a massface-train run folder or a training tree), naming the trials
+    that are clean so that ``--trials`` can pick them."""
+    from massface.leakage import check_disjoint, describe_overlap, run_identities
+
+    training, where = run_identities(trained_on)
+    leaking = {n: training & split_identities(cfg, n, "test") for n in cfg.numbers}
+    bad = [n for n in cfg.numbers if leaking[n]]
+    if not bad:
+        return
+    clean = [n for n in cfg.numbers if not leaking[n]]
+    hint = (f"score only the trials it did not train on: --trials {format_trials(clean)}"
+            if clean else "no held trial is free of its training people")
+    first = bad[0]
+    check_disjoint(training, leaking[first], training_what=f"{where} (--trained-on)",
+                   scored_what=f"BLUFR trial {first}'s test split" + (
+                       f" (and trials {format_trials(bad[1:])}: "
+                       f"{describe_overlap(set().union(*(leaking[n] for n in bad[1:])))})"
+                       if len(bad) > 1 else ""),
+                   fix=hint)
 
 
 def _identification(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
@@ -100,7 +137,8 @@ PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "dis
 PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
 PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}),
                    description="LFW 10-fold pairs, the default")
-PROTOCOLS.register("blufr", ProtocolEntry(_blufr, frozenset({"blufr_config", "allow_missing"})),
+PROTOCOLS.register("blufr", ProtocolEntry(_blufr, frozenset(
+    {"blufr_config", "allow_missing", "trials", "trained_on"})),
                    description="BLUFR on LFW: 10 trials, VR@FAR and open-set DIR")
 PROTOCOLS.register("identification", ProtocolEntry(_identification, frozenset(
     {"image_labels", "gallery", "probe", "seed", "gallery_identities", "gallery_images",

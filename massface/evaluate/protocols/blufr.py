@@ -101,15 +101,19 @@ class BlufrProtocol:
     n_trials: int
     features: FeatureOptions
     allow_missing: bool
+    numbers: tuple[int, ...] = ()   # the trials scored (1-based); empty: all of the file's
 
     def describe(self) -> str:
-        return (f"BLUFR ({self.n_trials} trials of {Path(self.config).name}), "
+        which = (f"trial(s) {','.join(map(str, self.numbers))}" if self.numbers
+                 else f"{self.n_trials} trials")
+        return (f"BLUFR ({which} of {Path(self.config).name}), "
                 f"{self.features.describe()}, VR at FAR 0 and 1e-8..1, DIR at FAR 0 and "
                 "1e-4..1 x ranks 1..100, mean and sample std over trials")
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": "blufr", "config": self.config, "config_sha256": self.config_sha256,
-                "trials": self.n_trials, **self.features.to_dict(),
+                "trials": self.n_trials, "trial_numbers": list(self.numbers) or None,
+                **self.features.to_dict(),
                 "verification_far_points": list(VERIFICATION_FARS),
                 "open_set_far_points": list(OPEN_SET_FARS), "ranks": list(RANKS),
                 "headline": {"vr": f"mean - std of VR at FAR={VR_FAR:g}",
@@ -126,6 +130,7 @@ class BlufrResult:
     verification: Curves
     open_set: Curves
     trials: list[BlufrTrial]
+    numbers: list[int] = field(default_factory=list)  # 1-based number of each trial row
     missing_images: list[str] = field(default_factory=list)
     unused_embeddings: int = 0
     timing: Timing = field(default_factory=Timing)
@@ -169,10 +174,11 @@ class BlufrResult:
                 self._rank_table()]
 
     def _trial_tables(self) -> list[ReportTable]:
-        brief = [[str(t + 1), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
+        num = self.numbers or list(range(1, len(self.trials) + 1))
+        brief = [[str(num[t]), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
                   str(tr.test_images), str(tr.genuine_pairs), str(tr.impostor_pairs)]
                  for t, tr in enumerate(self.trials)]
-        full = [[str(t + 1), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
+        full = [[str(num[t]), pct(self.vr_trials[t]), pct(self.dir_trials[t]),
                  f"{tr.test_images:,}", f"{tr.genuine_pairs:,}", f"{tr.impostor_pairs:,}",
                  f"{tr.gallery:,}", f"{tr.genuine_probes:,}", f"{tr.impostor_probes:,}",
                  f"{tr.seconds:.2f}"] for t, tr in enumerate(self.trials)]
@@ -225,6 +231,7 @@ class BlufrResult:
         return {"protocol": self.protocol.to_dict(),
                 "vr_report": self.vr_report, "dir_report": self.dir_report,
                 "vr_trials": floats(self.vr_trials), "dir_trials": floats(self.dir_trials),
+                "trial_numbers": list(self.numbers),
                 "verification": self.verification.to_dict("vr"),
                 "open_set": self.open_set.to_dict("dir"),
                 "trials": [t.to_dict() for t in self.trials],
@@ -267,8 +274,8 @@ def _score_trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, t: int,
     feats = np.ascontiguousarray(fs.features[rows[test[order]]])
     imp, gen = all_scores(feats, labels[order], buffer=buffer)
     if imp.size == 0 or gen.size == 0:
-        raise InputError(f"{cfg.path}: trial {t + 1} has {gen.size} genuine and {imp.size} "
-                         "impostor pairs left: need at least one of each")
+        raise InputError(f"{cfg.path}: trial {cfg.numbers[t]} has {gen.size} genuine and "
+                         f"{imp.size} impostor pairs left: need at least one of each")
     return _Scored(t, int(test.size), imp, gen, time.perf_counter() - start)
 
 
@@ -285,8 +292,8 @@ def _finish_trial(fs: FeatureSet, cfg: BlufrConfig, rows: np.ndarray, ranks: lis
                          cfg.labels[prob], SearchOptions(backend="dense"))
     o = open_set(outcomes, OPEN_SET_FARS, ranks)
     if o is None:
-        raise InputError(f"{cfg.path}: trial {sc.t + 1} has no impostor or no genuine probe "
-                         "left")
+        raise InputError(f"{cfg.path}: trial {cfg.numbers[sc.t]} has no impostor or no "
+                         "genuine probe left")
     trial = BlufrTrial(sc.test_images, int(sc.genuine.size), int(imp.size), int(gal.size),
                        o.n_genuine, o.n_impostor, sc.seconds + time.perf_counter() - start)
     return (trial, (v.far, v.threshold, vr),
@@ -333,6 +340,8 @@ def evaluate_blufr(fs: FeatureSet, cfg: BlufrConfig, features: FeatureOptions,
                                                 for i in range(3)))
     ops = Curves(np.array(OPEN_SET_FARS), *(np.stack([d[2][i] for d in done])
                                             for i in range(3)), ranks=ranks)
-    protocol = BlufrProtocol(str(cfg.path), cfg.sha256, cfg.n_trials, features, allow_missing)
+    protocol = BlufrProtocol(str(cfg.path), cfg.sha256, cfg.n_trials, features, allow_missing,
+                             tuple(cfg.numbers) if cfg.selected else ())
     timing = Timing({"total": time.perf_counter() - start})
-    return BlufrResult(protocol, ver, ops, [d[0] for d in done], missing, unused, timing)
+    return BlufrResult(protocol, ver, ops, [d[0] for d in done], list(cfg.numbers), missing,
+                       unused, timing)

@@ -10,7 +10,9 @@ naming it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,26 @@ class BlufrConfig:
     probe: list[np.ndarray]
     dev_train: np.ndarray | None = None
     dev_test: np.ndarray | None = None
+    #: 1-based numbers of the trials held (all of the file's unless :func:`select_trials`)
+    numbers: list[int] = field(default_factory=list)
+    #: whether a subset of the file's trials was selected (then only their test images
+    #: must have embeddings)
+    selected: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.numbers:
+            self.numbers = list(range(1, len(self.test) + 1))
 
     @property
     def n_trials(self) -> int:
         return len(self.test)
+
+    def needed_images(self) -> np.ndarray:
+        """Indices of the images the held trials score: every image of the file, or the
+        test images (gallery and probe partition them) of the selected trials."""
+        if not self.selected:
+            return np.arange(len(self.image_list))
+        return np.unique(np.concatenate(self.test))
 
 
 def _strings(cell: np.ndarray, path: Path) -> list[str]:
@@ -125,15 +143,19 @@ def match_images(fs: FeatureSet, cfg: BlufrConfig, allow_missing: bool
             twice.add(name)
         by_name[name] = row
     rows = np.array([by_name.get(strip_extension(n), -1) for n in cfg.image_list], np.int64)
-    ambiguous = sorted(n for n in cfg.image_list if strip_extension(n) in twice)
+    needed = cfg.needed_images()
+    ambiguous = sorted(cfg.image_list[i] for i in needed
+                       if strip_extension(cfg.image_list[i]) in twice)
     if ambiguous:
         raise InputError(f"{fs.path}: {len(ambiguous)} config image name(s) match several "
                          f"embedded images (e.g. {ambiguous[0]}): BLUFR matches by file name")
-    missing = [cfg.image_list[i] for i in np.flatnonzero(rows < 0)]
+    missing = [cfg.image_list[i] for i in needed[rows[needed] < 0]]
     if missing and not allow_missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
                                            if len(missing) > 10 else "")
-        raise InputError(f"{fs.path}: {len(missing)} of the {len(cfg.image_list)} images of "
+        which = (f"{len(needed)} test images of trial(s) {format_trials(cfg.numbers)}"
+                 if cfg.selected else f"{len(cfg.image_list)} images")
+        raise InputError(f"{fs.path}: {len(missing)} of the {which} of "
                          f"{cfg.path} have no embedding: {shown} (embed the whole dataset "
                          "with massface-infer --images, or --allow-missing to leave them out "
                          "of every trial)")
@@ -148,3 +170,61 @@ def trial_summary(cfg: BlufrConfig) -> dict[str, Any]:
             "train": ints([t.size for t in cfg.train]),
             "gallery": ints([g.size for g in cfg.gallery]),
             "probe": ints([p.size for p in cfg.probe])}
+
+
+# ------------------------------------------------------------------ trials and splits
+
+
+def parse_trials(text: str, n_trials: int, option: str = "--trials") -> list[int]:
+    """``"1-3,7"`` -> ``[1, 2, 3, 7]`` (1-based trial numbers, each within 1..n_trials)."""
+    out: list[int] = []
+    for part in str(text).replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InputError(f"{option} {text!r}: expected trial numbers such as 1, 1-3 "
+                             "or 1,4,7")
+        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+        if not 1 <= first <= last <= n_trials:
+            raise InputError(f"{option} {text!r}: trials run from 1 to {n_trials}")
+        out += [t for t in range(first, last + 1) if t not in out]
+    return out
+
+
+def format_trials(numbers: Sequence[int]) -> str:
+    return ",".join(str(t) for t in numbers)
+
+
+def select_trials(cfg: BlufrConfig, numbers: Sequence[int]) -> BlufrConfig:
+    """The config restricted to the trials ``numbers`` (1-based, as BLUFR numbers them)."""
+    idx = [t - 1 for t in numbers]
+    return replace(cfg, train=[cfg.train[t] for t in idx], test=[cfg.test[t] for t in idx],
+                   gallery=[cfg.gallery[t] for t in idx], probe=[cfg.probe[t] for t in idx],
+                   numbers=list(numbers), selected=True)
+
+
+_NUMBERED = re.compile(r"^(?P<name>.+)_\d+$")
+
+
+def identity_of(image_name: str) -> str:
+    """The LFW identity (folder) of a config image name: ``Aaron_Eckhart_0001.jpg`` ->
+    ``Aaron_Eckhart``. :class:`InputError` for a name not ending in ``_<number>``."""
+    m = _NUMBERED.match(strip_extension(image_name))
+    if not m:
+        raise InputError(f"{image_name!r}: not an LFW-style image name <name>_<number>.<ext>,"
+                         " so its identity folder is unknown")
+    return m.group("name")
+
+
+def split_images(cfg: BlufrConfig, number: int, split: str) -> list[str]:
+    """``<identity>/<image name>`` of trial ``number``'s ``train`` or ``test`` split, in the
+    config's order."""
+    sets = {"train": cfg.train, "test": cfg.test}
+    if split not in sets:
+        raise InputError(f"split {split!r}: choose train or test")
+    t = cfg.numbers.index(number)
+    return [f"{identity_of(cfg.image_list[i])}/{cfg.image_list[i]}" for i in sets[split][t]]
+
+
+def split_identities(cfg: BlufrConfig, number: int, split: str) -> set[str]:
+    """The identity folders of trial ``number``'s ``train`` or ``test`` split."""
+    return {ref.split("/", 1)[0] for ref in split_images(cfg, number, split)}

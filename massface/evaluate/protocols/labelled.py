@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError, excerpt
-from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS, prepare_embeddings
 from massface.evaluate.inputs import check_rows
 from massface.formats import embedding_dir
 from massface.formats.pairs import strip_extension
 from massface.io import sha256_file
+from massface.scoring.embeddings import FLIPS, NORMALIZATIONS, prepare_embeddings
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 ``acl`` exists only where CANN's ``set_env.sh`` has been sourced, so it is imported here
 and nowhere else. The life cycle follows the documented API:
 
-1. ``acl.init`` (100002 "already initialised" is fine), ``rt.set_device``,
-   ``rt.create_context``, ``rt.get_run_mode``;
+1. ``acl.init`` once per process (CANN allows one: see :func:`finalize_acl`), then per
+   backend ``rt.set_device``, ``rt.create_context``, ``rt.get_run_mode``;
 2. ``mdl.load_from_file``, ``mdl.create_desc`` + ``mdl.get_desc``;
 3. device buffers at each input's and output's reported size (the largest gear for
    dynamic-batch models, whose extra ``ascend_mbatch_shape_data`` input is allocated and
@@ -15,7 +15,14 @@ and nowhere else. The life cycle follows the documented API:
    device -> host copy of the valid ``size * gear / max_gear`` output bytes, read in the
    dtype the model reports (``mdl.get_output_data_type``);
 5. teardown: data buffers, datasets, device (and host) buffers, ``mdl.unload``,
-   ``mdl.destroy_desc``, ``rt.destroy_context``, ``rt.reset_device``, ``finalize``.
+   ``mdl.destroy_desc``, ``rt.destroy_context``, ``rt.reset_device``. ``acl.finalize``
+   runs once, at process exit, and only when massface initialised ACL itself.
+
+Names and types come from the model, not from guesses: the input's data type from
+``mdl.get_input_data_type`` (float32, float16 for ATC ``--input_fp16_nodes``, uint8 for
+AIPP), and ``--output-name`` is matched against the names a real ``.om`` reports,
+``op:index`` (TensorFlow source) or ``op:index:tensor`` (ONNX source); see
+:func:`match_output_name`.
 
 A model built with AIPP (``massface-export --aipp``: ATC ``--insert_op_conf``) takes
 uint8 RGB pixels, NHWC, and normalises them on the chip: its input holds one byte per
@@ -28,15 +35,18 @@ This backend has been exercised only against a test double of ``acl`` (see
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import platform
+import re
 import warnings
 from typing import Any
 
 import numpy as np
 
 from massface.errors import AclError, InputError
-from massface.infer.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
+from massface.runtime.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
 
 ACL_SUCCESS = 0
 ACL_ERROR_REPEAT_INITIALIZE = 100002
@@ -47,6 +57,106 @@ MBATCH_INPUT = "ascend_mbatch_shape_data"
 NPY_BYTE = 1  # numpy type code for ptr_to_numpy on old pyACL
 ACL_DTYPES = {0: "float32", 1: "float16", 2: "int8", 3: "int32", 4: "uint8", 6: "int16",
               7: "uint16", 8: "uint32", 9: "int64", 10: "uint64", 11: "float64", 12: "bool"}
+#: input data types massface-infer can feed: normalised floats, or AIPP's raw pixels
+FED_DTYPES = ("float32", "float16", "uint8")
+#: ATC names an .om built for a given host NAME_<os>_<arch>.om; it loads only there
+PLATFORM_SUFFIX = re.compile(r"_(linux|windows)_(x86_64|aarch64)\.om$", re.IGNORECASE)
+
+
+def host_platform() -> str:
+    """This host as ATC spells it in ``NAME_<os>_<arch>.om`` (e.g. ``linux_aarch64``)."""
+    return f"{platform.system().lower()}_{platform.machine().lower()}"
+
+
+def om_platform(path: str | os.PathLike[str]) -> str | None:
+    """The ``<os>_<arch>`` an ``.om``'s name says it was built for, or None."""
+    m = PLATFORM_SUFFIX.search(os.path.basename(path))
+    return f"{m.group(1)}_{m.group(2)}".lower() if m else None
+
+
+def check_platform(path: str | os.PathLike[str]) -> None:
+    """Refuse an ``.om`` whose ATC name suffix says another OS/architecture: the runtime
+    would only report a generic load failure."""
+    built_for, here = om_platform(path), host_platform()
+    if built_for is not None and built_for != here:
+        raise InputError(
+            f"{path}: ATC built this .om for {built_for} (its name's suffix) and this host "
+            f"is {here}; such an .om loads only on the OS/architecture it was built for. "
+            f"Rebuild it for {here} (run atc.sh on this host, or add ATC's --host_env_os/"
+            "--host_env_cpu for it)")
+
+
+# --- one aclInit per process ----------------------------------------------------------
+# CANN 5.0.4's pyACL reference: acl.init may be called once per process, acl.finalize
+# once at its end. So massface initialises ACL on first use, never finalizes it in
+# close() (a second backend would otherwise need a second init), and finalizes at exit
+# only if it was the one that initialised it; ACL initialised by another owner in the
+# process (status 100002 on our init) is left to that owner.
+_ACL_STATE: dict[str, Any] = {"module": None, "owner": False, "finalized": False}
+
+
+def _ensure_initialised(acl: Any, path: object) -> None:
+    state = _ACL_STATE
+    if state["module"] is not acl:  # a new acl module (only tests swap it): fresh state
+        state.update(module=acl, owner=False, finalized=False)
+        ret = acl.init()
+        if ret not in (ACL_SUCCESS, ACL_ERROR_REPEAT_INITIALIZE):
+            state["module"] = None
+            raise AclError(f"{path}: acl.init failed with status {ret}")
+        state["owner"] = ret == ACL_SUCCESS
+        return
+    if state["finalized"]:
+        raise AclError(f"{path}: ACL was finalized in this process (finalize_acl) and CANN "
+                       "allows one acl.init per process: run it in a new process")
+
+
+def finalize_acl() -> bool:
+    """``acl.finalize`` if massface initialised ACL and has not finalized it yet (runs at
+    exit). Returns whether it finalized. Every backend must be closed first."""
+    state = _ACL_STATE
+    acl = state["module"]
+    if acl is None or not state["owner"] or state["finalized"]:
+        return False
+    state["finalized"] = True
+    ret = acl.finalize()
+    if ret != ACL_SUCCESS:
+        warnings.warn(f"acl.finalize returned status {ret}", RuntimeWarning, stacklevel=2)
+    return True
+
+
+def _finalize_quietly() -> None:
+    with contextlib.suppress(Exception):
+        finalize_acl()
+
+
+atexit.register(_finalize_quietly)
+
+
+def match_output_name(names: list[str], wanted: str, path: object) -> int:
+    """Index of the output ``--output-name`` means. A real ``.om`` names its outputs
+    ``op:index`` (TensorFlow source, e.g. ``embeddings:0``) or ``op:index:tensor`` (ONNX,
+    e.g. ``Gemm_95:0:embeddings``), so ``embeddings`` matches the whole name, its op, its
+    ``op:index`` or its tensor name; more than one match is refused."""
+    if wanted in names:
+        return names.index(wanted)
+    hits = []
+    for i, name in enumerate(names):
+        parts = name.split(":")
+        keys = {parts[0]}
+        if len(parts) >= 2:
+            keys.add(f"{parts[0]}:{parts[1]}")
+        if len(parts) >= 3:
+            keys.add(":".join(parts[2:]))
+        if wanted in keys:
+            hits.append(i)
+    if len(hits) == 1:
+        return hits[0]
+    listed = ", ".join(names)
+    if hits:
+        raise InputError(f"{path}: --output-name {wanted!r} matches {len(hits)} outputs "
+                         f"({', '.join(names[i] for i in hits)}): give the full name")
+    raise InputError(f"{path}: no output named {wanted!r} (outputs: {listed}; a name may "
+                     "be given whole, as its op, op:index or tensor name)")
 
 
 
@@ -74,10 +184,11 @@ class AclBackend(Backend):
                  output_name: str | None = None, **_: object) -> None:
         p = model_path(path)
         self._path = p
+        check_platform(p)
         acl = import_acl(p)
         self.acl = acl
         self.device_id = int(device_id)
-        self._initialised = self._device_set = False
+        self._device_set = False
         self._context = self._desc = self._model_id = None
         self._in_ds = self._out_ds = None
         self._buffers: list[Any] = []
@@ -103,10 +214,7 @@ class AclBackend(Backend):
     # -- set-up ---------------------------------------------------------------------------
     def _open(self, p: os.PathLike[str], output_name: str | None) -> None:
         acl = self.acl
-        ret = acl.init()
-        if ret not in (ACL_SUCCESS, ACL_ERROR_REPEAT_INITIALIZE):
-            self._check(ret, "init")
-        self._initialised = True
+        _ensure_initialised(acl, p)
         self._check(acl.rt.set_device(self.device_id), "rt.set_device")
         self._device_set = True
         self._context = self._value(acl.rt.create_context(self.device_id), "rt.create_context")
@@ -117,7 +225,9 @@ class AclBackend(Backend):
         model_id, ret = acl.mdl.load_from_file(str(p))
         if ret != ACL_SUCCESS:
             raise InputError(f"{p}: acl.mdl.load_from_file failed with status {ret}: not an "
-                             ".om model for this device/CANN version")
+                             ".om model for this device, CANN version or host OS/"
+                             f"architecture (this host: {host_platform()}; ATC builds "
+                             "for one, see --host_env_os/--host_env_cpu)")
         self._model_id = model_id
         self._desc = acl.mdl.create_desc()
         self._check(acl.mdl.get_desc(self._desc, model_id), "mdl.get_desc")
@@ -159,21 +269,21 @@ class AclBackend(Backend):
             batch, sizes = "static", (shape[0],)
         self._max_gear = sizes[-1]
         self._in_sizes = [acl.mdl.get_input_size_by_index(desc, i) for i in range(n_in)]
+        reported = None
+        if hasattr(acl.mdl, "get_input_data_type"):
+            code = acl.mdl.get_input_data_type(desc, self._in_index)
+            reported = ACL_DTYPES.get(code, f"aclDataType {code}")
         in_dtype, contract = input_contract(p, self._in_sizes[self._in_index],
-                                            self._max_gear * h * w * c, in_dims["name"])
+                                            self._max_gear * h * w * c, in_dims["name"],
+                                            reported)
         if in_dtype == "uint8":
             layout = "NHWC"  # ATC forces the AIPP input to NHWC whatever the model declared
         n_out = acl.mdl.get_num_outputs(desc)
         out_dims = [self._value(acl.mdl.get_output_dims(desc, i), "mdl.get_output_dims")
                     for i in range(n_out)]
         out_names = [d["name"] for d in out_dims]
-        if output_name is None:
-            self._out_index = 0
-        elif output_name in out_names:
-            self._out_index = out_names.index(output_name)
-        else:
-            raise InputError(f"{p}: no output named {output_name!r} (outputs: "
-                             f"{', '.join(out_names)})")
+        self._out_index = 0 if output_name is None else \
+            match_output_name(out_names, output_name, p)
         self._out_sizes = [acl.mdl.get_output_size_by_index(desc, i) for i in range(n_out)]
         code = acl.mdl.get_output_data_type(desc, self._out_index)
         if code not in ACL_DTYPES:
@@ -290,10 +400,7 @@ class AclBackend(Backend):
         if self._device_set:
             step("rt.reset_device", acl.rt.reset_device, self.device_id)
             self._device_set = False
-        if self._initialised:
-            step("finalize", acl.finalize)
-            self._initialised = False
-        self.acl = None
+        self.acl = None  # acl.finalize: once, at exit (finalize_acl)
         if failures:
             warnings.warn(f"{self._path}: pyACL teardown reported: {'; '.join(failures)}",
                           RuntimeWarning, stacklevel=2)
@@ -301,21 +408,40 @@ class AclBackend(Backend):
 
 def _aipp_section(p: os.PathLike[str]) -> dict | None:
     """``export.json``'s AIPP section when it describes this very ``.om``."""
-    from massface.infer.preprocess import read_export_json
+    from massface.runtime.preprocess import read_export_json
 
     export = read_export_json(p)
     aipp = (export or {}).get("aipp")
-    if isinstance(aipp, dict) and aipp.get("om_file") == os.path.basename(p):
+    # ATC may have written NAME_<os>_<arch>.om for the NAME.om export.json names
+    name = PLATFORM_SUFFIX.sub(".om", os.path.basename(p))
+    if isinstance(aipp, dict) and aipp.get("om_file") in (os.path.basename(p), name):
         return aipp
     return None
 
 
-def input_contract(p: os.PathLike[str], size: int, values: int, name: str
-                   ) -> tuple[str, str]:
+def input_contract(p: os.PathLike[str], size: int, values: int, name: str,
+                   reported: str | None = None) -> tuple[str, str]:
     """(input dtype, where the contract came from) of an ``.om`` input of ``size`` bytes
-    holding ``values`` values: float32 (4 bytes each) for a plain model, uint8 (1 byte)
-    for a model built with AIPP, whose host feeds raw RGB pixels. ``export.json``
-    beside the model, when it has an AIPP section for it, must agree."""
+    holding ``values`` values. ``reported``: the type ``acl.mdl.get_input_data_type``
+    gives (None on a pyACL without it: then the byte count decides between float32 and
+    uint8). float32 is a plain model, float16 one built with ``--input_fp16_nodes``,
+    uint8 one built with AIPP, whose host feeds raw RGB pixels. ``export.json`` beside
+    the model, when it has an AIPP section for it, must agree."""
+    if reported is not None:
+        if reported not in FED_DTYPES:
+            raise InputError(f"{p}: input {name!r} is {reported}; massface-infer feeds "
+                             f"{', '.join(FED_DTYPES)} images")
+        itemsize = np.dtype(reported).itemsize
+        if size != itemsize * values:
+            raise InputError(f"{p}: input {name!r} is {reported} but holds {size} bytes for "
+                             f"{values} values ({itemsize * values} expected)")
+        if reported == "float16":
+            if _aipp_section(p) is not None:
+                raise InputError(f"{p}: export.json says this .om was built with AIPP (uint8 "
+                                 f"input) but its input {name!r} is float16: rebuild it "
+                                 "with the export's atc.sh")
+            return "float16", "float16 input (ATC --input_fp16_nodes), reported by the model"
+        size = 4 * values if reported == "float32" else values  # the checks below
     aipp = _aipp_section(p)
     if size == 4 * values:
         if aipp is not None:

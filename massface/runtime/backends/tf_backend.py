@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from massface.errors import InputError
-from massface.infer.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
+from massface.runtime.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
 
 _SKIP_SINK_OPS = {"NoOp", "Placeholder", "Const", "Assert", "SaveV2", "RestoreV2"}
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from massface.errors import InputError
-from massface.evaluate.distances import BLOCK_ROWS, DISTANCES, pair_distances
-from massface.evaluate.embeddings import check_embeddings, check_names, prepare_embeddings
-from massface.evaluate.folds import contiguous_fold_ids, fold_ranges
-from massface.evaluate.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
+from massface.scoring.distances import BLOCK_ROWS, DISTANCES, pair_distances
+from massface.scoring.embeddings import check_embeddings, check_names, prepare_embeddings
+from massface.scoring.folds import contiguous_fold_ids, fold_ranges
+from massface.scoring.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
 
 DEFAULT_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 names it trapz

@@ -1,6 +1,6 @@
 """Decoded batches through a backend, in order: the loop ``massface-infer`` runs.
 
-The decode pool (:func:`massface.infer.loader.iter_batches`) prepares batches ahead on its
+The decode pool (:func:`massface.runtime.loader.iter_batches`) prepares batches ahead on its
 threads; :meth:`Backend.embed_many` takes each batch as soon as the model has room for it,
 so on a backend with asynchronous requests (OpenVINO) several batches are in the model
 while the next ones decode. Each loaded batch comes back with its embeddings (and those of
@@ -20,11 +20,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from massface.errors import NonFiniteEmbeddingError
-from massface.infer.backends import Backend
-from massface.infer.loader import LoadedBatch, LoaderOptions, item_name, iter_batches
-from massface.infer.preprocess import choose_preprocessing
-from massface.infer.preprocess import flip_batch as mirror
-from massface.infer.sources import Dataset
+from massface.runtime.backends import Backend
+from massface.runtime.loader import LoadedBatch, LoaderOptions, item_name, iter_batches
+from massface.runtime.preprocess import choose_preprocessing
+from massface.runtime.preprocess import flip_batch as mirror
+from massface.runtime.sources import Dataset
+
+
+def latency_percentiles(lat: list[float]) -> dict[str, float]:
+    """Per-batch latency (seconds) as milliseconds: mean, p50, p95, max."""
+    if not lat:
+        return {}
+    a = np.asarray(lat) * 1000.0
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.percentile(a, 50)), 3),
+            "p95": round(float(np.percentile(a, 95)), 3), "max": round(float(a.max()), 3)}
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from massface.evaluate.distances import DISTANCES
-from massface.evaluate.embeddings import FLIPS, NORMALIZATIONS
+from massface.scoring.distances import DISTANCES
+from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
 
 NOT_ENOUGH_NEGATIVES = "not enough negatives"
 

@@ -15,8 +15,9 @@ import os
 from pathlib import Path
 
 from massface.errors import InputError
-from massface.infer.backends.acl_backend import AclBackend
-from massface.infer.backends.base import (
+from massface.registry import Registry
+from massface.runtime.backends.acl_backend import AclBackend
+from massface.runtime.backends.base import (
     DYNAMIC,
     GEARS,
     PRECISIONS,
@@ -24,10 +25,9 @@ from massface.infer.backends.base import (
     Backend,
     ModelInfo,
 )
-from massface.infer.backends.onnx_backend import OnnxBackend
-from massface.infer.backends.openvino_backend import OpenVinoBackend
-from massface.infer.backends.tf_backend import TensorFlowBackend
-from massface.registry import Registry
+from massface.runtime.backends.onnx_backend import OnnxBackend
+from massface.runtime.backends.openvino_backend import OpenVinoBackend
+from massface.runtime.backends.tf_backend import TensorFlowBackend
 
 BACKENDS: Registry[type[Backend]] = Registry("backend")
 BACKENDS.register(OnnxBackend.name, OnnxBackend, description="ONNX Runtime (.onnx)")

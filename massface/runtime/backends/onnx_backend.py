@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.infer.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
+from massface.runtime.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
 
 DEVICES = ("auto", "cpu", "cuda")
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.infer.backends.base import (
+from massface.runtime.backends.base import (
     STATIC,
     Backend,
     ModelInfo,

@@ -22,8 +22,8 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.imaging import require_regular_file
-from massface.infer.preprocess import Preprocessing, decode_image, normalize_batch
-from massface.infer.sources import Dataset
+from massface.runtime.preprocess import Preprocessing, decode_image, normalize_batch
+from massface.runtime.sources import Dataset
 
 
 @dataclass
