@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from massface.align.transform import landmark_problem
 from massface.errors import InputError
 from massface.io import read_json
 from massface.registry import Registry
@@ -67,8 +68,9 @@ def load_template_file(path: Path) -> Template:
     if h > MAX_SIDE or w > MAX_SIDE:
         raise InputError(f"{path}: size {h}x{w}: each side must lie in 8..{MAX_SIDE} "
                          "(face crops are a few hundred pixels)")
-    if np.ptp(points, axis=0).max() < 1.0:
-        raise InputError(f"{path}: the five points coincide (degenerate); {how}")
+    problem = landmark_problem(points, (h, w))
+    if problem:
+        raise InputError(f"{path}: {problem.replace('image', 'crop')}; {how}")
     return Template(str(path), (h, w), tuple((float(x), float(y)) for x, y in points))
 
 

@@ -116,3 +116,19 @@ def test_a_huge_malformed_labels_line_is_quoted_as_a_bounded_excerpt(tmp_path):
     labels.write_text("Ann 1 " + "x" * 1_000_000 + "\n")  # one line, one megabyte
     out = run(folder, "--labels", labels)
     assert "labels.txt" in out and "1,000,00" in out and len(out) < 2_000
+
+
+def test_a_mat_file_that_crashes_scipy_is_refused_not_a_segfault(tmp_path):
+    """The 55th seeded mutation of this small config makes scipy.io.loadmat segfault (it
+    killed the whole test run before the reader was probed in a child process)."""
+    from tests.test_fuzz_readers import mutate
+
+    world = make_world(tmp_path, 30, n_ids=12, n_trials=2)
+    rng = np.random.default_rng(24)
+    original = world["config"].read_bytes()
+    for _ in range(55):
+        damaged = mutate(original, rng)
+    path = tmp_path / "damaged.mat"
+    path.write_bytes(damaged)
+    out = run(world["folder"], "--protocol", "blufr", "--blufr-config", path)
+    assert "damaged.mat" in out

@@ -91,10 +91,19 @@ def _trials(m: dict[str, Any], name: str, n: int, path: Path) -> list[np.ndarray
     return [_indices(c, n, path, f"{name}{{{t + 1}}}") for t, c in enumerate(cell)]
 
 
+# Only a crash counts in the child: every Python error is reported by the reading below.
+_PROBE = ("import sys\ntry:\n    import scipy.io\n    scipy.io.loadmat(sys.argv[1])\n"
+          "except Exception:\n    pass\n")
+
+
 def read_blufr_config(path: Path) -> BlufrConfig:
     """Read a BLUFR ``.mat`` config (MATLAB v5, scipy.io.loadmat), checking its structure."""
     import scipy.io
 
+    from massface.native import probe_in_child
+
+    if Path(path).is_file():  # scipy's MAT reader segfaults on some damaged files
+        probe_in_child(_PROBE, path, "MATLAB .mat file (BLUFR config)")
     try:
         m = scipy.io.loadmat(str(path))
     except FileNotFoundError:
