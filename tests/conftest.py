@@ -63,3 +63,20 @@ def lfw_onnx_run(request, tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs)
             invoke_ok("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", lfw_pairs,
                       "--out", out, "--quiet")
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the session (per xdist worker), started as ``--engine ray``
+    starts its embedded default; in-process runs reuse it. Yields its address (for
+    ``--ray-address``: subprocesses join it as drivers join a cluster)."""
+    pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip install "
+                                           "'massface[ray]')")
+    import ray
+
+    from massface.runtime.ray_pool import connect
+
+    session = connect(None)
+    assert session.started_here and session.address is None
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

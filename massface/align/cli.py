@@ -50,9 +50,16 @@ def align(
     detect_size: Annotated[int, typer.Option(
         help="longer sides above this are downscaled for detection (the warp reads the "
              "original)")] = 1024,
-    workers: Annotated[int, typer.Option(help="images processed in parallel")] = 2,
+    workers: Annotated[int, typer.Option(help="images processed in parallel (--engine ray: "
+                                              "replicas)")] = 2,
     overwrite: Annotated[bool, typer.Option(help="discard an earlier run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    engine: Annotated[str, typer.Option(
+        help="local (this process) | ray (a Ray actor pool: --workers replicas of one CPU "
+             "each; needs massface[ray]); same output")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
+             "instance sized to this machine)")] = None,
 ) -> None:
     """Detect, choose and align faces; mirror SRC into --out."""
     if workers < 1:
@@ -60,7 +67,8 @@ def align(
     settings = AlignSettings(resolve_template(template), pick, all_faces, warp,
                              DetectorOptions(min_face=min_face, detect_size=detect_size))
     job = AlignJob(src, out, settings, landmarks, image_format, quality, workers,
-                   overwrite, progress=not quiet and sys.stderr.isatty())
+                   overwrite, progress=not quiet and sys.stderr.isatty(), engine=engine,
+                   ray_address=ray_address)
     _report(run_align(job), out)
 
 

@@ -15,7 +15,6 @@ folder's ``meta.json`` marks the run complete.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
 from massface.align.images import load_rgb
 from massface.align.landmarks import LANDMARKS_FILE, write_landmarks
@@ -55,17 +55,15 @@ class AlignStep:
                              f"{model_size[0]}x{model_size[1]}; choose a template of the "
                              "model's size")
         self.channels = channels
-        self._journal = open(partial_dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
+        self._journal = io.Journal(partial_dir / JOURNAL)
 
     def crop(self, item: bytes | os.PathLike[str], name: str, key: str) -> np.ndarray:
         """uint8 ``[H, W, channels]`` aligned crop of one photo; records its landmarks."""
         image = load_rgb(item, name)
         found = self.aligner.find(image, key, name)
         crop = self.aligner.crop(image, found.points[0])
-        line = json.dumps({"key": key, "entry": found.entry}, separators=(",", ":"))
         with self._write_lock:
-            self._journal.write(line + "\n")
-            self._journal.flush()
+            self._journal.write({"key": key, "entry": found.entry})
         if self.channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
             grey = (crop.astype(np.int32) @ np.array([19595, 38470, 7471]) + 32768) >> 16
             return grey.astype(np.uint8)[:, :, None]
@@ -76,12 +74,7 @@ class AlignStep:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        entries: dict[str, Any] = {}
-        for line in (partial_dir / JOURNAL).read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # cut short by an interruption; its image was redone
-            entries[rec["key"]] = rec["entry"]
+        entries = {rec["key"]: rec["entry"]
+                   for rec in io.read_jsonl(partial_dir / JOURNAL, "landmarks journal")}
         write_landmarks(out / LANDMARKS_FILE, {k: entries[k] for k in keys})
         return {**self.settings.to_dict(), "landmarks": LANDMARKS_FILE}

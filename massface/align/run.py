@@ -18,11 +18,9 @@ out of DST while one runs.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +33,8 @@ from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landm
 from massface.align.weights import SHA256
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS
-from massface.io import check_output_dir, read_json, remove_stale_temps, sha256_file, tsv_field
-from massface.lock import folder_lock
+from massface.io import check_output_dir, read_json, sha256_file, tsv_field
+from massface.outdir import COMPLETE, RESUME, ResumableFolder, finished_fingerprint
 from massface.progress import ProgressBar
 from massface.registry import Registry
 
@@ -63,6 +61,8 @@ class AlignJob:
     workers: int = 2
     overwrite: bool = False
     progress: bool = True
+    engine: str = "local"  # an ENGINES name: who detects and aligns
+    ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
 @dataclass
@@ -77,6 +77,7 @@ class AlignSummary:
     wall_s: float = 0.0
     images_per_s: float = 0.0  # images processed by this run / its wall time
     already_complete: bool = False
+    engine: str = "local"  # who detected and aligned (an ENGINES name)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -141,13 +142,7 @@ def _fingerprint(job: AlignJob, keys: list[str]) -> dict[str, Any]:
             "landmarks": (None if job.landmarks is None else
                           {"path": str(job.landmarks), "sha256": sha256_file(job.landmarks)}),
             "weights_sha256": None if job.landmarks is not None else SHA256,
-            "images_sha256": _keys_hash(keys), "images": len(keys)}
-
-
-def _keys_hash(keys: list[str]) -> str:
-    from massface.io import keys_sha256
-
-    return keys_sha256(keys)
+            "images_sha256": io.keys_sha256(keys), "images": len(keys)}
 
 
 def _encode(crop: Any, image_format: str, quality: int) -> bytes:
@@ -161,23 +156,25 @@ def _encode(crop: Any, image_format: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _align_one(aligner: FaceAligner, job: AlignJob, key: str) -> dict[str, Any]:
-    """Everything for one image; returns its journal line."""
+def _align_one(aligner: FaceAligner, job: AlignJob, key: str,
+               write: Callable[[Path, bytes], None] = io.write_bytes) -> dict[str, Any]:
+    """Everything for one image, its crops through ``write``; returns its journal line."""
     name = str(job.src / key)
     stamp = _source_stamp(job.src / key)  # before reading: a change during the read shows
-    rec = _align_image(aligner, job, key, name)
+    rec = _align_image(aligner, job, key, name, write)
     rec["stamp"] = stamp
     return rec
 
 
-def _align_image(aligner: FaceAligner, job: AlignJob, key: str, name: str) -> dict[str, Any]:
+def _align_image(aligner: FaceAligner, job: AlignJob, key: str, name: str,
+                 write: Callable[[Path, bytes], None]) -> dict[str, Any]:
     try:
         image = load_rgb(job.src / key, name)
         found = aligner.find(image, key, name)
         names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
         for rel, points in zip(names, found.points, strict=True):
             crop = aligner.crop(image, points)
-            io.write_bytes(job.out / rel, _encode(crop, job.image_format, job.quality))
+            write(job.out / rel, _encode(crop, job.image_format, job.quality))
     except NoFaceError as exc:
         return {"key": key, "ok": False, "reason": exc.reason,
                 "message": str(exc).removeprefix(f"{name}: ")}
@@ -198,43 +195,25 @@ def _source_stamp(path: Path) -> list[int] | None:
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
-    done: dict[str, dict[str, Any]] = {}
     if not path.is_file():
-        return done
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by the interruption
-        done[rec["key"]] = rec
-    return done
+        return {}
+    return {rec["key"]: rec for rec in io.read_jsonl(path, "massface-align journal")}
+
+
+def _folder(out: Path) -> ResumableFolder:
+    """DST of massface-align: crops are written atomically all over the mirrored tree, so a
+    killed run may have left temporaries anywhere in it."""
+    return ResumableFolder(out, "massface-align", PARTIAL, recursive_temps=True)
 
 
 def _start(job: AlignJob, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """Prepare DST; the records already done (None: the folder is complete)."""
-    out, partial = job.out, job.out / PARTIAL
-    done_file = out / DONE_FILE
-    if done_file.is_file() and not job.overwrite:
-        old = read_json(done_file, "finished massface-align run (--overwrite replaces it)")
-        if old.get("fingerprint") == fingerprint:
-            return None
-        raise InputError(f"{out}: already holds a finished massface-align run with other "
-                         "settings; rerun with --overwrite to replace it, or choose another "
-                         "--out")
-    run_file = partial / "run.json"
-    if run_file.is_file() and not job.overwrite:
-        old = read_json(run_file, "unfinished massface-align run (--overwrite starts again)")
-        if old != fingerprint:
-            raise InputError(f"{out}: holds an unfinished massface-align run with other "
-                             "settings; rerun with --overwrite to start again, or choose "
-                             "another --out")
-        return _read_journal(partial / JOURNAL)
-    if job.overwrite:
-        _remove_previous(out)
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    io.write_json(run_file, fingerprint)
-    return {}
+    finished = finished_fingerprint(job.out / DONE_FILE, "finished massface-align run")
+    state = _folder(job.out).prepare(fingerprint, finished, overwrite=job.overwrite,
+                                     remove_outputs=lambda: _remove_previous(job.out))
+    if state == COMPLETE:
+        return None
+    return _read_journal(job.out / PARTIAL / JOURNAL) if state == RESUME else {}
 
 
 def _remove_previous(out: Path) -> None:
@@ -275,9 +254,30 @@ def _pipeline(aligner: FaceAligner, job: AlignJob, keys: list[str]
                 f.cancel()
 
 
+def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
+                     ) -> Iterator[dict[str, Any]]:
+    """The same journal lines from a Ray actor pool (:mod:`massface.align.ray_align`)."""
+    from massface.align.ray_align import align_on_ray
+
+    return align_on_ray(aligner, job, keys, _align_one)
+
+
+# Who detects and aligns: both yield the journal lines in order, crops written.
+ENGINES: Registry[Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]] = \
+    Registry("engine")
+ENGINES.register("local", _pipeline, description="this process: --workers threads")
+ENGINES.register("ray", _pipeline_on_ray,
+                 description="a Ray actor pool, --workers replicas (extra 'ray')")
+
+
 def run_align(job: AlignJob) -> AlignSummary:
     """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
     FORMATS.get(job.image_format, "--format")
+    ENGINES.get(job.engine, "--engine")
+    if job.engine == "ray":
+        from massface.runtime.ray_pool import require_ray
+
+        require_ray()
     if not 1 <= job.quality <= 100:
         raise InputError(f"--quality {job.quality}: must lie in 1..100")
     check_output_dir(job.out, "--out")
@@ -285,10 +285,7 @@ def run_align(job: AlignJob) -> AlignSummary:
     _check_collisions(keys, job.image_format, job.src)
     given = read_landmarks(job.landmarks) if job.landmarks is not None else None
     fingerprint = _fingerprint(job, keys)
-    with folder_lock(job.out, "massface-align"):
-        # crops are written atomically all over the mirrored tree: a killed run may have
-        # left temporaries anywhere in it (we hold the lock: none is being written now)
-        remove_stale_temps(job.out, recursive=True)
+    with _folder(job.out).lock():
         done = _start(job, fingerprint)
         if done is None:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
@@ -299,22 +296,21 @@ def run_align(job: AlignJob) -> AlignSummary:
         for k in changed:  # edited (or replaced) since the interrupted run: align again
             del done[k]
         summary = AlignSummary(images=len(keys), resumed=len(done), redone=len(changed),
-                               ignored=ignored)
+                               ignored=ignored, engine=job.engine)
         todo = [k for k in keys if k not in done]
         t0 = time.perf_counter()
-        with open(job.out / PARTIAL / JOURNAL, "a", encoding="utf-8") as journal, \
+        with io.Journal(job.out / PARTIAL / JOURNAL) as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
-            for rec in _pipeline(aligner, job, todo):
-                journal.write(json.dumps(rec, separators=(",", ":")) + "\n")
-                journal.flush()
+            for rec in ENGINES.get(job.engine)(aligner, job, todo):
+                journal.write(rec)
                 done[rec["key"]] = rec
                 bar.update(len(done))
         wall = time.perf_counter() - t0
         summary.wall_s = round(wall, 3)
         summary.images_per_s = round(len(todo) / wall, 2) if todo and wall > 0 else 0.0
         _finish(job, keys, done, fingerprint, summary)
-        remove_stale_temps(job.out, recursive=True)
+        _folder(job.out).finish()
         return summary
 
 
@@ -335,4 +331,3 @@ def _finish(job: AlignJob, keys: list[str], done: dict[str, dict[str, Any]],
         "format": "massface-align", "version": 1, "source": str(job.src),
         "fingerprint": fingerprint, "summary": summary.to_dict(),
         "written": [name for r in ok for name in r["outputs"]]})
-    shutil.rmtree(job.out / PARTIAL, ignore_errors=True)

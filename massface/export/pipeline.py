@@ -120,7 +120,8 @@ def _om_step(options: ExportOptions, staging: Path, model_file: str, manifest: d
     manifest["atc"] = _atc_step(options, staging, model_file, log, layout=layout,
                                 aipp_config=config)
     if aipp and options.om:
-        aipp["om_file"] = f"{options.name}.om"  # the .om this folder's ATC step makes
+        # the .om this folder's ATC step makes (NAME_<os>_<arch>.om when ATC names it so)
+        aipp["om_file"] = manifest["atc"].get("om_file") or f"{options.name}.om"
     if manifest["atc"].get("status") == "built":
         manifest["artifacts"]["om"] = artifact_entry(
             staging / manifest["atc"]["om_file"], built_from=model_file, soc=options.soc,

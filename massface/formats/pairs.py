@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,47 @@ def strip_extension(ref: str) -> str:
     """A reference without a known image extension (how LFW pairs name images)."""
     root, ext = os.path.splitext(ref)
     return root if ext.lower() in IMAGE_EXTENSIONS else ref
+
+
+class ReferenceIndex:
+    """Image reference -> row of ``keys`` (dataset-relative paths): the one rule, the same
+    as on disk (:func:`resolve_reference`). A reference names a key exactly, or a key
+    without its image extension (``a/b`` names ``a/b.jpg``, as LFW pairs do); the
+    reference's own extension is never dropped (``a/b.png`` does not name ``a/b.jpg``).
+    A bare reference that two keys answer (``a/b.jpg`` and ``a/b.png``) is refused."""
+
+    def __init__(self, keys: Sequence[str], where: str | os.PathLike[str] = "images") -> None:
+        self.where = str(where)
+        self._exact: dict[str, int] = {}
+        self._bare: dict[str, int] = {}
+        self._twice: dict[str, list[str]] = {}
+        for i, key in enumerate(keys):
+            self._exact[key] = i
+            bare = strip_extension(key)
+            if bare == key:
+                continue
+            if bare in self._bare:
+                self._twice.setdefault(bare, [keys[self._bare[bare]]]).append(key)
+            else:
+                self._bare[bare] = i
+
+    def get(self, ref: str, default: int | None = None) -> int | None:
+        """The row ``ref`` names, else ``default``."""
+        if ref in self._exact:
+            return self._exact[ref]
+        if ref in self._twice:
+            raise InputError(f"{self.where}: {ref!r} names {len(self._twice[ref])} images "
+                             f"({', '.join(self._twice[ref][:3])}): name it with its extension")
+        return self._bare.get(ref, default)
+
+    def __getitem__(self, ref: str) -> int:
+        row = self.get(ref)
+        if row is None:
+            raise KeyError(ref)
+        return row
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, str) and self.get(ref) is not None
 
 
 def resolve_reference(root: str | os.PathLike[str], ref: str) -> Path | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
 from massface.errors import InputError
 
 COLORS = ("RGB", "BGR")
@@ -45,6 +47,19 @@ class Preprocessing:
             raise InputError("preprocessing: std must not be 0")
         if min(self.size) <= 0:
             raise InputError(f"preprocessing: size {self.size} must be positive")
+
+    def normalize(self, pixels: Any, out: np.ndarray | None = None) -> Any:
+        """RGB pixels ``[..., C]`` -> float32 ``(x - mean) / std`` in this record's colour
+        order: the one normalisation (inference, export parity, compare's hypotheses,
+        training). A NumPy array is computed in float32 (into ``out`` when given); another
+        array type (training's TensorFlow tensors, already float32) by its own operators."""
+        if self.color == "BGR" and pixels.shape[-1] == 3:
+            pixels = pixels[..., ::-1]
+        if isinstance(pixels, np.ndarray):
+            result = np.subtract(pixels, np.float32(self.mean), out=out, dtype=np.float32)
+            result /= np.float32(self.std)
+            return result
+        return (pixels - self.mean) / self.std
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -17,6 +17,7 @@ name and exit status 2; nothing that looks like complete output is left behind.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -239,24 +240,50 @@ def _report(result: Any, out: Path) -> None:
 
 def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resize: bool,
                   batch_size: int, workers: int, overwrite: bool) -> None:
+    from massface.formats import msame
     from massface.infer.input_bins import write_input_bins
     from massface.runtime.preprocess import choose_preprocessing
+    from massface.runtime.sources import INPUTS_SUBDIR
 
     _check_workers(workers)
-    channels, model_size, pixels = 3, None, False
+    channels, model_size, dtype = 3, None, "float32"
+    gears: tuple[int, ...] = (1,)  # massface-export's default .om: gears 1,8,32
+    static: int | None = None
+    out_dtype = "float32"  # massface-export builds with ATC --output_type=FP32
+    om = model if model is not None and model.suffix.lower() == ".om" else None
     if model is not None:
         from massface.runtime.backends import open_backend
 
         with open_backend(model) as backend:
             channels, model_size = backend.info.channels, backend.info.size
-            pixels = backend.info.input_dtype == "uint8"  # AIPP: the model normalises
+            dtype = backend.info.input_dtype  # uint8: AIPP; float16: --input_fp16_nodes
+            if om is not None:
+                out_dtype = backend.info.output_dtype
+                dynamic = backend.info.batch == "gears"
+                gears = tuple(backend.info.batch_sizes) if dynamic else ()
+                static = None if dynamic else backend.info.batch_sizes[0]
+    # the exact msame command, checked before anything is written
+    command = msame.msame_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
+                                  dest / msame.MSAME_OUTPUT_DIR, gears=gears,
+                                  static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels, resize=resize,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
-                            pixels=pixels)
+                            pixels=dtype == "uint8", dtype=dtype,
+                            extra={"msame_command": shlex.join(command)})
     err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
+    note = "" if om is not None else (
+        " (MODEL.om: your .om; --dymBatch 1 fits massface-export's dynamic-batch .om, "
+        "drop it for a static batch-1 .om)")
+    err.print(f"run on the Ascend host{note}:\n  {shlex.join(command)}", highlight=False,
+              soft_wrap=True)
+    if info["labels"]:
+        # msame's raw .bin records no dtype: 768 bytes may be 192 float32 or 384 float16
+        evaluate = ["massface-eval", str(dest / msame.MSAME_OUTPUT_DIR), "--labels",
+                    str(dest / info["labels"]), "--dtype", out_dtype]
+        err.print(f"then: {shlex.join(evaluate)}", highlight=False, soft_wrap=True)
 
 
 @app.command("prepare-bins", epilog=EXIT_HELP)

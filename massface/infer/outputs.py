@@ -29,7 +29,7 @@ from massface import io
 from massface.errors import InputError
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import format_path_pairs
-from massface.io import read_json
+from massface.outdir import finished_fingerprint
 from massface.registry import Registry
 from massface.runtime.sources import Dataset
 
@@ -176,10 +176,7 @@ def completed_fingerprint(out: Path, fmt: str) -> dict[str, Any] | None:
     """The fingerprint of a finished run in ``out`` (None when there is none)."""
 
     marker = out / WRITERS.get(fmt, "--format").marker
-    if not marker.is_file():
-        return None
-    meta = read_json(marker, "description of the finished run (--overwrite replaces it)")
-    return meta.get("fingerprint", {}) if isinstance(meta, dict) else {}
+    return finished_fingerprint(marker, "description of the finished run")
 
 
 # Every file name massface-infer writes in an output folder (besides outputs/ and .partial).

@@ -27,8 +27,8 @@ from massface.infer.outputs import (
     remove_outputs,
 )
 from massface.infer.resume import PARTIAL, Chunk, PartialStore
-from massface.io import check_output_dir, keys_sha256, remove_stale_temps, sha256_file
-from massface.lock import folder_lock
+from massface.io import check_output_dir, keys_sha256, sha256_file
+from massface.outdir import COMPLETE, RESUME, ResumableFolder
 from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.runtime.backends import Backend, open_backend
@@ -205,7 +205,7 @@ def _check_options(opts: InferOptions, ds: Dataset) -> None:
             raise InputError("--align runs in the local engine only; align first with "
                              "`massface-align SRC --out DST --engine ray`, then embed DST "
                              "with --images")
-        from massface.infer.ray_engine import require_ray
+        from massface.runtime.ray_pool import require_ray
 
         require_ray()  # a missing extra is said before the model loads
     if opts.batch_size < 1 or opts.chunk_batches < 1:
@@ -232,7 +232,7 @@ def run_inference(model: str | os.PathLike[str], ds: Dataset, opts: InferOptions
     run on the same folder stops at once instead of racing this one."""
     _check_options(opts, ds)
     model = Path(model)
-    with folder_lock(opts.out, "massface-infer"):
+    with _folder(opts.out).lock():
         t_load = time.perf_counter()
         own_backend = backend is None
         if backend is None:
@@ -268,11 +268,16 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     fingerprint = _fingerprint(model, info.to_dict(), backend.precision, ds,
                                choice.preprocessing, opts, chunk_rows)
     summary = InferSummary(model_load_s=round(load_s, 3))
-    if _already_done(opts, fingerprint):
+    folder = _folder(opts.out)
+    finished = (completed_fingerprint(opts.out, opts.output_format)
+                if opts.out.is_dir() else None)
+    state = folder.prepare(fingerprint, finished, overwrite=opts.overwrite,
+                           remove_outputs=lambda: remove_outputs(opts.out))
+    if state == COMPLETE:
         summary.already_complete = True
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
-    chunks = store.open(opts.overwrite)
+    chunks = store.complete_chunks() if state == RESUME else []
     try:
         if opts.align is not None:
             opts.align.start(store.dir, info.size, info.channels)
@@ -306,36 +311,13 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
-    store.remove()
-    _remove_stale_temps(opts.out)
+    folder.finish()
     return InferResult(opts.out, summary, result.skipped, result.meta)
 
 
-def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
-    """True when ``opts.out`` holds this very run, finished; prepare the folder otherwise."""
-    out = opts.out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out exists and is not a folder")
-    _remove_stale_temps(out)
-    reading = out.is_dir() and not opts.overwrite
-    done_fp = completed_fingerprint(out, opts.output_format) if reading else None
-    if done_fp is not None and not opts.overwrite:
-        if done_fp == fingerprint:
-            PartialStore(out, fingerprint).remove()
-            return True
-        raise InputError(f"{out}: already holds a finished run with other settings; rerun with "
-                         "--overwrite to replace it, or choose another --out")
-    if opts.overwrite and out.is_dir():
-        remove_outputs(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return False
-
-
-def _remove_stale_temps(out: Path) -> None:
-    """Temporaries that a killed run left in the folders this run writes (it holds the
-    lock: nobody else is writing there)."""
-    for folder in (out, out / PARTIAL, out / MSAME_RUN_DIR):
-        remove_stale_temps(folder)
+def _folder(out: Path) -> ResumableFolder:
+    """``--out`` of massface-infer: its writes may leave temporaries in OUT and outputs/."""
+    return ResumableFolder(out, "massface-infer", PARTIAL, temp_dirs=("", MSAME_RUN_DIR))
 
 
 def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,

@@ -22,7 +22,7 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.imaging import require_regular_file
-from massface.runtime.preprocess import Preprocessing, decode_image, normalize_batch
+from massface.runtime.preprocess import Preprocessing, decode_image
 from massface.runtime.sources import Dataset
 
 
@@ -98,7 +98,7 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     elif ds.tensors or opts.pixels:
         array = np.stack(arrays)
     else:
-        array = normalize_batch(np.stack(arrays), prep)
+        array = prep.normalize(np.stack(arrays))
     return LoadedBatch(start, stop, array, good, bad)
 
 

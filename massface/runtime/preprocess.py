@@ -111,17 +111,6 @@ def decode_image(
     return arr
 
 
-def normalize_batch(
-    pixels: np.ndarray, prep: Preprocessing, out: np.ndarray | None = None
-) -> np.ndarray:
-    """uint8 ``[N, H, W, C]`` RGB -> float32 ``(x - mean) / std`` in the preprocessing's colour."""
-    if prep.color == "BGR" and pixels.shape[-1] == 3:
-        pixels = pixels[..., ::-1]
-    result = np.subtract(pixels, np.float32(prep.mean), out=out, dtype=np.float32)
-    result /= np.float32(prep.std)
-    return result
-
-
 def flip_batch(batch: np.ndarray) -> np.ndarray:
     """Mirror NHWC images left-right (the flip pass)."""
     return np.ascontiguousarray(batch[:, :, ::-1, :])

@@ -34,12 +34,12 @@ from massface.formats import msame
 from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
     Pair,
+    ReferenceIndex,
     natural_key,
     pair_references,
     read_pairs,
     require_reference,
     resolve_reference,
-    strip_extension,
 )
 from massface.registry import Registry
 
@@ -79,17 +79,15 @@ class Dataset:
 def slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:
     """Rows of each pair's two images (``2 * len(pairs)``), matching keys with or without
     their extension; a pair naming an image that is not embedded is an error."""
-    rows: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        rows[k] = i
-        rows.setdefault(strip_extension(k), i)
+    rows = ReferenceIndex(keys, where)
     slots: list[int] = []
     for n, p in enumerate(pairs):
         for ref in (p.a, p.b):
-            if ref not in rows:
+            row = rows.get(ref)
+            if row is None:
                 raise InputError(f"{where}: pair {n + 1} names {excerpt(ref)}, which is not "
                                  "among the images to embed")
-            slots.append(rows[ref])
+            slots.append(row)
     return slots
 
 

@@ -305,11 +305,6 @@ class Augment(AugmentConfig):
         return x
 
 
-def normalize(images: Any, mean: float = 127.5, std: float = 128.0) -> Any:
-    """``(x - mean) / std`` (MassFace: 127.5 and 128)."""
-    return (images - mean) / std
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -370,7 +365,10 @@ def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed:
     """
     import tensorflow as tf
 
+    from massface.formats.preprocessing import Preprocessing
+
     h, w = source.size
+    prep = Preprocessing(mean=mean, std=std)  # training images are RGB
     ds = tf.data.Dataset.from_generator(
         lambda: source.iterate(start_step),
         output_signature=(tf.TensorSpec([], tf.int64),
@@ -379,7 +377,7 @@ def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed:
 
     def prepare(step: Any, images: Any, labels: Any) -> tuple[Any, Any]:
         x = augment(tf.cast(images, tf.float32), tf.stack([tf.constant(seed, tf.int64), step]))
-        return normalize(x, mean, std), labels
+        return prep.normalize(x), labels
 
     ds = ds.map(prepare, num_parallel_calls=1, deterministic=True)
     if num_parts > 1:

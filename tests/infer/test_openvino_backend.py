@@ -243,6 +243,6 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
             run_inference(pretrained_onnx, ds, opts, backend=b)
     with open_backend(pretrained_onnx, backend="openvino") as b:
         b.precision = "bf16"  # stands for a bf16 backend on a CPU that has bf16
-        with pytest.raises(InputError, match=r"unfinished run with other settings \(differs "
-                                             r"in: precision\)"):
+        with pytest.raises(InputError, match=r"unfinished massface-infer run with other "
+                                             r"settings \(differs in: precision\)"):
             run_inference(pretrained_onnx, ds, opts, backend=b)

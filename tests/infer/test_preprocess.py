@@ -14,20 +14,7 @@ from massface.runtime.preprocess import (
     choose_preprocessing,
     decode_image,
     flip_batch,
-    normalize_batch,
 )
-
-
-def test_normalisation_against_a_pixel_loop():
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)
-    for prep in (Preprocessing(), Preprocessing(color="BGR", mean=127.0, std=64.0)):
-        got = normalize_batch(pixels, prep)
-        assert got.dtype == np.float32
-        for n, y, x, c in np.ndindex(pixels.shape):
-            src = 2 - c if prep.color == "BGR" else c
-            want = np.float32((float(pixels[n, y, x, src]) - prep.mean) / prep.std)
-            assert got[n, y, x, c] == want
 
 
 def test_decode_grey_palette_alpha_and_resize(tmp_path):

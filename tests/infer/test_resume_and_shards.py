@@ -105,7 +105,8 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
                                                         progress=False),
                       backend=failing_backend(open_backend(pretrained_onnx), 3))
     opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False)
-    with pytest.raises(InputError, match=r"unfinished run with other settings.*batch_size"):
+    with pytest.raises(InputError, match=r"unfinished massface-infer run with other "
+                                         r"settings.*batch_size"):
         run_inference(pretrained_onnx, ds, opts16)
     opts16.overwrite = True
     assert run_inference(pretrained_onnx, ds, opts16).summary.resumed_rows == 0

@@ -39,13 +39,13 @@ import atexit
 import contextlib
 import os
 import platform
-import re
 import warnings
 from typing import Any
 
 import numpy as np
 
 from massface.errors import AclError, InputError
+from massface.formats.msame import PLATFORM_SUFFIX, om_platform
 from massface.runtime.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
 
 ACL_SUCCESS = 0
@@ -59,19 +59,11 @@ ACL_DTYPES = {0: "float32", 1: "float16", 2: "int8", 3: "int32", 4: "uint8", 6: 
               7: "uint16", 8: "uint32", 9: "int64", 10: "uint64", 11: "float64", 12: "bool"}
 #: input data types massface-infer can feed: normalised floats, or AIPP's raw pixels
 FED_DTYPES = ("float32", "float16", "uint8")
-#: ATC names an .om built for a given host NAME_<os>_<arch>.om; it loads only there
-PLATFORM_SUFFIX = re.compile(r"_(linux|windows)_(x86_64|aarch64)\.om$", re.IGNORECASE)
 
 
 def host_platform() -> str:
     """This host as ATC spells it in ``NAME_<os>_<arch>.om`` (e.g. ``linux_aarch64``)."""
     return f"{platform.system().lower()}_{platform.machine().lower()}"
-
-
-def om_platform(path: str | os.PathLike[str]) -> str | None:
-    """The ``<os>_<arch>`` an ``.om``'s name says it was built for, or None."""
-    m = PLATFORM_SUFFIX.search(os.path.basename(path))
-    return f"{m.group(1)}_{m.group(2)}".lower() if m else None
 
 
 def check_platform(path: str | os.PathLike[str]) -> None:
