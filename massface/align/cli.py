@@ -19,6 +19,7 @@ from rich.console import Console
 
 from massface.align.faces import PICKS, AlignSettings
 from massface.align.mtcnn import DetectorOptions
+from massface.align.nets import ENGINES
 from massface.align.run import FORMATS, AlignJob, AlignSummary, run_align
 from massface.align.templates import TEMPLATES, resolve_template
 from massface.align.transform import WARPS
@@ -50,8 +51,13 @@ def align(
     detect_size: Annotated[int, typer.Option(
         help="longer sides above this are downscaled for detection (the warp reads the "
              "original)")] = 1024,
-    workers: Annotated[int, typer.Option(help="images processed in parallel (--engine ray: "
-                                              "replicas)")] = 2,
+    workers: Annotated[int, typer.Option(help="groups of images processed in parallel "
+                                              "(--engine ray: replicas)")] = 2,
+    batch: Annotated[int, typer.Option(
+        help="images detected together (each MTCNN stage runs once per group)")] = 8,
+    detector_engine: Annotated[str, typer.Option(
+        help=f"MTCNN's nets: auto (OpenVINO on x86 where installed) | "
+             f"{' | '.join(ENGINES)}")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="discard an earlier run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     engine: Annotated[str, typer.Option(
@@ -65,10 +71,13 @@ def align(
     if workers < 1:
         raise InputError(f"--workers {workers}: must be at least 1")
     settings = AlignSettings(resolve_template(template), pick, all_faces, warp,
-                             DetectorOptions(min_face=min_face, detect_size=detect_size))
+                             DetectorOptions(min_face=min_face, detect_size=detect_size,
+                                             engine=detector_engine, streams=workers))
+    if batch < 1:
+        raise InputError(f"--batch {batch}: must be at least 1")
     job = AlignJob(src, out, settings, landmarks, image_format, quality, workers,
-                   overwrite, progress=not quiet and sys.stderr.isatty(), engine=engine,
-                   ray_address=ray_address)
+                   overwrite, batch=batch, progress=not quiet and sys.stderr.isatty(),
+                   engine=engine, ray_address=ray_address)
     _report(run_align(job), out)
 
 

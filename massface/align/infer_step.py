@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,35 @@ class AlignStep:
 
     def crop(self, item: bytes | os.PathLike[str], name: str, key: str) -> np.ndarray:
         """uint8 ``[H, W, channels]`` aligned crop of one photo; records its landmarks."""
-        image = load_rgb(item, name)
-        found = self.aligner.find(image, key, name)
-        crop = self.aligner.crop(image, found.points[0])
-        with self._write_lock:
-            self._journal.write({"key": key, "entry": found.entry})
+        out = self.crop_many([item], [name], [key])[0]
+        if isinstance(out, InputError):
+            raise out
+        return out
+
+    def crop_many(self, items: Sequence[bytes | os.PathLike[str]], names: Sequence[str],
+                  keys: Sequence[str]) -> list[np.ndarray | InputError]:
+        """:meth:`crop` of each photo, detection batched over them (a decode worker's
+        batch); a photo that cannot be aligned gets its :class:`InputError` instead."""
+        out: list[np.ndarray | InputError | None] = [None] * len(items)
+        images: dict[int, np.ndarray] = {}
+        for i, (item, name) in enumerate(zip(items, names, strict=True)):
+            try:
+                images[i] = load_rgb(item, name)
+            except InputError as exc:
+                out[i] = exc
+        todo = sorted(images)
+        found = self.aligner.find_many([images[i] for i in todo], [keys[i] for i in todo],
+                                       [names[i] for i in todo])
+        for i, f in zip(todo, found, strict=True):
+            if isinstance(f, InputError):
+                out[i] = f
+                continue
+            out[i] = self._channels(self.aligner.crop(images[i], f.points[0]))
+            with self._write_lock:
+                self._journal.write({"key": keys[i], "entry": f.entry})
+        return [x for x in out if x is not None]
+
+    def _channels(self, crop: np.ndarray) -> np.ndarray:
         if self.channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
             grey = (crop.astype(np.int32) @ np.array([19595, 38470, 7471]) + 32768) >> 16
             return grey.astype(np.uint8)[:, :, None]

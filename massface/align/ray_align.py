@@ -33,7 +33,7 @@ class _Keys:
 @dataclass
 class AlignerSpec:
     job: Any  # massface.align.run.AlignJob (run imports this module: no import back)
-    align_one: Callable[..., dict[str, Any]]  # run._align_one: one image, crops to a writer
+    align_group: Callable[..., list[dict[str, Any]]]  # run._align_group: crops to a writer
     settings: AlignSettings
     given: dict[str, dict[str, Any]] | None
     given_from: Path | None
@@ -53,28 +53,28 @@ class AlignReplica(ChunkActor):
 
     def process(self, work: _Keys) -> dict[str, Any]:
         out = self.spec.job.out
-        records = []
-        for key in work.keys:
-            files: list[tuple[str, bytes]] = []
+        files: dict[str, bytes] = {}
 
-            def keep(path: Path, data: bytes, files: list = files) -> None:
-                files.append((path.relative_to(out).as_posix(), data))
+        def keep(path: Path, data: bytes) -> None:
+            files[path.relative_to(out).as_posix()] = data
 
-            rec = self.spec.align_one(self.aligner, self.spec.job, key, keep)
-            records.append({**rec, "files": files})
+        # the chunk is one detection group: each MTCNN stage runs once over its images
+        records = [{**rec, "files": [(rel, files[rel]) for rel in rec.get("outputs", [])]}
+                   for rec in self.spec.align_group(self.aligner, self.spec.job, work.keys,
+                                                    keep)]
         return {"records": records, "pid": os.getpid()}
 
 
 def align_on_ray(aligner: FaceAligner, job: Any, keys: list[str],
-                 align_one: Callable[..., dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Journal lines of ``keys`` in order (``align_one`` makes each, in a replica); each
+                 align_group: Callable[..., list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Journal lines of ``keys`` in order (``align_group`` makes a chunk's, in a replica); each
     image's crops are written before its line is yielded (the driver journals it next)."""
     import ray
 
     session = connect(job.ray_address)
     try:
         cpus, _ = replica_resources(session, job.workers, 1, "cpu")
-        spec = AlignerSpec(replace(job, progress=False), align_one, aligner.settings,
+        spec = AlignerSpec(replace(job, progress=False), align_group, aligner.settings,
                            aligner.given, aligner.given_from, os.getcwd(),
                            os.environ.get(FAULT_ENV))
         todo = [_Keys(i, keys[s:s + CHUNK_IMAGES])

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from massface import io
-from massface.align.faces import SKIP_REASONS, AlignSettings, FaceAligner, NoFaceError
+from massface.align.faces import SKIP_REASONS, AlignSettings, FaceAligner, Found, NoFaceError
 from massface.align.images import load_rgb
 from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landmarks
 from massface.align.weights import SHA256
@@ -60,6 +60,7 @@ class AlignJob:
     quality: int = 95
     workers: int = 2
     overwrite: bool = False
+    batch: int = 8  # images detected together (each MTCNN stage: one call per group)
     progress: bool = True
     engine: str = "local"  # an ENGINES name: who detects and aligns
     ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
@@ -156,33 +157,46 @@ def _encode(crop: Any, image_format: str, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _align_one(aligner: FaceAligner, job: AlignJob, key: str,
-               write: Callable[[Path, bytes], None] = io.write_bytes) -> dict[str, Any]:
-    """Everything for one image, its crops through ``write``; returns its journal line."""
-    name = str(job.src / key)
-    stamp = _source_stamp(job.src / key)  # before reading: a change during the read shows
-    rec = _align_image(aligner, job, key, name, write)
-    rec["stamp"] = stamp
-    return rec
+def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str],
+                 write: Callable[[Path, bytes], None] = io.write_bytes) -> list[dict[str, Any]]:
+    """Everything for a group of images, detection batched over them, crops through
+    ``write``; their journal lines."""
+    names = [str(job.src / key) for key in keys]
+    # before reading: a change made during the read shows on resume
+    stamps = [_source_stamp(job.src / key) for key in keys]
+    images: dict[int, Any] = {}
+    recs: dict[int, dict[str, Any]] = {}
+    for i, (key, name) in enumerate(zip(keys, names, strict=True)):
+        try:
+            images[i] = load_rgb(job.src / key, name)
+        except InputError as exc:  # undecodable or unsupported image
+            recs[i] = _unreadable(key, name, exc)
+    todo = sorted(images)
+    found = aligner.find_many([images[i] for i in todo], [keys[i] for i in todo],
+                              [names[i] for i in todo])
+    for i, f in zip(todo, found, strict=True):
+        recs[i] = _write_crops(aligner, job, keys[i], names[i], images[i], f, write)
+    return [{**recs[i], "stamp": stamps[i]} for i in range(len(keys))]
 
 
-def _align_image(aligner: FaceAligner, job: AlignJob, key: str, name: str,
-                 write: Callable[[Path, bytes], None]) -> dict[str, Any]:
-    try:
-        image = load_rgb(job.src / key, name)
-        found = aligner.find(image, key, name)
-        names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
-        for rel, points in zip(names, found.points, strict=True):
-            crop = aligner.crop(image, points)
-            write(job.out / rel, _encode(crop, job.image_format, job.quality))
-    except NoFaceError as exc:
-        return {"key": key, "ok": False, "reason": exc.reason,
-                "message": str(exc).removeprefix(f"{name}: ")}
-    except InputError as exc:  # undecodable or unsupported image
-        text = str(exc).removeprefix(f"{name}: ")
-        return {"key": key, "ok": False, "reason": "unreadable",
-                "message": text if text.startswith("unreadable") else f"unreadable: {text}"}
+def _write_crops(aligner: FaceAligner, job: AlignJob, key: str, name: str, image: Any,
+                 found: Found | NoFaceError, write: Callable[[Path, bytes], None]
+                 ) -> dict[str, Any]:
+    """Warp and write one image's faces; its journal line."""
+    if isinstance(found, NoFaceError):
+        return {"key": key, "ok": False, "reason": found.reason,
+                "message": str(found).removeprefix(f"{name}: ")}
+    names = output_names(key, job.image_format, len(found.points), aligner.settings.all_faces)
+    for rel, points in zip(names, found.points, strict=True):
+        crop = aligner.crop(image, points)
+        write(job.out / rel, _encode(crop, job.image_format, job.quality))
     return {"key": key, "ok": True, "entry": found.entry, "outputs": names}
+
+
+def _unreadable(key: str, name: str, exc: InputError) -> dict[str, Any]:
+    text = str(exc).removeprefix(f"{name}: ")
+    return {"key": key, "ok": False, "reason": "unreadable",
+            "message": text if text.startswith("unreadable") else f"unreadable: {text}"}
 
 
 def _source_stamp(path: Path) -> list[int] | None:
@@ -233,22 +247,24 @@ def _remove_previous(out: Path) -> None:
 
 def _pipeline(aligner: FaceAligner, job: AlignJob, keys: list[str]
               ) -> Iterator[dict[str, Any]]:
-    """Journal lines of ``keys`` in order, computed ``job.workers`` at a time."""
+    """Journal lines of ``keys`` in order: groups of ``job.batch`` images (decoded, detected
+    together, warped and written), ``job.workers`` groups at a time."""
+    step = max(1, job.batch)
+    groups = iter([keys[i:i + step] for i in range(0, len(keys), step)])
     with ThreadPoolExecutor(max_workers=max(1, job.workers),
                             thread_name_prefix="massface-align") as pool:
-        pending: deque[Future[dict[str, Any]]] = deque()
-        todo = iter(keys)
+        pending: deque[Future[list[dict[str, Any]]]] = deque()
         try:
-            for key in todo:
-                pending.append(pool.submit(_align_one, aligner, job, key))
-                if len(pending) >= 4 * max(1, job.workers):
+            for group in groups:
+                pending.append(pool.submit(_align_group, aligner, job, group))
+                if len(pending) >= 2 * max(1, job.workers):
                     break
             while pending:
-                rec = pending.popleft().result()
-                nxt = next(todo, None)
+                recs = pending.popleft().result()
+                nxt = next(groups, None)
                 if nxt is not None:
-                    pending.append(pool.submit(_align_one, aligner, job, nxt))
-                yield rec
+                    pending.append(pool.submit(_align_group, aligner, job, nxt))
+                yield from recs
         finally:
             for f in pending:
                 f.cancel()
@@ -259,7 +275,7 @@ def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
     """The same journal lines from a Ray actor pool (:mod:`massface.align.ray_align`)."""
     from massface.align.ray_align import align_on_ray
 
-    return align_on_ray(aligner, job, keys, _align_one)
+    return align_on_ray(aligner, job, keys, _align_group)
 
 
 # Who detects and aligns: both yield the journal lines in order, crops written.

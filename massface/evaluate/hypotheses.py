@@ -152,6 +152,7 @@ class ReferenceModel:
         choice = choose_preprocessing(self.path, overrides or {}, info.size)
         self.prep = choice.preprocessing
         self.size = tuple(self.prep.size)
+        self.fit = self.prep.fit
         self.preprocessing = choice.to_dict()
         self._fp16 = None
         self._fp16_reason: str | None = None
@@ -173,7 +174,7 @@ class ReferenceModel:
         out = []
         for name in names:
             path = require_reference(self.images, name, "REF's index (--images)")
-            out.append(decode_image(path, str(path), self.size))
+            out.append(decode_image(path, str(path), self.size, fit=self.fit))
         self._pixels[tuple(names)] = np.stack(out)
         return self._pixels[tuple(names)]
 
@@ -191,12 +192,12 @@ class ReferenceModel:
             self._fp16_reason = "needs the onnx package (pip install 'massface[tf]')"
             return None
         from massface.export.fp16 import simulate_fp16
-        from massface.runtime.backends import open_backend
+        from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
         self._tmp = tempfile.TemporaryDirectory(prefix="massface-fp16-")
         path = Path(self._tmp.name) / "fp16sim.onnx"
         onnx.save(simulate_fp16(onnx.load(str(self.path))), str(path))
-        self._fp16 = open_backend(path)
+        self._fp16 = open_backend(path, backend=SIMULATION_BACKEND)
         return self._fp16
 
     @property

@@ -82,6 +82,11 @@ class PairInput:
     pair_refs: list[tuple[str, str]] | None = None
     source_meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def path(self) -> str:
+        """The input as given (what protocol reports name it by)."""
+        return self.name
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.name,
@@ -216,7 +221,7 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
 
 def inference_settings(meta: dict[str, Any]) -> dict[str, Any]:
     """The backend and precision massface-infer recorded (absent in older or foreign runs)."""
-    return {k: meta[k] for k in ("backend", "precision") if k in meta}
+    return {k: meta[k] for k in ("backend", "precision", "backend_choice") if k in meta}
 
 
 # --- arrays in pair order -------------------------------------------------------------

@@ -117,7 +117,7 @@ def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing,
     from massface.runtime.sources import Dataset
 
     ds = Dataset("lfw", evalset.root, evalset.keys, list(evalset.paths))
-    opts = LoaderOptions(prep, 3, resize=True, skip_bad=False, pixels=True)
+    opts = LoaderOptions(prep, 3, skip_bad=False, pixels=True)
     backends = {v.name: v.open() for v in variants}
     outs: dict[str, list[np.ndarray]] = {v.name: [] for v in variants}
     seconds = dict.fromkeys(backends, 0.0)

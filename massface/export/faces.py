@@ -27,7 +27,7 @@ def load_face(path: Path, prep: Preprocessing) -> np.ndarray:
     """One image as float32 [H, W, 3], preprocessed exactly as ``massface-infer`` does."""
     from massface.runtime.preprocess import decode_image
 
-    pixels = decode_image(path, str(path), prep.size)
+    pixels = decode_image(path, str(path), prep.size, fit=prep.fit)
     return prep.normalize(pixels[None])[0]
 
 

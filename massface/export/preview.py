@@ -108,7 +108,7 @@ def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     out = []
     for ref in faces.refs:
         path = require_reference(faces.root, ref, "the parity batch")
-        out.append(decode_image(path, str(path), tuple(prep.size)))
+        out.append(decode_image(path, str(path), tuple(prep.size), fit=prep.fit))
     return np.stack(out)
 
 
@@ -150,9 +150,12 @@ def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
 
 def _variant(name: str, path: Path, details: dict,
              opener: Callable[[], Any] | None = None) -> budget_mod.Variant:
-    from massface.runtime.backends import open_backend
+    from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
-    return budget_mod.Variant(name, path.name, opener or (lambda: open_backend(path)), details)
+    # ONNX Runtime, named: these graphs simulate the device's numerics (fp16 casts, QDQ),
+    # which another engine (OpenVINO, --backend auto's CPU choice) may fuse or run natively.
+    return budget_mod.Variant(name, path.name, opener or (
+        lambda: open_backend(path, backend=SIMULATION_BACKEND)), details)
 
 
 def run_previews(staging: Path, stem: str, onnx_path: Path, prep: Preprocessing,

@@ -52,14 +52,19 @@ Color = Annotated[str | None, typer.Option(help="RGB | BGR")]
 Mean = Annotated[float | None, typer.Option(help="x' = (x - mean) / std")]
 Std = Annotated[float | None, typer.Option()]
 Size = Annotated[str | None, typer.Option(help="HxW (default: the model's)")]
-Resize = Annotated[bool, typer.Option(help="resize images to the model's input")]
+Fit = Annotated[str | None, typer.Option(
+    help="images of another size than the model's input: center (cut the centre to the "
+         "model's aspect ratio, then resize if needed: a 112x112 crop for a 112x96 model "
+         "keeps columns 8..103) | squash (resize, aspect ratio lost) | error (refuse); "
+         "default: export.json's, else center. Recorded in meta.json (fit)")]
 BatchSize = Annotated[int, typer.Option(help="images per model call")]
 Workers = Annotated[int, typer.Option(help="decode threads (--engine ray: model replicas, "
                                             "one Ray actor each)")]
 Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output")]
 BackendName = Annotated[str, typer.Option(
-    "--backend", help="auto (by the model's suffix: .onnx ONNX Runtime, .xml OpenVINO, .pb "
-                      "TensorFlow, .om pyACL) | onnxruntime | openvino | tensorflow | acl")]
+    "--backend", help="auto (the fastest exact engine for the model: .onnx OpenVINO fp32 on "
+                      "x86 where installed, else ONNX Runtime; .xml OpenVINO, .pb TensorFlow, "
+                      ".om pyACL) | onnxruntime | openvino | tensorflow | acl")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -143,7 +148,7 @@ def infer(
     mean: Mean = None,
     std: Std = None,
     size: Size = None,
-    resize: Resize = True,
+    fit: Fit = None,
     flip: Annotated[bool, typer.Option(help="also embed mirrored images "
                                             "(embeddings_flip.npy)")] = False,
     skip_bad: Annotated[bool, typer.Option(help="skip unreadable images, listing them in "
@@ -173,12 +178,12 @@ def infer(
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)
-    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
+    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size),
+                 "fit": _fit_name(fit)}
     if to_input_bins is not None:
         err.print(f"note: --to-input-bins moved to `massface-infer prepare-bins --out "
                   f"{to_input_bins}`", highlight=False)
-        _prepare_bins(ds, to_input_bins, model, overrides, resize, batch_size, workers,
-                      overwrite)
+        _prepare_bins(ds, to_input_bins, model, overrides, batch_size, workers, overwrite)
         return
     if model is None or out is None:
         raise InputError("--model and --out are required (or `massface-infer prepare-bins` "
@@ -190,7 +195,7 @@ def infer(
         workers=workers, prefetch=prefetch, device=device, device_id=device_id,
         backend=backend, precision=precision, streams=streams, input_name=input_name,
         output_name=output_name, preprocessing=overrides,
-        resize=resize, flip=flip, skip_bad=skip_bad, overwrite=overwrite,
+        flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=_shard(shard), chunk_batches=chunk_batches,
         progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
         engine=engine, ray_address=ray_address,
@@ -233,12 +238,24 @@ def _report(result: Any, out: Path) -> None:
     if s.resumed_rows:
         msg += f" (resumed after {s.resumed_rows} rows)"
     err.print(msg, highlight=False)
+    meta = result.meta
+    err.print(f"backend: {meta.get('backend')} {meta.get('precision')} "
+              f"({meta.get('backend_choice') or 'given'})", highlight=False)
     if result.skipped:
         err.print(f"[yellow]skipped {len(result.skipped)} bad images: see {out}/skipped.txt"
                   "[/yellow]")
 
 
-def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resize: bool,
+def _fit_name(fit: str | None) -> str | None:
+    """``--fit`` checked against the fit modes before any work."""
+    if fit is not None:
+        from massface.imaging import FITS
+
+        FITS.get(fit, "--fit")
+    return fit
+
+
+def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
                   batch_size: int, workers: int, overwrite: bool) -> None:
     from massface.formats import msame
     from massface.infer.input_bins import write_input_bins
@@ -267,7 +284,7 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict, resi
                                   dest / msame.MSAME_OUTPUT_DIR, gears=gears,
                                   static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
-    info = write_input_bins(ds, dest, choice, channels=channels, resize=resize,
+    info = write_input_bins(ds, dest, choice, channels=channels,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             pixels=dtype == "uint8", dtype=dtype,
                             extra={"msame_command": shlex.join(command)})
@@ -304,7 +321,7 @@ def prepare_bins(
     mean: Mean = None,
     std: Std = None,
     size: Size = None,
-    resize: Resize = True,
+    fit: Fit = None,
     batch_size: BatchSize = 64,
     workers: Workers = 1,
     overwrite: Overwrite = False,
@@ -313,8 +330,9 @@ def prepare_bins(
     pixels when --model takes them: an AIPP model)."""
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file}
     ds = _dataset(given, pairs, root, None, False)
-    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size)}
-    _prepare_bins(ds, out, model, overrides, resize, batch_size, workers, overwrite)
+    overrides = {"color": color, "mean": mean, "std": std, "size": _parse_size(size),
+                 "fit": _fit_name(fit)}
+    _prepare_bins(ds, out, model, overrides, batch_size, workers, overwrite)
 
 
 @app.command("merge", epilog=EXIT_HELP)

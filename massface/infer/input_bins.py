@@ -33,7 +33,7 @@ from massface.runtime.sources import INPUTS_META, INPUTS_SUBDIR, PARTIAL_MARKER,
 
 
 def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
-                     channels: int = 3, resize: bool = True, batch_size: int = 64,
+                     channels: int = 3, batch_size: int = 64,
                      workers: int = 1, overwrite: bool = False,
                      pixels: bool = False, dtype: str | None = None,
                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -48,16 +48,16 @@ def write_input_bins(ds: Dataset, out: Path, choice: PreprocessingChoice, *,
         raise InputError(f"{ds.root}: already preprocessed input bins")
     check_output_dir(out, "--out")
     with folder_lock(out, "massface-infer prepare-bins"):
-        return _write(ds, out, choice, channels, resize, batch_size, workers, overwrite,
+        return _write(ds, out, choice, channels, batch_size, workers, overwrite,
                       pixels, np.dtype(dtype), extra or {})
 
 
-def _fingerprint(ds: Dataset, choice: PreprocessingChoice, channels: int, resize: bool,
-                 pixels: bool, dtype: np.dtype) -> dict[str, Any]:
+def _fingerprint(ds: Dataset, choice: PreprocessingChoice, channels: int, pixels: bool,
+                 dtype: np.dtype) -> dict[str, Any]:
     return {"dataset": ds.describe(), "keys_sha256": keys_sha256(ds.keys),
             "slots": None if ds.slots is None else len(ds.slots),
-            "preprocessing": choice.to_dict(), "channels": channels, "resize": resize,
-            "pixels": pixels, "dtype": np.dtype(dtype).name}
+            "preprocessing": choice.to_dict(), "channels": channels, "pixels": pixels,
+            "dtype": np.dtype(dtype).name}
 
 
 def _resume_row(out: Path, fingerprint: dict[str, Any], overwrite: bool,
@@ -90,7 +90,7 @@ def _resume_row(out: Path, fingerprint: dict[str, Any], overwrite: bool,
     return n_rows
 
 
-def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, resize: bool,
+def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int,
            batch_size: int, workers: int, overwrite: bool, pixels: bool, dtype: np.dtype,
            extra: dict[str, Any]) -> dict[str, Any]:
     inputs = out / INPUTS_SUBDIR
@@ -98,12 +98,12 @@ def _write(ds: Dataset, out: Path, choice: PreprocessingChoice, channels: int, r
     slots_of: dict[int, list[int]] = {}
     for i, row in enumerate(slots):
         slots_of.setdefault(row, []).append(i)
-    fingerprint = _fingerprint(ds, choice, channels, resize, pixels, dtype)
+    fingerprint = _fingerprint(ds, choice, channels, pixels, dtype)
     start = _resume_row(out, fingerprint, overwrite, slots_of, len(ds.keys))
     inputs.mkdir(parents=True, exist_ok=True)
     if start == 0:
         io.write_json(out / PARTIAL_MARKER, fingerprint)
-    opts = LoaderOptions(choice.preprocessing, channels, resize, skip_bad=False, pixels=pixels)
+    opts = LoaderOptions(choice.preprocessing, channels, skip_bad=False, pixels=pixels)
     for batch in iter_batches(ds, start, len(ds.keys), batch_size, opts, workers=workers):
         for row, tensor in zip(batch.good, batch.array, strict=True):
             data = np.ascontiguousarray(tensor[None], dtype=dtype).tobytes()

@@ -123,7 +123,7 @@ def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> Fin
     summaries = [read_json(d / SUMMARY, "shard summary") for d, _, _ in sets]
     result = FinalResult(ds, rows, emb, flip, sorted(skipped),
                          meta={k: v for k, v in meta0.items()
-                               if k in ("model", "preprocessing", "dataset", "resize",
+                               if k in ("model", "preprocessing", "dataset", "fit",
                                         "batch_size", "backend", "precision")},
                          summary={"merged_shards": [str(d) for d, _, _ in sets],
                                   "shard_summaries": summaries})

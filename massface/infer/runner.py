@@ -56,7 +56,6 @@ class InferOptions:
     input_name: str | None = None
     output_name: str | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)  # explicit overrides
-    resize: bool = True
     flip: bool = False
     skip_bad: bool = False
     overwrite: bool = False
@@ -189,7 +188,7 @@ def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
         "model_output": info["output_name"], "dataset": ds.kind,
         "keys_sha256": keys_sha256(ds.keys), "rows": len(ds.keys),
         "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
-        "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
+        "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
         "format": opts.output_format, "backend": info["backend"], "precision": precision,
         **({"align": opts.align.fingerprint()} if opts.align is not None else {}),
@@ -254,7 +253,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     info = backend.info
     if info.channels not in (1, 3):
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
-    choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
+    choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size,
+                                                       info.layout)
     pixels = info.input_dtype == "uint8"  # AIPP: the model normalises raw pixels itself
     wanted = "uint8 pixels (AIPP)" if pixels else "float32 preprocessed images"
     if ds.tensors and ds.tensor_dtype not in (None, wanted.split()[0]):
@@ -281,8 +281,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     try:
         if opts.align is not None:
             opts.align.start(store.dir, info.size, info.channels)
-        loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                    opts.skip_bad, pixels=pixels, align=opts.align)
+        loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
+                                    pixels=pixels, align=opts.align)
         engine = ENGINES.get(opts.engine, "--engine")(backend, model, ds, opts, loader_opts,
                                                       store, chunks, start, stop, summary)
     except MassfaceError:
@@ -293,9 +293,9 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
-                      "backend": info.backend, "precision": backend.precision,
-                      "streams": info.extra.get("streams"), "model": str(model),
-                      "engine": engine}
+                      "backend": info.backend, "backend_choice": backend.choice,
+                      "precision": backend.precision, "streams": info.extra.get("streams"),
+                      "model": str(model), "engine": engine}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
                         "stop": stop, "total": len(ds.keys),
@@ -304,15 +304,25 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "model": {"path": str(model), "sha256": fingerprint["model_sha256"],
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
-        "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
-        "backend": info.backend, "precision": backend.precision, "engine": engine["name"],
-        "fingerprint": fingerprint,
+        "fit": _fit_record(choice, ds, opts),
+        "dataset": ds.describe(), "batch_size": opts.batch_size,
+        "backend": info.backend, "backend_choice": backend.choice,
+        "precision": backend.precision, "engine": engine["name"], "fingerprint": fingerprint,
     }
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
     folder.finish()
     return InferResult(opts.out, summary, result.skipped, result.meta)
+
+
+def _fit_record(choice: PreprocessingChoice, ds: Dataset, opts: InferOptions) -> dict | str:
+    """What was done to images of another size than the model's, and who chose it."""
+    if ds.tensors:
+        return "not applied: preprocessed input bins are fed as stored"
+    if opts.align is not None:
+        return "not applied: --align warps each face straight to the model's size"
+    return choice.fit_record()
 
 
 def _folder(out: Path) -> ResumableFolder:

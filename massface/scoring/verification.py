@@ -102,6 +102,79 @@ def _check_step(step: float, what: str, distance: str) -> None:
                          "them (the default 0.01 is the protocol's)")
 
 
+def grid_size(step: float, max_distance: float) -> int:
+    """How many thresholds :func:`threshold_grid` has (without making it)."""
+    n = np.arange(0, THRESHOLD_END, step).size
+    if max_distance < THRESHOLD_END:
+        return n
+    n = max(n, int(max_distance // step) + 2)
+    while (n - 1) * step <= max_distance:  # rounding of max_distance // step
+        n += 1
+    return n
+
+
+def threshold_grid(step: float, max_distance: float, what: str = "--step") -> np.ndarray:
+    """facenet's ``arange(0, 4, step)`` while every distance is below 4 (its domain: unit
+    vectors); when distances reach 4 or more (flip ``concat`` reaches 8, ``--normalization
+    none`` anything) the grid goes on in the same steps to the first threshold above the
+    largest distance, so that the ROC ends at (1, 1) and no threshold the data needs is
+    missing. Its first values are facenet's, value for value (``arange`` computes
+    ``i * step``).
+    """
+    n = grid_size(step, max_distance)
+    if n > MAX_THRESHOLDS:
+        raise InputError(f"distances reach {max_distance:.6g}: {what} {step!r} would need "
+                         f"{n:,} thresholds (at most {MAX_THRESHOLDS:,}): L2-normalise the "
+                         "embeddings (--normalization l2) or take a larger step")
+    return np.arange(n) * step
+
+
+def val_threshold(neg_sorted: np.ndarray, step: float, n: int, target: float) -> float:
+    """:func:`far_threshold` on the grid ``i * step`` (``i < n``) of the training FAR,
+    found by bisection instead of filling the grid: the same values (FAR is
+    non-decreasing in the threshold), and no memory however far the distances reach."""
+    def far(i: int) -> float:
+        return int(np.searchsorted(neg_sorted, float(i) * step, side="left")) / neg_sorted.size
+
+    if far(n - 1) < target:
+        return 0.0
+    lo, hi = 0, n  # how many grid points have FAR <= target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if far(mid) <= target:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = max(lo - 1, 0)
+    if j >= n - 1:
+        return float(n - 1) * step
+    x0, x1 = far(j), far(j + 1)
+    y0, y1 = float(j) * step, float(j + 1) * step
+    return y0 + (target - x0) * (y1 - y0) / (x1 - x0)
+
+
+def auc_all_pairs(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Area under the ROC of all pairs at once: the probability that a different-person
+    pair is farther apart than a same-person pair, ties counting one half (the
+    Mann-Whitney statistic, what scikit-learn's ``roc_auc_score`` computes), exact in
+    integer counts."""
+    neg = np.sort(neg)
+    below = np.searchsorted(neg, pos, side="left")
+    above = neg.size - np.searchsorted(neg, pos, side="right")
+    ties = neg.size - below - above
+    return float((2 * int(above.sum()) + int(ties.sum())) / (2 * pos.size * neg.size))
+
+
+def roc_all_pairs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct distance (``dist <= d``), from (0, 0) to (1, 1): the
+    exact ROC of all pairs, whatever range the distance has."""
+    pos, neg = np.sort(pos), np.sort(neg)
+    cuts = np.unique(np.concatenate([pos, neg]))
+    tpr = np.searchsorted(pos, cuts, side="right") / pos.size
+    fpr = np.searchsorted(neg, cuts, side="right") / neg.size
+    return np.r_[0.0, fpr], np.r_[0.0, tpr]
+
+
 def _count_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """How many values are strictly below each threshold (``dist < thr``), all at once."""
     return np.searchsorted(sorted_values, thresholds, side="left")
@@ -156,6 +229,23 @@ def _blockwise_distances(emb: np.ndarray, flip_emb: np.ndarray | None, distance:
     return out
 
 
+def _fold_distances(emb: np.ndarray, flip_emb: np.ndarray | None, fold_ids: np.ndarray,
+                    n_folds: int, distance: str, subtract_mean: bool, prep: dict
+                    ) -> list[np.ndarray]:
+    """Each fold's pair distances (one shared array unless the training folds' mean is
+    subtracted), all known before the threshold grid is chosen."""
+    if not subtract_mean:  # a million pairs: prepare block by block, never a float64 copy
+        return [_blockwise_distances(emb, flip_emb, distance, prep)] * n_folds
+    prepared = prepare_embeddings(emb, flip_emb, **prep)  # the means need every row
+    e1, e2 = prepared[0::2], prepared[1::2]
+    out = []
+    for f in range(n_folds):
+        tr = np.flatnonzero(fold_ids != f)
+        mean = np.mean(np.concatenate([e1[tr], e2[tr]]), axis=0)
+        out.append(pair_distances(e1, e2, distance, mean))
+    return out
+
+
 def verify(
     embeddings: np.ndarray,
     issame: np.ndarray | Sequence,
@@ -204,15 +294,11 @@ def verify(
     check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
     if flip != "none" and flip_embeddings is not None:
         check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
-    prep = dict(normalization=normalization, flip=flip)
-    if subtract_mean:  # the fold means need every prepared row at once
-        prepared = prepare_embeddings(emb, flip_embeddings, **prep)
-        e1, e2 = prepared[0::2], prepared[1::2]
-        shared_dist = None
-    else:  # a million pairs: prepare and measure block by block, never a float64 copy
-        shared_dist = _blockwise_distances(emb, flip_embeddings, distance, prep)
-    thresholds = np.arange(0, 4, threshold_step)
-    val_thresholds = np.arange(0, 4, val_threshold_step)
+    fold_dist = _fold_distances(emb, flip_embeddings, fold_ids, n_folds, distance,
+                                subtract_mean, dict(normalization=normalization, flip=flip))
+    max_dist = max(float(d.max()) for d in fold_dist)
+    thresholds = threshold_grid(threshold_step, max_dist)
+    n_val = grid_size(val_threshold_step, max_dist)
     n_diff_total = int(same.size - same.sum())
     targets = [float(far_target), *[float(t) for t in far_targets]]
 
@@ -228,12 +314,7 @@ def verify(
     for f in range(n_folds):
         test = fold_ids == f
         train = ~test
-        if shared_dist is None:
-            tr = np.flatnonzero(train)
-            mean = np.mean(np.concatenate([e1[tr], e2[tr]]), axis=0)
-            dist = pair_distances(e1, e2, distance, mean)
-        else:
-            dist = shared_dist
+        dist = fold_dist[f]
         test_dist[test] = dist[test]
         tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
         te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
@@ -251,14 +332,14 @@ def verify(
         fold_thr[f] = thresholds[best]
 
         # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
-        far_train = _count_below(tr_neg, val_thresholds) / tr_neg.size
         for i, target in enumerate(targets):
-            t = far_threshold(far_train, val_thresholds, target)
+            t = val_threshold(tr_neg, val_threshold_step, n_val, target)
             val_thr[i, f] = t
             val[i, f] = int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size
             far[i, f] = int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size
 
     tpr, fpr = np.mean(tprs, 0), np.mean(fprs, 0)
+    roc_fpr, roc_tpr = roc_all_pairs(test_dist[same], test_dist[~same])
     tpr_at_far = []
     for i, target in enumerate(targets[1:], start=1):
         if target * n_diff_total < 1:
@@ -281,8 +362,10 @@ def verify(
         fold_val=val[0],
         fold_far=far[0],
         fold_val_threshold=val_thr[0],
-        auc=float(_trapezoid(tpr, fpr)),
-        eer=equal_error_rate(fpr, tpr),
+        auc=auc_all_pairs(test_dist[same], test_dist[~same]),
+        eer=equal_error_rate(roc_fpr, roc_tpr),
+        auc_grid=float(_trapezoid(tpr, fpr)),
+        eer_grid=equal_error_rate(fpr, tpr),
         thresholds=thresholds,
         tpr=tpr,
         fpr=fpr,

@@ -109,13 +109,16 @@ def scan_image_folder(root: str | os.PathLike[str], identities: Sequence[str] | 
 def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (112, 112)) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB of an image file, resized to ``size`` (h, w): the decoder
     inference uses (:func:`massface.runtime.preprocess.decode_image`), so a model is trained
-    on pixels exactly as it will be fed them.
+    on pixels exactly as it will be fed them. Training squashes (fit ``squash``: ORL's
+    92x112 faces stretched to 112x112, as the recipe always did), and an export of the run
+    records that fit in ``export.json`` so that inference does the same.
 
     Raises :class:`InputError` naming the file when it cannot be decoded.
     """
+    from massface.formats.preprocessing import TRAIN_FIT
     from massface.runtime.preprocess import decode_image
 
-    return decode_image(path, str(path), size)
+    return decode_image(path, str(path), size, fit=TRAIN_FIT)
 
 
 def load_images(root: Path, paths: Sequence[str], size: tuple[int, int],

@@ -104,7 +104,7 @@ def test_interrupted_run_resumes_where_it_stopped(small_tree, tmp_path, monkeypa
     whole = tmp_path / "whole"
     invoke(small_tree, "--out", whole, "--quiet", "--workers", "1")
     out = tmp_path / "out"
-    real = align_run._align_one
+    real = align_run._align_group
     calls = {"n": 0}
 
     def dying(*args):
@@ -113,10 +113,10 @@ def test_interrupted_run_resumes_where_it_stopped(small_tree, tmp_path, monkeypa
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(align_run, "_align_one", dying)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(align_run, "_align_group", dying)
+    with pytest.raises(KeyboardInterrupt):  # groups of one image: dies at the 4th image
         align_run.run_align(align_run.AlignJob(
-            small_tree, out, _settings(), workers=1, progress=False))
+            small_tree, out, _settings(), workers=1, batch=1, progress=False))
     assert not (out / "align.json").exists()
     # what a kill inside atomic writes leaves (a crop, the landmarks file), and a hidden
     # file of the user's that is not a temporary
@@ -126,7 +126,7 @@ def test_interrupted_run_resumes_where_it_stopped(small_tree, tmp_path, monkeypa
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half")
     (out / ".keep").write_text("mine")
-    monkeypatch.setattr(align_run, "_align_one", real)
+    monkeypatch.setattr(align_run, "_align_group", real)
     result = invoke(small_tree, "--out", out, "--quiet", "--workers", "1")
     assert "resumed after 3 images" in result.output
     assert [p.name for p in out.rglob(".*")] == [".keep"]

@@ -14,13 +14,14 @@ def test_round_trip_and_case():
     assert p == Preprocessing(color="BGR", mean=1.0, std=2.0, size=(96, 80), layout="NCHW")
     assert Preprocessing.from_dict(p.to_dict()) == p
     assert p.to_dict() == {"color": "BGR", "mean": 1.0, "std": 2.0, "size": [96, 80],
-                           "layout": "NCHW"}
+                           "layout": "NCHW", "fit": "center"}
+    assert Preprocessing.from_dict({"fit": "Squash"}).fit == "squash"
 
 
 @pytest.mark.parametrize("fields, word", [
     ({"size": 112}, "size"), ({"size": [112]}, "size"), ({"mean": "x"}, "mean"),
     ({"color": "YUV"}, "color"), ({"layout": "HWC"}, "layout"), ({"std": 0}, "std"),
-    ({"size": [0, 112]}, "positive"),
+    ({"size": [0, 112]}, "positive"), ({"fit": "border"}, "fit"),
 ])
 def test_bad_fields_are_input_errors(fields, word):
     with pytest.raises(InputError, match=word):
