@@ -75,11 +75,12 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
     full_disk_after(monkeypatch, 3)
     aligned = tmp_path / "aligned"
     _one_line_exit_2(_invoke(align_app, tmp_path / "photos", "--out", aligned, "--landmarks",
-                             given, "--quiet", "--workers", 1), "no space left on device")
+                             given, "--quiet", "--workers", 1, "--batch", 1),
+                     "no space left on device")
     assert not (aligned / "align.json").exists()
     monkeypatch.undo()
     result = _invoke(align_app, tmp_path / "photos", "--out", aligned, "--landmarks", given,
-                     "--quiet", "--workers", 1)
+                     "--quiet", "--workers", 1, "--batch", 1)
     assert result.exit_code == 0 and "resumed after" in result.output, result.output
 
 
