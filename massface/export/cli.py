@@ -108,8 +108,9 @@ def export(
         "--dynamic-batch", help="ATC batch gears (2-100 sizes, each 1-2048); one value = "
         "static batch.")] = ",".join(map(str, atc_mod.DEFAULT_GEARS)),
     precision_mode: Annotated[str, typer.Option(
-        "--precision-mode", help="ATC --precision_mode: " + ", ".join(atc_mod.PRECISION_MODES)
-    )] = atc_mod.DEFAULT_PRECISION_MODE,
+        "--precision-mode",
+        help="ATC --precision_mode: " + ", ".join(atc_mod.PRECISION_MODES.names()))
+    ] = atc_mod.DEFAULT_PRECISION_MODE,
     om: Annotated[bool, typer.Option(
         "--om/--no-om", help="Build (or script, without atc) the Ascend .om.")] = True,
     om_from: Annotated[str, typer.Option(

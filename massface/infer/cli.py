@@ -27,6 +27,8 @@ from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
+from massface.infer.outputs import WRITERS
+from massface.runtime.backends import BACKENDS, DEVICES, PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batched offline inference (ONNX Runtime, OpenVINO, TensorFlow .pb, "
@@ -36,7 +38,9 @@ err = Console(stderr=True, soft_wrap=True)
 EXIT_HELP = exit_help(InputError, NonFiniteEmbeddingError, ToolError)
 
 # Options shared by the main command and `prepare-bins` (declared once).
-Model = Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")]
+MODEL_SUFFIXES = sorted({s for n in BACKENDS for s in BACKENDS.get(n).suffixes})
+Model = Annotated[Path | None, typer.Option(
+    help=f"model file: {', '.join(MODEL_SUFFIXES)} (the backend by its suffix: --backend)")]
 Lfw = Annotated[Path | None, typer.Option(help="LFW-style image root (--pairs, default: "
                                                "pairs.txt inside or beside it)")]
 Pairs = Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path pairs")]
@@ -64,7 +68,7 @@ Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output"
 BackendName = Annotated[str, typer.Option(
     "--backend", help="auto (the fastest exact engine for the model: .onnx OpenVINO fp32 on "
                       "x86 where installed, else ONNX Runtime; .xml OpenVINO, .pb TensorFlow, "
-                      ".om pyACL) | onnxruntime | openvino | tensorflow | acl")]
+                      f".om pyACL), {BACKENDS.choices()}")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -124,7 +128,7 @@ def infer(
     input_bins: InputBins = None,
     labels: Labels = None,
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+    output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
     to_input_bins: Annotated[Path | None, typer.Option(
         help="moved: use `massface-infer prepare-bins --out DIR` (still accepted)")] = None,
@@ -133,11 +137,10 @@ def infer(
                                                      "(default: runtime's choice)")] = None,
     workers: Workers = 1,
     prefetch: Annotated[int, typer.Option(help="batches decoded ahead")] = 3,
-    device: Annotated[str, typer.Option(help="ONNX Runtime: auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICES.choices())] = "auto",
     backend: BackendName = "auto",
     precision: Annotated[str, typer.Option(
-        help="fp32 (exact, default) | bf16 | fp16: arithmetic of the model (bf16/fp16: "
-             "OpenVINO on CPUs that have it natively)")] = "fp32",
+        help=f"arithmetic of the model: {PRECISIONS.choices()}")] = "fp32",
     streams: Annotated[int | None, typer.Option(
         help="OpenVINO: parallel inference streams (default: OpenVINO's throughput "
              "choice; requests in flight: streams + 1)")] = None,
@@ -340,7 +343,7 @@ def prepare_bins(
 def merge(
     shard_dirs: Annotated[list[Path], typer.Argument(help="folders written with --shard")],
     out: Annotated[Path, typer.Option(help="merged output folder")],
-    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+    output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
     overwrite: Annotated[bool, typer.Option(help="replace a result already in --out")] = False,
 ) -> None:

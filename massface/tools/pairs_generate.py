@@ -54,9 +54,21 @@ from massface.formats.pairs import (
     write_path_pairs,
 )
 from massface.io import check_output_file
+from massface.registry import Registry
 
 LFW_PAIRS_PER_CLASS = 300
-SPLITS = ("auto", "identity", "pair")
+SPLITS: Registry[str] = Registry("split")
+SPLITS.register("auto", "auto", description="identity when every fold can have two people, "
+                "else pair")
+SPLITS.register("identity", "identity", description="LFW's rule: each person in one fold")
+SPLITS.register("pair", "pair", description="people shared between folds, pairs distinct")
+#: --format: how the pairs file is written.
+PAIR_FORMATS: Registry[str] = Registry("pairs format")
+PAIR_FORMATS.register("auto", "auto", description="lfw when every image is named the LFW way, "
+                      "else path")
+PAIR_FORMATS.register("lfw", "lfw", description="LFW pairs.txt: needs files named "
+                      "<name>/<name>_NNNN.ext")
+PAIR_FORMATS.register("path", "path", description="massface path-pairs, any file names")
 
 
 
@@ -214,8 +226,7 @@ def generate_pair_set(
     split: str = "auto",
 ) -> PairSet:
     """Pairs for ``root`` with the split that was used (see the module docstring)."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    SPLITS.get(split, "--split")
     if n_folds < 1:
         raise InputError(f"need at least 1 fold, got {n_folds}")
     if pairs_per_fold is not None and (pairs_per_fold < 2 or pairs_per_fold % 2):
@@ -287,21 +298,15 @@ def pairs_command(
         "--per-fold", help="Pairs per fold (even; half same).")] = None,
     identities: Annotated[str | None, typer.Option(
         help="Comma-separated identity folders to use, e.g. s31,s32,...,s40.")] = None,
-    split: Annotated[str, typer.Option(
-        help="auto, identity (LFW: each person in one fold) or pair (people shared, "
-             "pairs distinct).")] = "auto",
-    fmt: Annotated[str, typer.Option(
-        "--format", help="lfw (LFW pairs.txt: needs files named <name>/<name>_NNNN.ext), "
-        "path (massface path-pairs, any file names), or auto (lfw when every image is "
-        "named the LFW way).")] = "auto",
+    split: Annotated[str, typer.Option(help=f"{SPLITS.choices()}.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help=f"{PAIR_FORMATS.choices()}.")] = "auto",
 ) -> None:
     """Write LFW-style verification pairs for ROOT."""
     from rich.console import Console
 
     check_output_file(out, "--out")
     ids = [s.strip() for s in identities.split(",") if s.strip()] if identities else None
-    if fmt not in ("auto", "lfw", "path"):
-        raise InputError(f"--format {fmt!r}: choose auto, lfw or path")
+    PAIR_FORMATS.get(fmt, "--format")
     result = generate_pair_set(root, folds, per_fold, seed, ids, split)
     if fmt == "auto":
         named = all(lfw_name(r) for p in result.pairs for r in (p.a, p.b))

@@ -25,6 +25,7 @@ from massface.errors import InputError
 from massface.registry import Registry
 from massface.runtime.backends.acl_backend import AclBackend
 from massface.runtime.backends.base import (
+    DEVICES,
     DYNAMIC,
     GEARS,
     OPTION_FLAGS,
@@ -46,7 +47,7 @@ BACKENDS.register(TensorFlowBackend.name, TensorFlowBackend,
                   description="TensorFlow frozen GraphDef (.pb)")
 BACKENDS.register(AclBackend.name, AclBackend, description="Ascend pyACL (.om)")
 
-__all__ = ["BACKENDS", "DYNAMIC", "GEARS", "PRECISIONS", "SIMULATION_BACKEND", "STATIC",
+__all__ = ["BACKENDS", "DEVICES", "DYNAMIC", "GEARS", "PRECISIONS", "SIMULATION_BACKEND", "STATIC",
            "Backend", "BackendOptions", "ModelInfo", "backend_for", "check_options",
            "choose_backend", "open_backend", "openvino_unfit"]
 
@@ -112,6 +113,7 @@ def check_options(cls: type[Backend], options: BackendOptions) -> None:
     """Refuse what ``cls`` would not honour: a ``--precision`` it does not run, or an
     option (``--threads``, ``--streams``, ``--input-name``, ...) it has no use for."""
     PRECISIONS.get(options.precision, "--precision")
+    DEVICES.get(options.device, "--device")
     if options.precision not in cls.precisions:
         others = [n for n in BACKENDS if options.precision in BACKENDS.get(n).precisions]
         raise InputError(f"--precision {options.precision}: the {cls.name} backend runs "

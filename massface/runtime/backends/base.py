@@ -38,6 +38,13 @@ PRECISIONS.register("fp32", "fp32", description="float32, exact (default)")
 PRECISIONS.register("bf16", "bf16", description="bfloat16, OpenVINO on CPUs with native bf16")
 PRECISIONS.register("fp16", "fp16", description="float16, OpenVINO on CPUs with native fp16")
 
+#: ``--device`` (ONNX Runtime and OpenVINO; an Ascend device is ``--device-id``).
+DEVICES: Registry[str] = Registry("device")
+DEVICES.register("auto", "auto", description="the backend's choice: ONNX Runtime's CUDA "
+                 "where installed, else the CPU")
+DEVICES.register("cpu", "cpu", description="the CPU")
+DEVICES.register("cuda", "cuda", description="ONNX Runtime's CUDA provider")
+
 
 @dataclass
 class ModelInfo:

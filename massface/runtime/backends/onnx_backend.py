@@ -9,6 +9,7 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.runtime.backends.base import (
+    DEVICES,
     Backend,
     BackendOptions,
     ModelInfo,
@@ -17,7 +18,6 @@ from massface.runtime.backends.base import (
     model_path,
 )
 
-DEVICES = ("auto", "cpu", "cuda")
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
                 "tensor(double)": "float64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
@@ -30,8 +30,7 @@ def _providers(device: str) -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if device not in DEVICES:
-        raise InputError(f"--device {device!r}: ONNX Runtime devices are {DEVICES}")
+    DEVICES.get(device, "--device")
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
