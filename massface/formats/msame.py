@@ -272,6 +272,7 @@ def write_labels_file(path: str | os.PathLike[str], issame: Any) -> None:
 # output length cut to dymBatch/max_gear of the buffer.
 
 MSAME_OUTPUT_DIR = "msame"  # prepare-bins' suggested --output, inside its own folder
+AIS_BENCH_OUTPUT_DIR = "ais_bench"
 
 
 def msame_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
@@ -296,3 +297,14 @@ def msame_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
         raise InputError(f"{model}: static batch {static_batch}, and each input bin holds "
                          "one image: rebuild the .om with batch 1 or dynamic gears")
     return argv
+
+
+def ais_bench_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
+                      gears: tuple[int, ...] = (), static_batch: int | None = None
+                      ) -> list[str]:
+    """The ais_bench argv for the same bins (github.com/Ascend/tools,
+    ais-bench_workload/tool/ais_bench/ais_bench/infer/: it feeds as many files per
+    execute as the input holds at the chosen gear, so ``--dymBatch 1`` keeps one image per
+    execute; outputs ``<output>/<timestamp>/<i>_<k>.bin``). Same refusals as msame's."""
+    argv = msame_command(model, inputs, output, gears=gears, static_batch=static_batch)
+    return ["python3", "-m", "ais_bench", *argv[1:]]

@@ -200,7 +200,7 @@ def infer(
         output_name=output_name, preprocessing=overrides,
         flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=_shard(shard), chunk_batches=chunk_batches,
-        progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
+        progress=not quiet and sys.stderr.isatty(), align=_align_step(align, workers),
         engine=engine, ray_address=ray_address,
     )
     _report(run_inference(model, ds, opts), out)
@@ -221,12 +221,12 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return parse_shard(text)
 
 
-def _align_step(template: str | None) -> Any:
+def _align_step(template: str | None, workers: int) -> Any:
     if template is None:
         return None
     from massface.align.infer_step import AlignStep
 
-    return AlignStep(template)
+    return AlignStep(template, workers=workers)
 
 
 def _report(result: Any, out: Path) -> None:
@@ -286,11 +286,15 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     command = msame.msame_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
                                   dest / msame.MSAME_OUTPUT_DIR, gears=gears,
                                   static_batch=static)
+    ais_bench = msame.ais_bench_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
+                                        dest / msame.AIS_BENCH_OUTPUT_DIR, gears=gears,
+                                        static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             pixels=dtype == "uint8", dtype=dtype,
-                            extra={"msame_command": shlex.join(command)})
+                            extra={"msame_command": shlex.join(command),
+                                   "ais_bench_command": shlex.join(ais_bench)})
     err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
@@ -299,6 +303,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
         "drop it for a static batch-1 .om)")
     err.print(f"run on the Ascend host{note}:\n  {shlex.join(command)}", highlight=False,
               soft_wrap=True)
+    err.print(f"or with ais_bench (outputs in {dest / msame.AIS_BENCH_OUTPUT_DIR}):\n  "
+              f"{shlex.join(ais_bench)}", highlight=False, soft_wrap=True)
     if info["labels"]:
         # msame's raw .bin records no dtype: 768 bytes may be 192 float32 or 384 float16
         evaluate = ["massface-eval", str(dest / msame.MSAME_OUTPUT_DIR), "--labels",
