@@ -97,6 +97,11 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
     return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1 (decode threads)")
+
+
 def _om_model(model: Path | None, om: Path | None) -> Path | None:
     """``--om M.om`` is the ``.om``-only spelling of ``--model M.om``."""
     if om is None:
@@ -109,7 +114,8 @@ def _om_model(model: Path | None, om: Path | None) -> Path | None:
 
 
 @app.callback(invoke_without_command=True, epilog=EXIT_HELP)
-@command("massface-infer")
+@command("massface-infer", resume="the finished chunks are kept in OUT/.partial; rerun the "
+         "same command to resume from them")
 def infer(
     ctx: typer.Context,
     model: Model = None,
@@ -172,6 +178,7 @@ def infer(
     if ctx.invoked_subcommand is not None:
         return
     model = _om_model(model, om)
+    _check_workers(workers)
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)
@@ -194,7 +201,7 @@ def infer(
         output_name=output_name, preprocessing=overrides,
         flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=_shard(shard), chunk_batches=chunk_batches,
-        progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
+        progress=not quiet and sys.stderr.isatty(), align=_align_step(align, workers),
         engine=engine, ray_address=ray_address,
     )
     _report(run_inference(model, ds, opts), out)
@@ -215,12 +222,12 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return parse_shard(text)
 
 
-def _align_step(template: str | None) -> Any:
+def _align_step(template: str | None, workers: int) -> Any:
     if template is None:
         return None
     from massface.align.infer_step import AlignStep
 
-    return AlignStep(template)
+    return AlignStep(template, workers=workers)
 
 
 def _report(result: Any, out: Path) -> None:
@@ -259,6 +266,7 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     from massface.runtime.preprocess import choose_preprocessing
     from massface.runtime.sources import INPUTS_SUBDIR
 
+    _check_workers(workers)
     channels, model_size, dtype = 3, None, "float32"
     gears: tuple[int, ...] = (1,)  # massface-export's default .om: gears 1,8,32
     static: int | None = None
@@ -279,11 +287,15 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     command = msame.msame_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
                                   dest / msame.MSAME_OUTPUT_DIR, gears=gears,
                                   static_batch=static)
+    ais_bench = msame.ais_bench_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
+                                        dest / msame.AIS_BENCH_OUTPUT_DIR, gears=gears,
+                                        static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             pixels=dtype == "uint8", dtype=dtype,
-                            extra={"msame_command": shlex.join(command)})
+                            extra={"msame_command": shlex.join(command),
+                                   "ais_bench_command": shlex.join(ais_bench)})
     err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
@@ -292,6 +304,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
         "drop it for a static batch-1 .om)")
     err.print(f"run on the Ascend host{note}:\n  {shlex.join(command)}", highlight=False,
               soft_wrap=True)
+    err.print(f"or with ais_bench (outputs in {dest / msame.AIS_BENCH_OUTPUT_DIR}):\n  "
+              f"{shlex.join(ais_bench)}", highlight=False, soft_wrap=True)
     if info["labels"]:
         # msame's raw .bin records no dtype: 768 bytes may be 192 float32 or 384 float16
         evaluate = ["massface-eval", str(dest / msame.MSAME_OUTPUT_DIR), "--labels",
@@ -300,7 +314,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
 
 
 @app.command("prepare-bins", epilog=EXIT_HELP)
-@command("massface-infer prepare-bins")
+@command("massface-infer prepare-bins", resume="the bins written so far are kept; rerun "
+         "the same command to resume")
 def prepare_bins(
     out: Annotated[Path, typer.Option(help="folder for inputs/<i>.bin, actual_issame.txt "
                                            "and inputs.json")],
@@ -337,11 +352,12 @@ def merge(
     out: Annotated[Path, typer.Option(help="merged output folder")],
     output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
+    overwrite: Annotated[bool, typer.Option(help="replace a result already in --out")] = False,
 ) -> None:
     """Assemble --shard K/N outputs, in order, into one output folder."""
     from massface.infer.merge import merge_shards
 
-    merge_shards(list(shard_dirs), out, output_format=output_format)
+    merge_shards(list(shard_dirs), out, output_format=output_format, overwrite=overwrite)
     err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, MassfaceError
 from massface.infer.outputs import (
     MSAME_RUN_DIR,
     WRITERS,
@@ -278,12 +278,18 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
     chunks = store.complete_chunks() if state == RESUME else []
-    if opts.align is not None:
-        opts.align.start(store.dir, info.size, info.channels)
-    loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
-                                pixels=pixels, align=opts.align)
-    embed = EXECUTION_ENGINES.get(opts.engine, "--engine")
-    engine = embed(backend, model, ds, opts, loader_opts, store, chunks, start, stop, summary)
+    try:
+        if opts.align is not None:
+            opts.align.start(store.dir, info.size, info.channels)
+        loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
+                                    pixels=pixels, align=opts.align)
+        embed = EXECUTION_ENGINES.get(opts.engine, "--engine")
+        engine = embed(backend, model, ds, opts, loader_opts, store, chunks, start, stop,
+                       summary)
+    except MassfaceError:
+        if not chunks:  # refused before any chunk was saved: leave no stub to resume
+            store.remove()
+        raise
 
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,

@@ -82,20 +82,24 @@ def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 
 #: Thresholds are ``arange(0, 4, step)``; distances of unit vectors span [0, 4] (squared
-#: L2) or [0, 1] (cosine). A step as large as that span leaves no threshold inside it (a
-#: meaningless figure), and the grid (with its per-fold ROC arrays) must fit in memory.
+#: L2) or [0, 1] (cosine). A grid with only a few thresholds inside that span picks a
+#: threshold nowhere near the best one (a step of 3.99 scored 50%: a meaningless figure),
+#: and the grid (with its per-fold ROC arrays) must fit in memory.
 THRESHOLD_END = 4.0
 DISTANCE_SPAN = {"euclidean": 4.0, "cosine": 1.0}
 MAX_THRESHOLDS = 4_000_000
+MIN_THRESHOLDS = 10  # inside the span: a step of at most a tenth of it
 
 
 def _check_step(step: float, what: str, distance: str) -> None:
-    lo, hi = THRESHOLD_END / MAX_THRESHOLDS, DISTANCE_SPAN.get(distance, THRESHOLD_END)
-    if not (math.isfinite(step) and lo <= step < hi):
-        raise InputError(f"{what} {step!r}: must be a number in [{lo:g}, {hi:g}) for the "
-                         f"{distance} distance (whose values span [0, {hi:g}]), so that "
-                         f"arange(0, {THRESHOLD_END:g}, step) has thresholds inside that "
-                         f"span and at most {MAX_THRESHOLDS:,} of them")
+    span = DISTANCE_SPAN.get(distance, THRESHOLD_END)
+    lo, hi = THRESHOLD_END / MAX_THRESHOLDS, span / MIN_THRESHOLDS
+    if not (math.isfinite(step) and lo <= step <= hi):
+        raise InputError(f"{what} {step!r}: must be a number in [{lo:g}, {hi:g}] for the "
+                         f"{distance} distance (whose values span [0, {span:g}]), so that "
+                         f"arange(0, {THRESHOLD_END:g}, step) has at least {MIN_THRESHOLDS} "
+                         f"thresholds inside that span and at most {MAX_THRESHOLDS:,} of "
+                         "them (the default 0.01 is the protocol's)")
 
 
 def grid_size(step: float, max_distance: float) -> int:

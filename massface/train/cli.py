@@ -58,6 +58,9 @@ def train(
     if print_config:
         typer.echo(dump_config(cfg), nl=False)
         return
+    from massface.io import check_output_dir
+
+    check_output_dir(cfg.run_dir, "work_dir/name")  # before TensorFlow loads
     from massface.train.trainer import Trainer
 
     result = Trainer(cfg, console=console).run()
