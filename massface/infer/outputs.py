@@ -81,7 +81,8 @@ def _write_skipped(out: Path, res: FinalResult) -> None:
     pairs = res.skipped_pairs()
     lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them "
              f"(0-based pair indices): {', '.join(map(str, pairs)) or 'none'}"]
-    lines += [f"{res.dataset.keys[r]}\t{m}" for r, m in res.skipped]
+    # one line per image whatever its name holds (tabs, newlines: escaped)
+    lines += [f"{io.tsv_field(res.dataset.keys[r])}\t{io.tsv_field(m)}" for r, m in res.skipped]
     io.write_text(path, "\n".join(lines) + "\n")
 
 

@@ -172,3 +172,19 @@ def test_prepare_bins_resumes_after_a_kill_and_refuses_foreign_bins(tmp_path, wo
     refused(run("prepare-bins", "--images", ds, "--out", foreign, "--size", "8x8"),
             "did not write", "--overwrite")
     assert (foreign / "inputs" / "0.bin").read_bytes() == b"mine"
+
+
+def test_skipped_txt_keeps_one_line_per_image_whatever_its_name(tmp_path, world):
+    model, _ = world
+    odd = tmp_path / "bad\tname\nx.png"
+    odd.write_bytes(b"not a png")
+    # a name with a newline cannot be listed one per line: give it through --images
+    root = tmp_path / "ds"
+    (root / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((*SIZE, 3), np.uint8)).save(root / "a" / "0.png")
+    os.replace(odd, root / "a" / odd.name)
+    r = run("--model", model, "--images", root, "--out", tmp_path / "o", "--skip-bad",
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "o" / "skipped.txt").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("a/bad\\tname\\nx.png\t")
