@@ -20,7 +20,7 @@ from rich.console import Console
 from massface.align.faces import PICKS, AlignSettings
 from massface.align.mtcnn import DetectorOptions
 from massface.align.nets import ENGINES
-from massface.align.run import FORMATS, AlignJob, AlignSummary, run_align
+from massface.align.run import EXECUTION_ENGINES, FORMATS, AlignJob, AlignSummary, run_align
 from massface.align.templates import TEMPLATES, resolve_template
 from massface.align.transform import WARPS
 from massface.cli import command, exit_help
@@ -61,8 +61,8 @@ def align(
     overwrite: Annotated[bool, typer.Option(help="discard an earlier run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     engine: Annotated[str, typer.Option(
-        help="local (this process) | ray (a Ray actor pool: --workers replicas of one CPU "
-             "each; needs massface[ray]); same output")] = "local",
+        help=f"who aligns (same output): {EXECUTION_ENGINES.choices()}; ray: --workers "
+             "replicas of one CPU each")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
              "instance sized to this machine)")] = None,

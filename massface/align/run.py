@@ -62,7 +62,7 @@ class AlignJob:
     overwrite: bool = False
     batch: int = 8  # images detected together (each MTCNN stage: one call per group)
     progress: bool = True
-    engine: str = "local"  # an ENGINES name: who detects and aligns
+    engine: str = "local"  # an EXECUTION_ENGINES name: who detects and aligns
     ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
@@ -78,7 +78,7 @@ class AlignSummary:
     wall_s: float = 0.0
     images_per_s: float = 0.0  # images processed by this run / its wall time
     already_complete: bool = False
-    engine: str = "local"  # who detected and aligned (an ENGINES name)
+    engine: str = "local"  # who detected and aligned (an EXECUTION_ENGINES name)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -279,17 +279,17 @@ def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
 
 
 # Who detects and aligns: both yield the journal lines in order, crops written.
-ENGINES: Registry[Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]] = \
-    Registry("engine")
-ENGINES.register("local", _pipeline, description="this process: --workers threads")
-ENGINES.register("ray", _pipeline_on_ray,
+Aligning = Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]
+EXECUTION_ENGINES: Registry[Aligning] = Registry("execution engine")
+EXECUTION_ENGINES.register("local", _pipeline, description="this process: --workers threads")
+EXECUTION_ENGINES.register("ray", _pipeline_on_ray,
                  description="a Ray actor pool, --workers replicas (extra 'ray')")
 
 
 def run_align(job: AlignJob) -> AlignSummary:
     """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
     FORMATS.get(job.image_format, "--format")
-    ENGINES.get(job.engine, "--engine")
+    EXECUTION_ENGINES.get(job.engine, "--engine")
     if job.engine == "ray":
         from massface.runtime.ray_pool import require_ray
 
@@ -318,7 +318,7 @@ def run_align(job: AlignJob) -> AlignSummary:
         with io.Journal(job.out / PARTIAL / JOURNAL) as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
-            for rec in ENGINES.get(job.engine)(aligner, job, todo):
+            for rec in EXECUTION_ENGINES.get(job.engine)(aligner, job, todo):
                 journal.write(rec)
                 done[rec["key"]] = rec
                 bar.update(len(done))

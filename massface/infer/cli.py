@@ -28,6 +28,7 @@ from rich.console import Console
 from massface.cli import command, exit_help
 from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
 from massface.infer.outputs import WRITERS
+from massface.infer.runner import EXECUTION_ENGINES
 from massface.runtime.backends import BACKENDS, DEVICES, PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -167,8 +168,8 @@ def infer(
         help="raw photos: detect (MTCNN) and align to this template first: arcface | "
              "sphereface | template .json; landmarks -> OUT/landmarks.json")] = None,
     engine: Annotated[str, typer.Option(
-        help="local (this process) | ray (a Ray actor pool: --workers replicas of "
-             "--threads CPUs each; needs massface[ray]); same output folder")] = "local",
+        help=f"who embeds (same output folder): {EXECUTION_ENGINES.choices()}; ray: "
+             "--workers replicas of --threads CPUs each")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
              "instance sized to this machine)")] = None,

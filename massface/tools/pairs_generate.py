@@ -43,7 +43,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from massface.cli import command, exit_help
+from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError
 from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
@@ -55,6 +55,7 @@ from massface.formats.pairs import (
 )
 from massface.io import check_output_file
 from massface.registry import Registry
+from massface.tools.blufr_split import blufr_split
 
 LFW_PAIRS_PER_CLASS = 300
 SPLITS: Registry[str] = Registry("split")
@@ -284,10 +285,10 @@ def generate_pairs(
     return generate_pair_set(root, n_folds, pairs_per_fold, seed, identities, split).pairs
 
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+app = typer.Typer(cls=MainAndSubcommands, add_completion=False, rich_markup_mode=None)
 
 
-@app.command(epilog=exit_help(InputError))
+@app.command(MAIN, hidden=True, epilog=exit_help(InputError))
 @command("massface-pairs")
 def pairs_command(
     root: Annotated[Path, typer.Argument(help="Dataset root: a folder per identity.")],
@@ -322,17 +323,12 @@ def pairs_command(
         f"'{result.split}', seed {seed}; {fmt} format", highlight=False)
 
 
+# ``massface-pairs blufr-split ...``: a BLUFR trial's split as a training tree.
+app.command("blufr-split", epilog=exit_help(InputError))(blufr_split)
+
+
 def main() -> None:
-    """Console entry point (``massface-pairs``; ``massface-pairs blufr-split ...`` writes a
-    BLUFR trial's split as a training tree: a separate small app, so that
-    ``massface-pairs ROOT`` stays one command)."""
-    import sys
-
-    if sys.argv[1:2] == ["blufr-split"]:
-        from massface.tools.blufr_split import main as split_main
-
-        split_main(sys.argv[2:])
-        return
+    """Console entry point: ``massface-pairs ROOT`` and ``massface-pairs blufr-split ...``."""
     app(prog_name="massface-pairs")
 
 
