@@ -145,3 +145,25 @@ def test_sigterm_ends_infer_and_align_with_130_and_says_how_to_resume(tmp_path):
     assert f"({aligned}/.align-partial); rerun the same command" in err
     result = _invoke(align_app, *args)
     assert result.exit_code == 0 and "resumed after" in result.output, result.output
+
+
+def test_only_unwritable_output_oserrors_become_one_line():
+    """EACCES / EROFS ... name the path (exit 2); any other OSError is a bug: traceback."""
+    import errno
+
+    import typer
+
+    from massface.cli import command
+
+    app = typer.Typer()
+
+    @app.command()
+    @command("massface-test")
+    def fails(code: int) -> None:
+        raise OSError(code, os.strerror(code), "/data/out/x.npy")
+
+    r = CliRunner().invoke(app, [str(errno.EROFS)])
+    _one_line_exit_2(r, "massface-test: /data/out/x.npy: read-only file system",
+                     "check the path")
+    r = CliRunner().invoke(app, [str(errno.EIO)])
+    assert r.exit_code != 2 and isinstance(r.exception, OSError)

@@ -31,9 +31,9 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
                  output_format: str = "embeddings", overwrite: bool = False) -> Path:
     """Merge shard folders (any order) into ``out``; returns ``out``.
 
-    ``out`` may not be (or lie inside, or hold) one of the shards: writing there would
-    replace an input. A finished result already in ``out`` is replaced only with
-    ``overwrite``, as massface-infer does.
+    ``out`` may not be one of the shards: writing there would replace an input. A
+    finished result already in ``out`` is replaced only with ``overwrite``, as
+    massface-infer does.
     """
     writer = WRITERS.get(output_format, "--format")
     check_output_dir(out, "--out")
@@ -53,14 +53,13 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
 
 
 def _refuse_shard_as_out(shard_dirs: list[str | os.PathLike[str]], out: Path) -> None:
-    """``--out`` that is, contains or lies inside a shard folder would overwrite an input."""
+    """``--out`` that is a shard folder (by any path: links resolved) would overwrite an
+    input. (A folder around the shards, or inside one, shares no file name with them.)"""
     target = out.resolve()
     for d in shard_dirs:
-        shard = Path(d).resolve()
-        if target == shard or target.is_relative_to(shard) or shard.is_relative_to(target):
-            raise InputError(f"--out {out}: is (or overlaps) the shard folder {d} being "
-                             "merged; writing there would replace an input. Choose another "
-                             "--out")
+        if Path(d).resolve() == target:
+            raise InputError(f"--out {out}: is the shard folder {d} being merged; writing "
+                             "there would replace an input. Choose another --out")
 
 
 def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> FinalResult:

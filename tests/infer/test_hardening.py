@@ -59,9 +59,10 @@ def test_merge_never_replaces_a_result_or_a_shard_without_overwrite(tmp_path, wo
     model, ds = world
     shards = _shards(tmp_path, world)
     before = [(d / "embeddings.npy").read_bytes() for d in shards]
-    # --out one of its own inputs (or a folder around it): refused, even with --overwrite
+    # --out one of its own inputs (by any path): refused, even with --overwrite
     refused(run("merge", *shards, "--out", shards[0]), "shard folder", "another --out")
-    refused(run("merge", *shards, "--out", tmp_path, "--overwrite"), "shard folder")
+    (tmp_path / "link").symlink_to(shards[1])
+    refused(run("merge", *shards, "--out", tmp_path / "link", "--overwrite"), "shard folder")
     assert [(d / "embeddings.npy").read_bytes() for d in shards] == before
     # a finished result in --out: kept unless --overwrite
     done = tmp_path / "done"
