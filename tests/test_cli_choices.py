@@ -57,3 +57,43 @@ def test_unknown_names_list_the_registered_choices():
     with pytest.raises(InputError, match=r"--device: unknown device 'tpu' \(choose one of: "
                                          r"auto, cpu, cuda\)"):
         open_backend("m.onnx", backend="onnxruntime", device="tpu")
+
+
+def test_subcommands_are_typer_commands_of_the_main_app(tmp_path):
+    """``massface-eval compare``, ``massface-train report`` and ``massface-pairs
+    blufr-split`` are subcommands of one typer app each (no sys.argv reading); the main
+    command still takes its positional arguments, and its --help lists the subcommands."""
+    from massface.evaluate.cli import app as eval_app
+    from massface.tools.pairs_generate import app as pairs_app
+
+    runner = CliRunner()
+    main_help = runner.invoke(eval_app, ["--help"], prog_name="massface-eval")
+    assert main_help.exit_code == 0 and "INPUTS" in main_help.output.upper()
+    assert "massface-eval compare ... (massface-eval compare --help)" in " ".join(
+        main_help.output.split())
+    compare_help = runner.invoke(eval_app, ["compare", "--help"], prog_name="massface-eval")
+    assert compare_help.exit_code == 0 and "REFERENCE" in compare_help.output.upper()
+    split_help = runner.invoke(pairs_app, ["blufr-split", "--help"], prog_name="massface-pairs")
+    assert split_help.exit_code == 0 and "--trial" in split_help.output
+    missing = runner.invoke(pairs_app, [str(tmp_path / "nowhere"), "--out",
+                                        str(tmp_path / "p.txt")], prog_name="massface-pairs")
+    assert missing.exit_code == 2  # ROOT reached the main command, not a subcommand
+
+
+def test_no_stage_module_reads_sys_argv():
+    """Subcommands go through massface.cli.MainAndSubcommands, not sys.argv checks."""
+    import ast
+    from pathlib import Path
+
+    import massface
+
+    root = Path(massface.__file__).parent
+    readers = []
+    for path in root.rglob("*.py"):
+        if path.name in ("cli.py",) and path.parent == root:
+            continue  # the harness itself
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr == "argv"
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys"):
+                readers.append(str(path.relative_to(root)))
+    assert readers == []

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
@@ -247,7 +247,7 @@ def read_labels_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{p}: cannot read labels: {exc}") from exc
     bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in LABEL_WORDS]
     if bad:
-        shown = ", ".join(f"#{i}={t!r}" for i, t in bad[:10])
+        shown = ", ".join(f"#{i}={excerpt(t)}" for i, t in bad[:10])
         raise InputError(f"{p}: {len(bad)} label(s) are not {LABELS_ACCEPTED}: {shown}")
     if not tokens:
         raise InputError(f"{p}: no labels in file")

@@ -28,6 +28,7 @@ from rich.console import Console
 from massface.cli import command, exit_help
 from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
 from massface.infer.outputs import WRITERS
+from massface.infer.runner import EXECUTION_ENGINES
 from massface.runtime.backends import BACKENDS, DEVICES, PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -96,6 +97,11 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
     return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1 (decode threads)")
+
+
 def _om_model(model: Path | None, om: Path | None) -> Path | None:
     """``--om M.om`` is the ``.om``-only spelling of ``--model M.om``."""
     if om is None:
@@ -108,7 +114,8 @@ def _om_model(model: Path | None, om: Path | None) -> Path | None:
 
 
 @app.callback(invoke_without_command=True, epilog=EXIT_HELP)
-@command("massface-infer")
+@command("massface-infer", resume="the finished chunks are kept in OUT/.partial; rerun the "
+         "same command to resume from them")
 def infer(
     ctx: typer.Context,
     model: Model = None,
@@ -161,8 +168,8 @@ def infer(
         help="raw photos: detect (MTCNN) and align to this template first: arcface | "
              "sphereface | template .json; landmarks -> OUT/landmarks.json")] = None,
     engine: Annotated[str, typer.Option(
-        help="local (this process) | ray (a Ray actor pool: --workers replicas of "
-             "--threads CPUs each; needs massface[ray]); same output folder")] = "local",
+        help=f"who embeds (same output folder): {EXECUTION_ENGINES.choices()}; ray: "
+             "--workers replicas of --threads CPUs each")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
              "instance sized to this machine)")] = None,
@@ -171,6 +178,7 @@ def infer(
     if ctx.invoked_subcommand is not None:
         return
     model = _om_model(model, om)
+    _check_workers(workers)
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)
@@ -258,6 +266,7 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     from massface.runtime.preprocess import choose_preprocessing
     from massface.runtime.sources import INPUTS_SUBDIR
 
+    _check_workers(workers)
     channels, model_size, dtype = 3, None, "float32"
     gears: tuple[int, ...] = (1,)  # massface-export's default .om: gears 1,8,32
     static: int | None = None
@@ -305,7 +314,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
 
 
 @app.command("prepare-bins", epilog=EXIT_HELP)
-@command("massface-infer prepare-bins")
+@command("massface-infer prepare-bins", resume="the bins written so far are kept; rerun "
+         "the same command to resume")
 def prepare_bins(
     out: Annotated[Path, typer.Option(help="folder for inputs/<i>.bin, actual_issame.txt "
                                            "and inputs.json")],
@@ -342,11 +352,12 @@ def merge(
     out: Annotated[Path, typer.Option(help="merged output folder")],
     output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
+    overwrite: Annotated[bool, typer.Option(help="replace a result already in --out")] = False,
 ) -> None:
     """Assemble --shard K/N outputs, in order, into one output folder."""
     from massface.infer.merge import merge_shards
 
-    merge_shards(list(shard_dirs), out, output_format=output_format)
+    merge_shards(list(shard_dirs), out, output_format=output_format, overwrite=overwrite)
     err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
 
 
