@@ -37,7 +37,7 @@ import numpy as np
 
 from bench.bench_infer import cpu_description
 from massface.formats.embedding_dir import read_embedding_dir
-from massface.infer.sources import lfw_dataset
+from massface.runtime.sources import lfw_dataset
 from tests.helpers import shared as shared_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +80,12 @@ def main() -> None:
     p.add_argument("--backend", default="onnxruntime")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    try:
+        import ray.data  # noqa: F401
+    except ImportError:
+        print("bench_ray skipped: --engine ray needs the 'ray' extra (pip install "
+              "'massface[ray]')")
+        return
 
     lfw, pairs, model = (shared_data.lfw_dir(), shared_data.lfw_pairs(),
                          shared_data.pretrained_onnx())

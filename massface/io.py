@@ -185,10 +185,88 @@ def read_json(path: PathLike, what: str) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+    except RecursionError:
+        raise InputError(f"{p}: cannot read {what}: nested too deeply") from None
+
+
+def tsv_field(text: str) -> str:
+    """``text`` as one field of a tab-separated line: backslash, tab, CR and newline
+    escaped (``\\\\``, ``\\t``, ``\\r``, ``\\n``) so that a file name holding them cannot
+    break the line."""
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
+            .replace("\n", "\\n"))
+
+
+def read_jsonl(path: PathLike, what: str) -> list[Any]:
+    """The records of a JSON Lines file (one JSON document per line, blank lines skipped).
+
+    A last line without its newline is a write cut short by a kill (see :class:`Journal`)
+    and is dropped; any other line that is not JSON is an :class:`InputError` naming
+    ``path:line``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+    lines = text.split("\n")
+    lines.pop()  # after the last newline: "" or a record cut short (Journal drops it too)
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as exc:
+            raise InputError(f"{p}:{number}: cannot read {what}: not JSON: {exc}") from exc
+    return records
+
+
+class Journal:
+    """An append-only JSON Lines file, each record flushed as it is written, that a killed
+    run can leave with a last line cut short: opening it again first cuts that line off,
+    so the next record starts on a line of its own (:func:`read_jsonl` reads it)."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        _drop_torn_tail(self.path)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close)
+
+    def write(self, record: Any) -> None:
+        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Truncate ``path`` after its last newline (nothing when it ends with one)."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            start = max(0, pos - 65536)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                if start + cut + 1 < end:
+                    fh.truncate(start + cut + 1)
+                return
+            pos = start
+        fh.truncate(0)  # one line, cut short
 
 
 def keys_sha256(keys: list[str]) -> str:
-    """Hex SHA-256 of an ordered key list."""
+    """Hex SHA-256 of an ordered key list (its lines, each ending in a newline)."""
     h = hashlib.sha256()
     for k in keys:
         h.update(k.encode("utf-8"))

@@ -74,9 +74,28 @@ def ray_session():
                                            "'massface[ray]')")
     import ray
 
-    from massface.infer.ray_engine import connect
+    from massface.runtime.ray_pool import connect
 
     session = connect(None)
     assert session.started_here and session.address is None
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def lfw_flip_run(request, tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs) -> Path:
+    """:func:`lfw_onnx_run` with ``--flip``: the 7,701 pair images and their mirrors
+    (what the SphereFace protocol and the flip fusions score), once per test run."""
+    import fcntl
+
+    from tests.helpers.cli import invoke_ok
+
+    uid = getattr(request.config, "workerinput", {}).get("testrunuid")
+    root = tmp_path_factory.getbasetemp().parent if uid else tmp_path_factory.getbasetemp()
+    out = root / f"lfw-flip-{uid or 'local'}"
+    with open(root / f".lfw-flip-{uid or 'local'}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "summary.json").is_file():
+            invoke_ok("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", lfw_pairs,
+                      "--out", out, "--flip", "--quiet")
+    return out

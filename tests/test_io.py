@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,8 @@ def test_sha256_file(tmp_path):
     assert io.sha256_file(tmp_path / "f") == hashlib.sha256(b"abc").hexdigest()
     with pytest.raises(InputError, match="unreadable"):
         io.sha256_file(tmp_path / "nope")
+    assert io.keys_sha256(["a/1.jpg", "b é"]) == hashlib.sha256(
+        "a/1.jpg\nb é\n".encode()).hexdigest()
 
 
 def _npz_bytes(**arrays) -> bytes:
@@ -91,3 +95,45 @@ def test_load_arrays_reads_npy_and_npz(tmp_path):
     assert io.load_array(tmp_path / "a.npy", "a").tolist() == [0, 1, 2]
     got = io.load_arrays(tmp_path / "b.npz", "b")
     assert sorted(got) == ["x", "y"] and got["x"].tolist() == [1.0, 1.0]
+
+
+# --- JSON Lines journals -------------------------------------------------------------
+
+
+def test_jsonl_reads_records_and_drops_a_torn_last_line(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"key": "a"}\n\n[1, 2]\n{"key": "b", "x"', encoding="utf-8")
+    assert io.read_jsonl(path, "journal") == [{"key": "a"}, [1, 2]]
+    path.write_text('{"key": "a"}\n{"key": "b"}\n', encoding="utf-8")
+    assert io.read_jsonl(path, "journal") == [{"key": "a"}, {"key": "b"}]
+
+
+def test_jsonl_refuses_a_bad_line_before_the_last_naming_it(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"key": "a"}\n{"key": \n{"key": "c"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"j.jsonl:2: cannot read journal: not JSON"):
+        io.read_jsonl(path, "journal")
+    with pytest.raises(InputError, match="cannot read journal"):
+        io.read_jsonl(tmp_path / "absent.jsonl", "journal")
+
+
+def test_journal_reopened_after_a_kill_continues_on_a_line_of_its_own(tmp_path):
+    path = tmp_path / "j.jsonl"
+    with io.Journal(path) as journal:
+        journal.write({"key": "a"})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"key": "b", "ou')  # the kill
+    assert io.read_jsonl(path, "journal") == [{"key": "a"}]
+    with io.Journal(path) as journal:
+        journal.write({"key": "c"})
+    assert path.read_text(encoding="utf-8") == '{"key":"a"}\n{"key":"c"}\n'
+    assert io.read_jsonl(path, "journal") == [{"key": "a"}, {"key": "c"}]
+    path.write_text('{"key": "only one, cut', encoding="utf-8")
+    with io.Journal(path) as journal:
+        journal.write({"key": "d"})
+    assert io.read_jsonl(path, "journal") == [{"key": "d"}]
+    big = {"key": "e" * 100_000}  # the torn tail is searched backwards in 64 KiB blocks
+    path.write_text('{"key":"a"}\n' + json.dumps(big)[:-5], encoding="utf-8")
+    with io.Journal(path) as journal:
+        journal.write(big)
+    assert io.read_jsonl(path, "journal") == [{"key": "a"}, big]

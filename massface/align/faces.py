@@ -13,7 +13,7 @@ probability). ``all_faces`` keeps every face, ranked by the same rule.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,11 @@ import numpy as np
 from massface.align.landmarks import entry_points, face_entry
 from massface.align.mtcnn import MTCNN, DetectorOptions, Faces
 from massface.align.templates import Template
-from massface.align.transform import WARPS, similarity, warp_affine
+from massface.align.transform import WARPS, landmark_problem, similarity, warp_affine
 from massface.errors import InputError
 from massface.registry import Registry
 
-SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks")
+SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks", "bad landmarks")
 
 
 class NoFaceError(InputError):
@@ -108,17 +108,57 @@ class FaceAligner:
 
     def find(self, image: np.ndarray, key: str, name: str) -> Found:
         """The faces of ``image`` (``key``: its relative path; ``name``: for messages)."""
-        if self.given is not None:
-            entry = self.given.get(key)
-            if entry is None:
-                raise NoFaceError(name, "no landmarks", f"no entry {key!r} in "
-                                                        f"{self.given_from}")
-            return Found(entry, entry_points(entry, self.settings.all_faces))
+        found = self.find_many([image], [key], [name])[0]
+        if isinstance(found, NoFaceError):
+            raise found
+        return found
+
+    def find_many(self, images: Sequence[np.ndarray], keys: Sequence[str],
+                  names: Sequence[str]) -> list[Found | NoFaceError]:
+        """:meth:`find` of each image, the detector run on them together
+        (:meth:`MTCNN.detect_many`); an image with no face to align gets its error."""
+        out: list[Found | NoFaceError | None] = [None] * len(images)
+        todo: list[int] = []
+        for i, (image, key, name) in enumerate(zip(images, keys, names, strict=True)):
+            try:
+                if self.given is not None:
+                    out[i] = self._given(image, key, name)
+                else:
+                    self._check_size(image, name)
+                    todo.append(i)
+            except NoFaceError as exc:
+                out[i] = exc
+        faces = self.detector.detect_many([images[i] for i in todo]) if todo else []
+        for i, f in zip(todo, faces, strict=True):
+            try:
+                out[i] = self._choose(f, images[i], names[i])
+            except NoFaceError as exc:
+                out[i] = exc
+        return [x for x in out if x is not None]
+
+    def _given(self, image: np.ndarray, key: str, name: str) -> Found:
+        """The given points of ``key``, checked to fit ``image`` (see landmark_problem)."""
+        assert self.given is not None
+        entry = self.given.get(key)
+        if entry is None:
+            raise NoFaceError(name, "no landmarks", f"no entry {key!r} in {self.given_from}")
+        points = entry_points(entry, self.settings.all_faces)
+        for k, pts in enumerate(points):
+            problem = landmark_problem(pts, image.shape[:2])
+            if problem:
+                face = f"face {k} " if len(points) > 1 else ""
+                raise NoFaceError(name, "bad landmarks", f"{face}{problem} in {self.given_from}")
+        return Found(entry, points)
+
+    def _check_size(self, image: np.ndarray, name: str) -> None:
         min_face = self.settings.detector.min_face
         if min(image.shape[:2]) < min_face:
             raise NoFaceError(name, "too small", f"image {image.shape[1]}x{image.shape[0]} "
                                                  f"is smaller than --min-face {min_face:g}")
-        faces = self.detector.detect(image)
+
+    def _choose(self, faces: Faces, image: np.ndarray, name: str) -> Found:
+        """The face(s) to align among the detections, by ``pick``."""
+        min_face = self.settings.detector.min_face
         if not len(faces):
             raise NoFaceError(name, "no face")
         side = np.maximum(faces.boxes[:, 2] - faces.boxes[:, 0],

@@ -15,17 +15,19 @@ folder's ``meta.json`` marks the run complete.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
 from massface.align.images import load_rgb
 from massface.align.landmarks import LANDMARKS_FILE, write_landmarks
+from massface.align.mtcnn import DetectorOptions
 from massface.align.templates import resolve_template
 from massface.align.weights import SHA256
 from massface.errors import InputError
@@ -36,8 +38,10 @@ JOURNAL = "align-landmarks.jsonl"
 class AlignStep:
     """Detection and alignment inside ``massface-infer``'s decode workers."""
 
-    def __init__(self, template: str, pick: str = "central") -> None:
-        self.settings = AlignSettings(resolve_template(template), pick)
+    def __init__(self, template: str, pick: str = "central", workers: int = 1) -> None:
+        # one detector for all decode workers: as many OpenVINO streams as workers call it
+        self.settings = AlignSettings(resolve_template(template), pick,
+                                      detector=DetectorOptions(streams=max(1, workers)))
         self.aligner = FaceAligner(self.settings)
         self._journal: Any = None
         self._write_lock = threading.Lock()
@@ -55,17 +59,39 @@ class AlignStep:
                              f"{model_size[0]}x{model_size[1]}; choose a template of the "
                              "model's size")
         self.channels = channels
-        self._journal = open(partial_dir / JOURNAL, "a", encoding="utf-8")  # noqa: SIM115
+        self._journal = io.Journal(partial_dir / JOURNAL)
 
     def crop(self, item: bytes | os.PathLike[str], name: str, key: str) -> np.ndarray:
         """uint8 ``[H, W, channels]`` aligned crop of one photo; records its landmarks."""
-        image = load_rgb(item, name)
-        found = self.aligner.find(image, key, name)
-        crop = self.aligner.crop(image, found.points[0])
-        line = json.dumps({"key": key, "entry": found.entry}, separators=(",", ":"))
-        with self._write_lock:
-            self._journal.write(line + "\n")
-            self._journal.flush()
+        out = self.crop_many([item], [name], [key])[0]
+        if isinstance(out, InputError):
+            raise out
+        return out
+
+    def crop_many(self, items: Sequence[bytes | os.PathLike[str]], names: Sequence[str],
+                  keys: Sequence[str]) -> list[np.ndarray | InputError]:
+        """:meth:`crop` of each photo, detection batched over them (a decode worker's
+        batch); a photo that cannot be aligned gets its :class:`InputError` instead."""
+        out: list[np.ndarray | InputError | None] = [None] * len(items)
+        images: dict[int, np.ndarray] = {}
+        for i, (item, name) in enumerate(zip(items, names, strict=True)):
+            try:
+                images[i] = load_rgb(item, name)
+            except InputError as exc:
+                out[i] = exc
+        todo = sorted(images)
+        found = self.aligner.find_many([images[i] for i in todo], [keys[i] for i in todo],
+                                       [names[i] for i in todo])
+        for i, f in zip(todo, found, strict=True):
+            if isinstance(f, InputError):
+                out[i] = f
+                continue
+            out[i] = self._channels(self.aligner.crop(images[i], f.points[0]))
+            with self._write_lock:
+                self._journal.write({"key": keys[i], "entry": f.entry})
+        return [x for x in out if x is not None]
+
+    def _channels(self, crop: np.ndarray) -> np.ndarray:
         if self.channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
             grey = (crop.astype(np.int32) @ np.array([19595, 38470, 7471]) + 32768) >> 16
             return grey.astype(np.uint8)[:, :, None]
@@ -76,12 +102,7 @@ class AlignStep:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        entries: dict[str, Any] = {}
-        for line in (partial_dir / JOURNAL).read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue  # cut short by an interruption; its image was redone
-            entries[rec["key"]] = rec["entry"]
+        entries = {rec["key"]: rec["entry"]
+                   for rec in io.read_jsonl(partial_dir / JOURNAL, "landmarks journal")}
         write_landmarks(out / LANDMARKS_FILE, {k: entries[k] for k in keys})
         return {**self.settings.to_dict(), "landmarks": LANDMARKS_FILE}

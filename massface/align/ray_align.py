@@ -12,15 +12,14 @@ chunk redone; a killed driver resumes after the last journaled image.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
-from massface.align.run import AlignJob, _align_one
-from massface.infer.ray_engine import FAULT_ENV, ChunkActor, connect, replica_resources, stream
+from massface.runtime.ray_pool import FAULT_ENV, ChunkActor, connect, replica_resources, stream
 
 CHUNK_IMAGES = 16
 
@@ -33,7 +32,8 @@ class _Keys:
 
 @dataclass
 class AlignerSpec:
-    job: AlignJob
+    job: Any  # massface.align.run.AlignJob (run imports this module: no import back)
+    align_group: Callable[..., list[dict[str, Any]]]  # run._align_group: crops to a writer
     settings: AlignSettings
     given: dict[str, dict[str, Any]] | None
     given_from: Path | None
@@ -52,26 +52,31 @@ class AlignReplica(ChunkActor):
         self.aligner = FaceAligner(spec.settings, spec.given, spec.given_from)
 
     def process(self, work: _Keys) -> dict[str, Any]:
-        records = []
-        for key in work.keys:
-            files: list[tuple[str, bytes]] = []
-            rec = _align_one(self.aligner, self.spec.job, key, lambda p, b, f=files: f.append(
-                (p.relative_to(self.spec.job.out).as_posix(), b)))
-            records.append({**rec, "files": files})
+        out = self.spec.job.out
+        files: dict[str, bytes] = {}
+
+        def keep(path: Path, data: bytes) -> None:
+            files[path.relative_to(out).as_posix()] = data
+
+        # the chunk is one detection group: each MTCNN stage runs once over its images
+        records = [{**rec, "files": [(rel, files[rel]) for rel in rec.get("outputs", [])]}
+                   for rec in self.spec.align_group(self.aligner, self.spec.job, work.keys,
+                                                    keep)]
         return {"records": records, "pid": os.getpid()}
 
 
-def align_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
-                 ) -> Iterator[dict[str, Any]]:
-    """Journal lines of ``keys`` in order; each image's crops are written before its line
-    is yielded (the driver journals it next)."""
+def align_on_ray(aligner: FaceAligner, job: Any, keys: list[str],
+                 align_group: Callable[..., list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """Journal lines of ``keys`` in order (``align_group`` makes a chunk's, in a replica); each
+    image's crops are written before its line is yielded (the driver journals it next)."""
     import ray
 
     session = connect(job.ray_address)
     try:
         cpus, _ = replica_resources(session, job.workers, 1, "cpu")
-        spec = AlignerSpec(replace(job, progress=False), aligner.settings, aligner.given,
-                           aligner.given_from, os.getcwd(), os.environ.get(FAULT_ENV))
+        spec = AlignerSpec(replace(job, progress=False), align_group, aligner.settings,
+                           aligner.given, aligner.given_from, os.getcwd(),
+                           os.environ.get(FAULT_ENV))
         todo = [_Keys(i, keys[s:s + CHUNK_IMAGES])
                 for i, s in enumerate(range(0, len(keys), CHUNK_IMAGES))]
         for _, res in stream(ray, AlignReplica, spec, todo, job.workers, cpus, 0,

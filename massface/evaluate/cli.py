@@ -10,15 +10,17 @@ embedding folder as a labelled set instead (:mod:`massface.evaluate.protocols`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from massface.cli import command, exit_help
+from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError
-from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
+from massface.evaluate.compare_cli import compare_cmd
+from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, PairInput, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
     ScaleOptions,
@@ -47,11 +49,11 @@ from massface.scoring.distances import DISTANCES
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
 from massface.scoring.verification import verify
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=MainAndSubcommands, add_completion=False,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
 
 
-@app.command(epilog=exit_help(InputError))
+@app.command(MAIN, hidden=True, no_args_is_help=True, epilog=exit_help(InputError))
 @command("massface-eval")
 def evaluate(
     ctx: typer.Context,
@@ -154,7 +156,13 @@ def evaluate(
              for name in ctx.params if name not in ("inputs", "protocol", "normalization",
                                                     "flip", "json_path", "markdown", "html",
                                                     "html_worst")}
-    if check_options(protocol, given).evaluate is not None:
+    entry = check_options(protocol, given)
+    if entry.pairs is not None:
+        _evaluate_pair_protocol(ctx, inputs, protocol, entry.pairs, LoadOptions(
+            labels=labels, kind=kind, dtype=dtype, dim=dim, output_index=output_index,
+            allow_missing=allow_missing), json_path, markdown, html)
+        return
+    if entry.evaluate is not None:
         if search != "auto":
             SEARCHES.get(search, "--search")
         opts = ScaleOptions(
@@ -176,6 +184,30 @@ def evaluate(
                    subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
                    far_target=far),
               json_path, markdown, roc, Console(), report)
+
+
+def _evaluate_pair_protocol(ctx: typer.Context, inputs: list[Path], protocol: str,
+                            score: Callable[[PairInput], Any], opts: LoadOptions,
+                            json_path: Path | None, markdown: Path | None,
+                            html: Path | None) -> None:
+    """A published pair protocol (``sphereface``): it fixes normalisation and flip."""
+    for name in ("normalization", "flip", "html"):
+        if _source(ctx, name) != "DEFAULT":
+            raise InputError(f"--{name}: not an option of --protocol {protocol} (the protocol "
+                             "fixes how features are prepared, and has no HTML page)")
+    runs = []
+    for path in inputs:
+        data = load_input(path, opts)
+        try:
+            runs.append(ProtocolRun(data, score(data)))
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+    console = Console()
+    print_protocol_report(runs, console)
+    if json_path is not None:
+        write_protocol_json(json_path, runs)
+    if markdown is not None:
+        write_protocol_markdown(markdown, runs)
 
 
 def _source(ctx: typer.Context, name: str) -> str:
@@ -220,13 +252,10 @@ def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
         html.write_protocol(runs, console)
 
 
+app.command("compare", no_args_is_help=True, epilog=exit_help(
+    InputError, done="a report was made (whatever the cause)"))(compare_cmd)
+
+
 def main() -> None:
-    """Console entry point (``massface-eval``; ``massface-eval compare ...`` too)."""
-    import sys
-
-    if sys.argv[1:2] == ["compare"]:
-        from massface.evaluate.compare_cli import main as compare_main
-
-        compare_main(sys.argv[2:])
-        return
-    app()
+    """Console entry point: ``massface-eval INPUTS...`` and ``massface-eval compare ...``."""
+    app(prog_name="massface-eval")

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from massface.errors import InputError
+from massface.formats.preprocessing import Preprocessing
 from massface.registry import Registry
 
 CAUSES = ("none", "channel_order", "normalization", "layout", "precision", "mirror",
@@ -40,20 +41,7 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-@dataclass(frozen=True)
-class Prep:
-    """The model's correct preprocessing: colour order, ``(x - mean) / std``."""
-
-    color: str = "RGB"
-    mean: float = 127.5
-    std: float = 128.0
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        x = pixels[..., ::-1] if self.color == "BGR" else pixels
-        return ((x.astype(np.float32) - np.float32(self.mean)) / np.float32(self.std))
-
-
-Transform = Callable[[np.ndarray, Prep], np.ndarray]
+Transform = Callable[[np.ndarray, Preprocessing], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -75,49 +63,49 @@ def _resized(pixels: np.ndarray, size: tuple[int, int], box: tuple[int, int, int
         size, Image.Resampling.BILINEAR)) for p in pixels])
 
 
-def _resize_then_crop(pixels: np.ndarray, prep: Prep) -> np.ndarray:
+def _resize_then_crop(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     h, w = pixels.shape[1:3]
     big_h, big_w = round(h * 8 / 7), round(w * 8 / 7)  # 112 -> 128
     up = _resized(pixels, (big_w, big_h), (0, 0, w, h))
     top, left = (big_h - h) // 2, (big_w - w) // 2
-    return prep(up[:, top:top + h, left:left + w])
+    return prep.normalize(up[:, top:top + h, left:left + w])
 
 
-def _crop_then_resize(pixels: np.ndarray, prep: Prep) -> np.ndarray:
+def _crop_then_resize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     h, w = pixels.shape[1:3]
     mh, mw = round(h * 6 / 112), round(w * 6 / 112)  # a 6-pixel margin at 112
-    return prep(_resized(pixels, (w, h), (mw, mh, w - mw, h - mh)))
+    return prep.normalize(_resized(pixels, (w, h), (mw, mh, w - mw, h - mh)))
 
 
-def _nchw_read_as_nhwc(pixels: np.ndarray, prep: Prep) -> np.ndarray:
+def _nchw_read_as_nhwc(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """The host wrote CHW bytes, the model read them as HWC."""
-    x = prep(pixels)
+    x = prep.normalize(pixels)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).reshape(x.shape)
 
 
-def _nhwc_read_as_nchw(pixels: np.ndarray, prep: Prep) -> np.ndarray:
+def _nhwc_read_as_nchw(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
     """The host wrote HWC bytes to a model that reads CHW (shown here in NHWC)."""
-    x = prep(pixels)
+    x = prep.normalize(pixels)
     n, h, w, c = x.shape
     return np.ascontiguousarray(x.reshape(n, c, h, w).transpose(0, 2, 3, 1))
 
 
-def _swap(prep: Prep) -> Prep:
-    return Prep("BGR" if prep.color == "RGB" else "RGB", prep.mean, prep.std)
+def _swap(prep: Preprocessing) -> Preprocessing:
+    return replace(prep, color="BGR" if prep.color == "RGB" else "RGB")
 
 
 def _scaled(mean: float, std: float) -> Transform:
-    return lambda px, prep: Prep(prep.color, mean, std)(px)
+    return lambda px, prep: replace(prep, mean=mean, std=std).normalize(px)
 
 
-def _imagenet(pixels: np.ndarray, prep: Prep) -> np.ndarray:
-    x = Prep(prep.color, 0.0, 255.0)(pixels)
+def _imagenet(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    x = replace(prep, mean=0.0, std=255.0).normalize(pixels)
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
 HYPOTHESES: Registry[Hypothesis] = Registry("hypothesis")
 HYPOTHESES.register("rgb_bgr_swapped", Hypothesis("channel_order",
-                                                  lambda px, prep: _swap(prep)(px)),
+                                                  lambda px, prep: _swap(prep).normalize(px)),
                     description="red and blue channels swapped")
 HYPOTHESES.register("divided_by_255", Hypothesis("normalization", _scaled(0.0, 255.0)),
                     description="x / 255")
@@ -126,7 +114,7 @@ HYPOTHESES.register("std_127_5", Hypothesis("normalization", _scaled(127.5, 127.
 HYPOTHESES.register("raw_pixels", Hypothesis("normalization", _scaled(0.0, 1.0)),
                     description="pixels 0..255, not normalised")
 HYPOTHESES.register("mean_only", Hypothesis(
-    "normalization", lambda px, prep: Prep(prep.color, prep.mean, 1.0)(px)),
+    "normalization", lambda px, prep: replace(prep, std=1.0).normalize(px)),
     description="mean subtracted, not divided by std")
 HYPOTHESES.register("imagenet", Hypothesis("normalization", _imagenet),
                     description="ImageNet mean/std on x / 255")
@@ -134,9 +122,11 @@ HYPOTHESES.register("nchw_read_as_nhwc", Hypothesis("layout", _nchw_read_as_nhwc
                     description="CHW bytes read as HWC")
 HYPOTHESES.register("nhwc_read_as_nchw", Hypothesis("layout", _nhwc_read_as_nchw),
                     description="HWC bytes read as CHW")
-HYPOTHESES.register("fp16", Hypothesis("precision", lambda px, prep: prep(px), fp16=True),
+HYPOTHESES.register("fp16", Hypothesis("precision", lambda px, prep: prep.normalize(px),
+                                       fp16=True),
                     description="ATC force_fp16 arithmetic (float16 simulation)")
-HYPOTHESES.register("mirrored", Hypothesis("mirror", lambda px, prep: prep(px[:, :, ::-1])),
+HYPOTHESES.register("mirrored", Hypothesis("mirror",
+                                           lambda px, prep: prep.normalize(px[:, :, ::-1])),
                     description="images flipped left-right")
 HYPOTHESES.register("resize_then_crop", Hypothesis("resize", _resize_then_crop),
                     description="upscaled 8/7 (112 -> 128), centre-cropped back")
@@ -160,9 +150,9 @@ class ReferenceModel:
             raise InputError(f"{model}: the reference model must take float32 RGB images "
                              "(give the float model, not an AIPP twin)")
         choice = choose_preprocessing(self.path, overrides or {}, info.size)
-        p = choice.preprocessing
-        self.size = tuple(p.size)
-        self.prep = Prep(p.color, p.mean, p.std)
+        self.prep = choice.preprocessing
+        self.size = tuple(self.prep.size)
+        self.fit = self.prep.fit
         self.preprocessing = choice.to_dict()
         self._fp16 = None
         self._fp16_reason: str | None = None
@@ -184,7 +174,7 @@ class ReferenceModel:
         out = []
         for name in names:
             path = require_reference(self.images, name, "REF's index (--images)")
-            out.append(decode_image(path, str(path), self.size))
+            out.append(decode_image(path, str(path), self.size, fit=self.fit))
         self._pixels[tuple(names)] = np.stack(out)
         return self._pixels[tuple(names)]
 
@@ -202,12 +192,12 @@ class ReferenceModel:
             self._fp16_reason = "needs the onnx package (pip install 'massface[tf]')"
             return None
         from massface.export.fp16 import simulate_fp16
-        from massface.runtime.backends import open_backend
+        from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
         self._tmp = tempfile.TemporaryDirectory(prefix="massface-fp16-")
         path = Path(self._tmp.name) / "fp16sim.onnx"
         onnx.save(simulate_fp16(onnx.load(str(self.path))), str(path))
-        self._fp16 = open_backend(path)
+        self._fp16 = open_backend(path, backend=SIMULATION_BACKEND)
         return self._fp16
 
     @property
@@ -225,7 +215,7 @@ class ReferenceModel:
 
     def _embed(self, pixels: np.ndarray, name: str | None) -> np.ndarray | None:
         if name is None:
-            return self.backend.embed(self.prep(pixels))
+            return self.backend.embed(self.prep.normalize(pixels))
         h = HYPOTHESES.get(name)
         x = h.transform(pixels, self.prep).astype(np.float32)
         if h.fp16:

@@ -26,7 +26,6 @@ how many, and keeps the survivors in the fold of their ORIGINAL pair index.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,8 +36,7 @@ import numpy as np
 from massface.errors import InputError
 from massface.evaluate.labels import Labels, read_labels
 from massface.formats import embedding_dir, msame
-from massface.formats.pairs import strip_extension
-from massface.io import load_array, load_arrays, read_json, sha256_file
+from massface.io import keys_sha256, load_array, load_arrays, read_json, sha256_file
 from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.scoring.embeddings import _rows
@@ -83,6 +81,11 @@ class PairInput:
     #: dataset root.
     pair_refs: list[tuple[str, str]] | None = None
     source_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        """The input as given (what protocol reports name it by)."""
+        return self.name
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,7 +181,7 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
         raise InputError(f"{path}: an embedding folder holds one row per distinct image; bare "
                          f"labels ({labels.path}) cannot say which rows pair up: give a pairs "
                          "file (LFW pairs.txt or massface path-pairs)")
-    rows = es.row_of()
+    rows = es.row_of(path / embedding_dir.INDEX)
     n = len(labels.pairs)
     idx = np.full((n, 2), -1, dtype=np.int64)
     why: list[str] = []
@@ -186,8 +189,6 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
     for i, p in enumerate(labels.pairs):
         for side, ref in enumerate((p.a, p.b)):
             r = rows.get(ref)
-            if r is None:
-                r = rows.get(strip_extension(ref))
             if r is None:
                 if ref not in missing_refs:
                     missing_refs.add(ref)
@@ -220,7 +221,7 @@ def load_embedding_dir(path: Path, opts: LoadOptions) -> PairInput:
 
 def inference_settings(meta: dict[str, Any]) -> dict[str, Any]:
     """The backend and precision massface-infer recorded (absent in older or foreign runs)."""
-    return {k: meta[k] for k in ("backend", "precision") if k in meta}
+    return {k: meta[k] for k in ("backend", "precision", "backend_choice") if k in meta}
 
 
 # --- arrays in pair order -------------------------------------------------------------
@@ -293,8 +294,7 @@ def _is_output_folder(path: Path) -> bool:
 
 def _manifest_sha256(paths: list[Path]) -> str:
     """sha256 of ``sha256sum``-style lines (``<sha256>  <name>``) in index order."""
-    lines = "".join(f"{sha256_file(p)}  {p.name}\n" for p in paths)
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return keys_sha256([f"{sha256_file(p)}  {p.name}" for p in paths])
 
 
 def _writer_hints(meta: dict[str, Any], opts: LoadOptions) -> LoadOptions:

@@ -92,7 +92,8 @@ def inference_lines(runs: list[Run]) -> list[str]:
         d = run.input.details
         if "precision" in d:
             lines.append(f"{run.input.name}: embedded by {d.get('backend', '?')} in "
-                         f"{d['precision']}")
+                         f"{d['precision']}" + (f" ({d['backend_choice']})"
+                                                if d.get("backend_choice") else ""))
     return lines
 
 
@@ -202,9 +203,10 @@ def write_roc(path: Path, runs: list[Run]) -> None:
 
 @dataclass
 class ProtocolRun:
-    """One embedding folder scored by a labelled-set protocol."""
+    """One input scored by a protocol other than the LFW default: an embedding folder as a
+    labelled set, or pair inputs (``sphereface``)."""
 
-    input: FeatureSet
+    input: FeatureSet | PairInput
     result: ProtocolResult
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +216,9 @@ class ProtocolRun:
 def protocol_title(runs: list[ProtocolRun]) -> str:
     return {"blufr": "BLUFR (LFW) verification and open-set identification",
             "identification": "1:N identification",
-            "all-pairs": "All-pairs verification"}.get(runs[0].result.protocol_name,
-                                                       runs[0].result.protocol_name)
+            "all-pairs": "All-pairs verification",
+            "sphereface": "LFW by the SphereFace/CosFace protocol"}.get(
+                runs[0].result.protocol_name, runs[0].result.protocol_name)
 
 
 def protocol_summary(runs: list[ProtocolRun]) -> tuple[list[str], list[list[str]]]:

@@ -11,7 +11,14 @@ What AIPP computes per output channel (``../shared/docs/ascend.md``)::
 
     out = (pixel - mean_chn - min_chn) * var_reci_chn
 
-after an optional R/B swap (``rbuv_swap_switch``; the hardware swaps before normalising).
+after an optional R/B swap (``rbuv_swap_switch``; the hardware swaps before normalising),
+and the result reaches the model as **float16**: AIPP's output on the chip is fp16
+(CANN AIPP reference; the ``insert_op.proto`` schema in Ascend/parser has no output-type
+field, the AI Core's AIPP writes fp16). The twin and :meth:`AippConfig.apply` round to
+float16 like the chip. For the default ``(x - 127.5) / 128`` the values are odd
+multiples of 1/256 in [-1, 1], exact in float16, so the rounding changes nothing; for
+another mean/std (e.g. ``x / 255``) it moves each input by up to half a float16 step
+(2^-12 relative), and the export measures what that costs (``aipp.twin.fp16_input``).
 ``mean_chn`` must be an integer, so a mean of 127.5 is written as ``mean_chn 127`` plus
 ``min_chn 0.5``; ``var_reci_chn`` is ``1/std``. ``csc_switch`` (colour-space conversion)
 is only for YUV input; the host feeds RGB888_U8, so it is off.
@@ -99,13 +106,15 @@ class AippConfig:
         return "\n".join(lines) + "\n"
 
     def apply(self, pixels: np.ndarray) -> np.ndarray:
-        """What the chip computes, in float32 NumPy: uint8 NHWC RGB -> model input."""
+        """What the chip computes: uint8 NHWC RGB -> model input, rounded to float16 as
+        AIPP writes it (returned as float32 holding float16 values)."""
         x = pixels.astype(np.float32)
         if self.swap_rb:
             x = x[..., ::-1]
         x = x - np.asarray(self.mean_chn, np.float32)
         x = x - np.asarray(self.min_chn, np.float32)
-        return x * np.asarray(self.var_reci_chn, np.float32)
+        x = x * np.asarray(self.var_reci_chn, np.float32)
+        return x.astype(np.float16).astype(np.float32)
 
     def input_contract(self) -> dict:
         """What the host must feed the AIPP model (``export.json``)."""
@@ -159,7 +168,8 @@ def twin(model: onnx.ModelProto, config: AippConfig, *, input_name: str = "input
     """The float model behind the AIPP arithmetic: uint8 NHWC RGB in, same embeddings out.
 
     Nodes: Cast to float, the R/B swap (when the model takes BGR), ``- mean_chn``,
-    ``- min_chn``, ``* var_reci_chn``, in AIPP's order.
+    ``- min_chn``, ``* var_reci_chn``, in AIPP's order, then a Cast to float16 and back:
+    AIPP hands the model float16.
     """
     from onnx import TensorProto, helper
 
@@ -183,6 +193,11 @@ def twin(model: onnx.ModelProto, config: AippConfig, *, input_name: str = "input
         nodes.append(helper.make_node(op, [x, prefix + step], [prefix + step + "_out"],
                                       name=prefix + step))
         x = prefix + step + "_out"
+    nodes += [helper.make_node("Cast", [x], [prefix + "fp16"], to=TensorProto.FLOAT16,
+                               name=prefix + "to_fp16"),
+              helper.make_node("Cast", [prefix + "fp16"], [prefix + "out"],
+                               to=TensorProto.FLOAT, name=prefix + "from_fp16")]
+    x = prefix + "out"
     inner = _rename_input(model, prefix + "model_input")
     return _prepend(inner, new_input, nodes, x, consts)
 

@@ -6,25 +6,33 @@ command is built from the documented options (``/work/shared/docs/ascend.md``), 
 that it can be run unchanged on the Ascend host. Nothing here has run on Ascend hardware;
 the tests drive it through a stand-in ``atc`` executable.
 
-Why the checks are strict: ATC has two quiet ways of going wrong. Some releases write
-``NAME_<os>_<arch>.om`` instead of ``NAME.om``, and an exit status of 0 is not a promise
-that a model was written. So success means *both* exit status 0 *and* a new, non-empty
-``NAME*.om`` file, which is renamed to ``NAME.om`` (the name it was produced under is
-recorded).
+Why the checks are strict: ATC has two quiet ways of going wrong. Current releases write
+``NAME_<os>_<arch>.om`` (e.g. ``model_linux_aarch64.om``) instead of ``NAME.om``: such a
+model loads only on that OS and architecture (ATC's ``--host_env_os``/``--host_env_cpu``;
+graphengine ``910/inc/external/ge/ge_api_types.h`` OPTION_HOST_ENV_OS/CPU), so the file
+keeps the name ATC gave it and the platform is recorded; renaming it to ``NAME.om`` would
+hide why it fails to load on another host. And an exit status of 0 is not a promise that
+a model was written. So success means *both* exit status 0 *and* a new, non-empty
+``NAME*.om`` file.
 
-Precision: the default ``--precision_mode`` is ``allow_fp32_to_fp16``. ATC's own default
-(``force_fp16``) casts every operator, BatchNorm/PReLU/reductions and the final
-normalisation included, to fp16, which is the kind of silent change that costs a face
-model verification accuracy. ``must_keep_origin_dtype`` keeps fp32 everywhere but makes
-ATC *fail* on chips whose cube unit has no fp32 convolution (the Ascend 310 family).
-``allow_fp32_to_fp16`` keeps every operator in fp32 where the chip supports it and falls
-back to fp16 only where it does not, so it builds on every SoC and loses the least.
-Together with ``--output_type=FP32`` the embeddings always come back as float32.
+Precision (``--precision_mode``; CANN "ATC Instructions", --precision_mode, and the
+graphengine option ``ge.exec.precision_mode``): what each mode does to an fp32 graph
+changed between CANN generations, see :data:`PRECISION_MODES`. massface's default is
+``allow_fp32_to_fp16``: on current CANN (6.x and later) the matrix (Cube) operators,
+convolutions and MatMul, run in fp16 whatever the mode except ``must_keep_origin_dtype``/
+``force_fp32``, and this mode keeps the vector operators (PReLU, BatchNorm, Add, the
+final L2 norm) in fp32 where they have an fp32 kernel; on CANN 5.x and earlier it kept
+every operator with an fp32 kernel in fp32. It builds on every SoC, and the fp16
+simulation (every operator in fp16, the worst case) costs the shared MobileFaceNet
+nothing on LFW (docs/device.md). ATC's own default, ``force_fp16``, puts the vector
+operators in fp16 too. ``must_keep_origin_dtype`` does not fail where the AI Core has no
+fp32 kernel (convolutions on the Ascend 310 family): it falls back to an AI CPU kernel
+when there is one, which runs but is slow. Together with ``--output_type=FP32`` the
+embeddings always come back as float32.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -34,7 +42,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from massface.errors import AtcError, InputError
+from massface.formats.msame import om_platform
 from massface.io import write_text
+from massface.registry import Registry
 
 #: ``--soc_version`` names ATC accepts in public CANN releases (the chip name as
 #: ``npu-smi info`` prints it). Value: the product family, for messages and the README.
@@ -68,16 +78,28 @@ SOC_VERSIONS: dict[str, str] = {
     "Ascend910_9362": "Atlas A3 (Ascend 910C)",
 }
 
-#: ``--precision_mode`` values and what each does to an fp32 graph.
-PRECISION_MODES: dict[str, str] = {
-    "allow_fp32_to_fp16": "fp32 wherever the chip supports it, fp16 only where it does not "
-    "(massface's default: builds on every SoC, loses the least)",
-    "must_keep_origin_dtype": "fp32 everywhere; ATC fails where an operator has no fp32 "
-    "kernel (e.g. convolutions on Ascend 310)",
-    "force_fp32": "fp32 everywhere the chip allows (newer CANN)",
-    "allow_mix_precision": "fp16 for operators on ATC's mixed-precision list, fp32 elsewhere",
-    "force_fp16": "ATC's own default: every operator in fp16 (can cost verification accuracy)",
-}
+#: ``--precision_mode`` values and what each does to an fp32 graph. Source: CANN "ATC
+#: Instructions", --precision_mode (CANN 5.0.x and 6.0/7.0/8.0 editions). ATC refuses
+#: ``--precision_mode`` together with ``--precision_mode_v2`` (CANN 7+: fp16, origin,
+#: cube_fp16in_fp32out, mixed_float16, ...); massface sets only the first.
+PRECISION_MODES: Registry[str] = Registry("ATC precision mode")
+PRECISION_MODES.register("allow_fp32_to_fp16", "allow_fp32_to_fp16", description=(
+    "CANN 6+: matrix (Cube) operators in fp16 always, vector operators kept in fp32 where "
+    "they have an fp32 kernel, else fp16; CANN 5.x and earlier: every operator kept in fp32 "
+    "where it has an fp32 kernel (massface's default: builds on every SoC; the all-fp16 "
+    "simulation costs MobileFaceNet nothing)"))
+PRECISION_MODES.register("must_keep_origin_dtype", "must_keep_origin_dtype", description=(
+    "the graph's own dtypes; an fp32 operator without an fp32 AI Core kernel (e.g. "
+    "convolutions on Ascend 310) falls back to an AI CPU kernel if one exists (runs, "
+    "slowly), and only otherwise does ATC fail"))
+PRECISION_MODES.register("force_fp32", "force_fp32", description=(
+    "fp32 for operators that have an fp32 kernel; operators without one still run in fp16 "
+    "(not 'fp32 everywhere'; newer CANN)"))
+PRECISION_MODES.register("allow_mix_precision", "allow_mix_precision", description=(
+    "fp16 for operators on ATC's mixed-precision list, fp32 for the others"))
+PRECISION_MODES.register("force_fp16", "force_fp16", description=(
+    "ATC's own default: fp16 for every operator that has an fp16 kernel, vector operators "
+    "included (can cost verification accuracy)"))
 DEFAULT_PRECISION_MODE = "allow_fp32_to_fp16"
 DEFAULT_SOC = "Ascend310"
 DEFAULT_GEARS = (1, 8, 32)
@@ -118,11 +140,7 @@ def validate_soc(soc: str, *, trust: bool = False) -> str:
 
 
 def validate_precision_mode(mode: str) -> str:
-    if mode not in PRECISION_MODES:
-        raise InputError(
-            f"--precision-mode {mode!r} is not one of: {', '.join(PRECISION_MODES)}"
-        )
-    return mode
+    return PRECISION_MODES.get(mode, "--precision-mode")
 
 
 def parse_gears(text: str | Sequence[int]) -> tuple[int, ...]:
@@ -253,6 +271,7 @@ class AtcResult:
     atc_path: str | None = None
     message: str = ""
     seconds: float | None = None
+    platform: str | None = None  # <os>_<arch> of ATC's NAME_<os>_<arch>.om, if so named
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -270,16 +289,18 @@ def write_script(spec: AtcSpec, folder: Path) -> Path:
         'cd "$(dirname "$0")"\n'
         f"rm -f -- {shlex.quote(om)}  # a stale model must not pass for a new one\n"
         "# Extra ATC options may be appended: ./atc.sh --log=debug\n"
+        f"rm -f -- {shlex.quote(spec.output)}_*_*.om\n"
         f'{spec.shell_command()} "$@"\n'
-        "# Some ATC releases write NAME_<os>_<arch>.om: bring it to the expected name.\n"
-        f"if [ ! -s {shlex.quote(om)} ]; then\n"
-        f"  found=$(ls {shlex.quote(spec.output)}*.om 2>/dev/null | head -n 1 || true)\n"
-        '  if [ -z "$found" ]; then\n'
-        f'    echo "atc exited 0 but wrote no {spec.output}*.om" >&2; exit 1\n'
-        "  fi\n"
-        f'  mv "$found" {shlex.quote(om)}\n'
+        "# Current ATC writes NAME_<os>_<arch>.om, which loads only on that OS/arch: it\n"
+        "# keeps that name (renaming it would hide why it fails on another host).\n"
+        f"found=$(ls {shlex.quote(spec.output)}.om {shlex.quote(spec.output)}_*_*.om "
+        "2>/dev/null | head -n 1 || true)\n"
+        'if [ -z "$found" ] || [ ! -s "$found" ]; then\n'
+        f'  echo "atc exited 0 but wrote no {spec.output}*.om" >&2; exit 1\n'
         "fi\n"
-        f'echo "built $(pwd)/{om}"\n'
+        'echo "built $(pwd)/$found"\n'
+        f'case "$found" in {shlex.quote(spec.output)}_*_*.om) echo "(it loads only on the OS/'
+        'architecture its name ends with)";; esac\n'
     )
     path = folder / "atc.sh"
     write_text(path, script)
@@ -357,22 +378,23 @@ def run_atc(spec: AtcSpec, folder: Path, *, timeout_s: float | None = 3600) -> A
     if wanted in new:
         produced = wanted
     elif len(new) == 1:
-        produced = new[0]
-        os.replace(folder / produced, folder / wanted)
+        produced = new[0]  # NAME_<os>_<arch>.om: kept, see the module docstring
     else:
         raise AtcError(
             f"atc wrote several models in {folder}: {new}; cannot tell which is {wanted}"
         )
+    built_for = om_platform(produced)
     return AtcResult(
         status="built",
         command=command,
         script=script.name,
-        om_file=wanted,
+        om_file=produced,
         produced_as=produced,
         returncode=proc.returncode,
         log_file=log.name,
         atc_path=atc,
         seconds=round(seconds, 3),
-        message=f"built {wanted}"
-        + (f" (ATC wrote it as {produced}; renamed)" if produced != wanted else ""),
+        platform=built_for,
+        message=f"built {produced}"
+        + (f" (loads only on {built_for} hosts, as its name says)" if built_for else ""),
     )

@@ -114,11 +114,10 @@ def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing,
     """Embed every image of ``evalset`` with every variant, batch by batch, interleaved."""
     from massface.progress import ProgressBar
     from massface.runtime.loader import LoaderOptions, iter_batches
-    from massface.runtime.preprocess import normalize_batch
     from massface.runtime.sources import Dataset
 
     ds = Dataset("lfw", evalset.root, evalset.keys, list(evalset.paths))
-    opts = LoaderOptions(prep, 3, resize=True, skip_bad=False, pixels=True)
+    opts = LoaderOptions(prep, 3, skip_bad=False, pixels=True)
     backends = {v.name: v.open() for v in variants}
     outs: dict[str, list[np.ndarray]] = {v.name: [] for v in variants}
     seconds = dict.fromkeys(backends, 0.0)
@@ -126,7 +125,7 @@ def run_variants(variants: list[Variant], evalset: EvalSet, prep: Preprocessing,
         with ProgressBar("accuracy budget", total=len(ds.keys), enabled=progress) as bar:
             for k, batch in enumerate(iter_batches(ds, 0, len(ds.keys), batch_size, opts,
                                                    prefetch=2)):
-                floats = normalize_batch(batch.array, prep)
+                floats = prep.normalize(batch.array)
                 for name, backend in backends.items():
                     x = batch.array if backend.info.input_dtype == "uint8" else floats
                     if k == 0:

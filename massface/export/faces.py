@@ -25,10 +25,10 @@ DEFAULT_COUNT = 16
 
 def load_face(path: Path, prep: Preprocessing) -> np.ndarray:
     """One image as float32 [H, W, 3], preprocessed exactly as ``massface-infer`` does."""
-    from massface.runtime.preprocess import decode_image, normalize_batch
+    from massface.runtime.preprocess import decode_image
 
-    pixels = decode_image(path, str(path), prep.size)
-    return normalize_batch(pixels[None], prep)[0]
+    pixels = decode_image(path, str(path), prep.size, fit=prep.fit)
+    return prep.normalize(pixels[None])[0]
 
 
 @dataclass

@@ -27,7 +27,7 @@ from massface.export.onnx_graph import DEFAULT_OPSET, validate_opset
 from massface.export.parity import MIN_COSINE, Parity, compare, require
 from massface.export.preview import PreviewOptions
 from massface.export.staging import check_out, staged_folder
-from massface.formats.preprocessing import Preprocessing
+from massface.formats.preprocessing import TRAIN_FIT, Preprocessing
 from massface.io import sha256_file, write_bytes, write_json
 
 INPUT_NAME, OUTPUT_NAME = "input", "embeddings"
@@ -120,7 +120,8 @@ def _om_step(options: ExportOptions, staging: Path, model_file: str, manifest: d
     manifest["atc"] = _atc_step(options, staging, model_file, log, layout=layout,
                                 aipp_config=config)
     if aipp and options.om:
-        aipp["om_file"] = f"{options.name}.om"  # the .om this folder's ATC step makes
+        # the .om this folder's ATC step makes (NAME_<os>_<arch>.om when ATC names it so)
+        aipp["om_file"] = manifest["atc"].get("om_file") or f"{options.name}.om"
     if manifest["atc"].get("status") == "built":
         manifest["artifacts"]["om"] = artifact_entry(
             staging / manifest["atc"]["om_file"], built_from=model_file, soc=options.soc,
@@ -179,12 +180,13 @@ def _preprocessing_from_config(config: dict) -> tuple[Preprocessing, str]:
     keys = {"mean": "mean", "std": "std", "color": "color", "image_size": "size"}
     found = {ours: data[theirs] for theirs, ours in keys.items() if theirs in data}
     if not found:
-        return Preprocessing(), "massface default (the run config names none)"
-    prep = Preprocessing.from_dict(found)
+        return (Preprocessing(fit=TRAIN_FIT),
+                "massface default (the run config names none); fit: the trainer's")
+    prep = Preprocessing.from_dict({**found, "fit": TRAIN_FIT})
     if tuple(prep.size) != (112, 112):
         raise InputError(f"run config: data.image_size {list(prep.size)}: the MobileFaceNet "
                          "export takes 112x112 input")
-    return prep, "run config.yaml (data.mean/std/color/image_size)"
+    return prep, "run config.yaml (data.mean/std/color/image_size); fit: the trainer's"
 
 
 def _finish(result: ExportResult) -> ExportResult:

@@ -53,14 +53,14 @@ class BuiltTarget:
 
     artifact: Path
     details: dict[str, Any]
-    open: Callable[[], Backend] | None = None  # None: massface-infer's backend by suffix
+    open: Callable[[], Backend] | None = None  # None: SIMULATION_BACKEND
 
     def opener(self) -> Callable[[], Backend]:
         if self.open is not None:
             return self.open
-        from massface.runtime.backends import open_backend
+        from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
-        return lambda: open_backend(self.artifact)
+        return lambda: open_backend(self.artifact, backend=SIMULATION_BACKEND)
 
 
 @dataclass(frozen=True)

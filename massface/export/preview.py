@@ -108,7 +108,7 @@ def _pixels(faces: FaceBatch, prep: Preprocessing) -> np.ndarray:
     out = []
     for ref in faces.refs:
         path = require_reference(faces.root, ref, "the parity batch")
-        out.append(decode_image(path, str(path), tuple(prep.size)))
+        out.append(decode_image(path, str(path), tuple(prep.size), fit=prep.fit))
     return np.stack(out)
 
 
@@ -125,27 +125,37 @@ def _aipp_step(staging: Path, stem: str, onnx_path: Path, fp32: Any,
     write_text(staging / CONFIG_NAME, config.render())
     twin_path = staging / f"{stem}.aipp.onnx"
     write_bytes(twin_path, aipp.twin(fp32, config).SerializeToString())
-    parity = compare("aipp twin", f"{onnx_path.name} on normalised floats",
-                     OnnxRunner(onnx_path)(faces.images),
-                     OnnxRunner(twin_path)(_pixels(faces, prep)), bound=bound)
+    pixels = _pixels(faces, prep)
+    got = OnnxRunner(twin_path)(pixels)
+    # same arithmetic: the float model on AIPP's (float16) output, computed in NumPy
+    parity = compare("aipp twin", f"{onnx_path.name} on AIPP's float16 output",
+                     OnnxRunner(onnx_path)(config.apply(pixels)), got, bound=bound)
     log(parity.describe())
     require([parity])
     if parity.max_abs_diff > TWIN_MAX_ABS_DIFF:
         raise ParityError(f"{parity.describe()}: the twin must match to "
                           f"{TWIN_MAX_ABS_DIFF} (is the preprocessing representable?)")
+    # what the chip's float16 AIPP output costs against the host's float32 preprocessing
+    rounding = compare("aipp fp16 input", f"{onnx_path.name} on float32 normalised floats",
+                       OnnxRunner(onnx_path)(faces.images), got, bound=bound)
+    log(rounding.describe())
     manifest["aipp"] = {
         "config": CONFIG_NAME, "settings": config.to_dict(),
         "input": config.input_contract(), "om_file": None,
-        "twin": {**artifact_entry(twin_path), "parity": parity.to_dict()},
+        "twin": {**artifact_entry(twin_path), "parity": parity.to_dict(),
+                 "fp16_input": rounding.to_dict()},
     }
     return _variant(AIPP_ROW, twin_path, {"simulates": "the .om with AIPP (uint8 input)"})
 
 
 def _variant(name: str, path: Path, details: dict,
              opener: Callable[[], Any] | None = None) -> budget_mod.Variant:
-    from massface.runtime.backends import open_backend
+    from massface.runtime.backends import SIMULATION_BACKEND, open_backend
 
-    return budget_mod.Variant(name, path.name, opener or (lambda: open_backend(path)), details)
+    # ONNX Runtime, named: these graphs simulate the device's numerics (fp16 casts, QDQ),
+    # which another engine (OpenVINO, --backend auto's CPU choice) may fuse or run natively.
+    return budget_mod.Variant(name, path.name, opener or (
+        lambda: open_backend(path, backend=SIMULATION_BACKEND)), details)
 
 
 def run_previews(staging: Path, stem: str, onnx_path: Path, prep: Preprocessing,

@@ -28,6 +28,7 @@ import numpy as np
 
 from massface import io
 from massface.errors import InputError
+from massface.formats.pairs import ReferenceIndex
 from massface.io import load_array, read_json
 
 FORMAT_NAME = "massface-embeddings"
@@ -49,15 +50,9 @@ class EmbeddingSet:
     pairs_file: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def row_of(self) -> dict[str, int]:
-        """Map from image reference (with and without extension) to row."""
-        from massface.formats.pairs import strip_extension
-
-        rows: dict[str, int] = {}
-        for i, p in enumerate(self.paths):
-            rows[p] = i
-            rows.setdefault(strip_extension(p), i)
-        return rows
+    def row_of(self, where: str | os.PathLike[str] = "embeddings") -> ReferenceIndex:
+        """Image reference -> row (:class:`~massface.formats.pairs.ReferenceIndex`)."""
+        return ReferenceIndex(self.paths, where)
 
 
 def is_embedding_dir(path: str | os.PathLike[str]) -> bool:

@@ -19,10 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
+#: ATC (current CANN) names an .om built for one host NAME_<os>_<arch>.om; it loads only
+#: there (ATC --host_env_os/--host_env_cpu; graphengine ge_api_types.h OPTION_HOST_ENV_*)
+PLATFORM_SUFFIX = re.compile(r"_(linux|windows)_(x86_64|aarch64)\.om$", re.IGNORECASE)
+
+
+def om_platform(path: str | os.PathLike[str]) -> str | None:
+    """The ``<os>_<arch>`` an ``.om``'s name says it was built for, or None."""
+    m = PLATFORM_SUFFIX.search(os.path.basename(path))
+    return f"{m.group(1)}_{m.group(2)}".lower() if m else None
 # written by ``massface-infer --format msame`` beside its outputs: dtype, dim, order
 WRITER_META = "massface-infer.json"
 
@@ -238,7 +247,7 @@ def read_labels_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{p}: cannot read labels: {exc}") from exc
     bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in LABEL_WORDS]
     if bad:
-        shown = ", ".join(f"#{i}={t!r}" for i, t in bad[:10])
+        shown = ", ".join(f"#{i}={excerpt(t)}" for i, t in bad[:10])
         raise InputError(f"{p}: {len(bad)} label(s) are not {LABELS_ACCEPTED}: {shown}")
     if not tokens:
         raise InputError(f"{p}: no labels in file")
@@ -250,3 +259,52 @@ def write_labels_file(path: str | os.PathLike[str], issame: Any) -> None:
     from massface.io import write_text
 
     write_text(path, " ".join("1" if bool(x) else "0" for x in issame) + "\n")
+
+
+# --- The msame command a user runs on prepare-bins' output ---------------------------
+# Checked against msame's source (github.com/Ascend/tools, msame/src/main.cpp,
+# sample_process.cpp, model_process.cpp): folder mode only when the first --input path
+# contains no ".bin" anywhere (else it is a comma-separated file list); the
+# ascend_mbatch_shape_data input is created and aclmdlSetDynamicBatchSize called only with
+# --dymBatch, so without it every execute of a dynamic-batch .om fails (and folder mode
+# skips failed files); --output is created with one mkdir (no parents) and without it
+# msame writes under "/"; outputs go to <output>/<timestamp>/<stem>_output_<k>.bin, the
+# output length cut to dymBatch/max_gear of the buffer.
+
+MSAME_OUTPUT_DIR = "msame"  # prepare-bins' suggested --output, inside its own folder
+AIS_BENCH_OUTPUT_DIR = "ais_bench"
+
+
+def msame_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
+                  gears: tuple[int, ...] = (), static_batch: int | None = None) -> list[str]:
+    """The msame argv that feeds one-image bins in ``inputs`` to ``model``.
+
+    ``gears``: the model's dynamic batch sizes (empty for a static model, whose batch is
+    ``static_batch``). Refuses what msame would silently get wrong."""
+    if ".bin" in str(inputs):
+        raise InputError(f"{inputs}: msame reads an --input path containing '.bin' anywhere "
+                         "as a list of files, not a folder: choose an output folder whose "
+                         "path has no '.bin' in it")
+    argv = ["msame", "--model", str(model), "--input", str(inputs), "--output", str(output),
+            "--outfmt", "BIN"]
+    if gears:
+        if 1 not in gears:
+            raise InputError(f"{model}: batch gears {gears} have no 1, and each input bin "
+                             "holds one image: rebuild the .om with 1 among its "
+                             "--dynamic_batch_size gears (massface-export's default 1,8,32)")
+        return [*argv, "--dymBatch", "1"]
+    if static_batch not in (None, 1):
+        raise InputError(f"{model}: static batch {static_batch}, and each input bin holds "
+                         "one image: rebuild the .om with batch 1 or dynamic gears")
+    return argv
+
+
+def ais_bench_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
+                      gears: tuple[int, ...] = (), static_batch: int | None = None
+                      ) -> list[str]:
+    """The ais_bench argv for the same bins (github.com/Ascend/tools,
+    ais-bench_workload/tool/ais_bench/ais_bench/infer/: it feeds as many files per
+    execute as the input holds at the chosen gear, so ``--dymBatch 1`` keeps one image per
+    execute; outputs ``<output>/<timestamp>/<i>_<k>.bin``). Same refusals as msame's."""
+    argv = msame_command(model, inputs, output, gears=gears, static_batch=static_batch)
+    return ["python3", "-m", "ais_bench", *argv[1:]]

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 
 PATH_PAIRS_HEADER = "# massface-pairs v1"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
@@ -48,7 +49,7 @@ def _lfw_ref(name: str, number: str, path: Path, lineno: int) -> str:
     try:
         idx = int(number)
     except ValueError:
-        raise InputError(f"{path}:{lineno}: image number {number!r} is not an integer (LFW "
+        raise InputError(f"{path}:{lineno}: image number {excerpt(number)} is not an integer (LFW "
                          "pairs.txt lines are 'name i j' or 'name1 i name2 j'; for pairs of "
                          f"paths write '<path_a><TAB><path_b><TAB><1|0>' lines, optionally "
                          f"under a first line '{PATH_PAIRS_HEADER}'; a label file holds only "
@@ -105,7 +106,8 @@ def _read_lfw_pairs(path: Path, lines: list[str]) -> list[Pair]:
             pairs.append(Pair(_lfw_ref(n1, i, path, lineno), _lfw_ref(n2, j, path, lineno), False))
         else:
             raise InputError(
-                f"{path}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {line.strip()!r}"
+                f"{path}:{lineno}: expected 'name i j' or 'name1 i name2 j', got "
+                f"{excerpt(line.strip())}"
             )
     if not pairs:
         raise InputError(f"{path}: no pairs found")
@@ -131,7 +133,7 @@ def format_path_pairs(pairs: list[Pair], where: str | os.PathLike[str] = "pairs"
     for p in pairs:
         for ref in (p.a, p.b):
             if "\t" in ref or "\n" in ref:
-                raise InputError(f"{where}: image path {ref!r} contains a tab or newline")
+                raise InputError(f"{where}: image path {excerpt(ref)} contains a tab or newline")
     body = "".join(f"{p.a}\t{p.b}\t{int(p.issame)}\n" for p in pairs)
     return PATH_PAIRS_HEADER + "\n" + body
 
@@ -166,8 +168,9 @@ def write_lfw_pairs(path: str | os.PathLike[str], pairs: list[Pair], n_sets: int
         a, b = lfw_name(p.a), lfw_name(p.b)
         for ref, parsed in ((p.a, a), (p.b, b)):
             if parsed is None:
-                raise InputError(f"{path}: image {ref!r} is not named <name>/<name>_NNNN.<ext>, "
-                                 "so it cannot be written in LFW format (use path-pairs)")
+                raise InputError(f"{path}: image {excerpt(ref)} is not named "
+                                 "<name>/<name>_NNNN.<ext>, so it cannot be written in LFW "
+                                 "format (use path-pairs)")
         if p.issame and a[0] == b[0]:
             lines.append(f"{a[0]}\t{a[1]}\t{b[1]}")
         elif not p.issame and a[0] != b[0]:
@@ -182,6 +185,47 @@ def strip_extension(ref: str) -> str:
     """A reference without a known image extension (how LFW pairs name images)."""
     root, ext = os.path.splitext(ref)
     return root if ext.lower() in IMAGE_EXTENSIONS else ref
+
+
+class ReferenceIndex:
+    """Image reference -> row of ``keys`` (dataset-relative paths): the one rule, the same
+    as on disk (:func:`resolve_reference`). A reference names a key exactly, or a key
+    without its image extension (``a/b`` names ``a/b.jpg``, as LFW pairs do); the
+    reference's own extension is never dropped (``a/b.png`` does not name ``a/b.jpg``).
+    A bare reference that two keys answer (``a/b.jpg`` and ``a/b.png``) is refused."""
+
+    def __init__(self, keys: Sequence[str], where: str | os.PathLike[str] = "images") -> None:
+        self.where = str(where)
+        self._exact: dict[str, int] = {}
+        self._bare: dict[str, int] = {}
+        self._twice: dict[str, list[str]] = {}
+        for i, key in enumerate(keys):
+            self._exact[key] = i
+            bare = strip_extension(key)
+            if bare == key:
+                continue
+            if bare in self._bare:
+                self._twice.setdefault(bare, [keys[self._bare[bare]]]).append(key)
+            else:
+                self._bare[bare] = i
+
+    def get(self, ref: str, default: int | None = None) -> int | None:
+        """The row ``ref`` names, else ``default``."""
+        if ref in self._exact:
+            return self._exact[ref]
+        if ref in self._twice:
+            raise InputError(f"{self.where}: {ref!r} names {len(self._twice[ref])} images "
+                             f"({', '.join(self._twice[ref][:3])}): name it with its extension")
+        return self._bare.get(ref, default)
+
+    def __getitem__(self, ref: str) -> int:
+        row = self.get(ref)
+        if row is None:
+            raise KeyError(ref)
+        return row
+
+    def __contains__(self, ref: object) -> bool:
+        return isinstance(ref, str) and self.get(ref) is not None
 
 
 def resolve_reference(root: str | os.PathLike[str], ref: str) -> Path | None:

@@ -6,7 +6,8 @@ it covers and any skipped ones) marks the chunk complete; each file is written a
 ``run.json`` holds the run's fingerprint (model hash, input list hash, preprocessing,
 batch and chunk sizes, shard): a rerun with the same fingerprint continues after the last
 complete chunk and gives the same result as an uninterrupted run; a rerun with another
-fingerprint is refused unless ``--overwrite``. Final files are assembled only at the end.
+fingerprint is refused unless ``--overwrite`` (:mod:`massface.outdir` decides which).
+Final files are assembled only at the end.
 """
 
 from __future__ import annotations
@@ -20,17 +21,9 @@ from typing import Any
 import numpy as np
 
 from massface import io
-from massface.errors import InputError
 from massface.io import read_json
 
 PARTIAL = ".partial"
-RUN_FILE = "run.json"
-
-
-
-def fingerprint_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Names of the fingerprint fields that differ."""
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 @dataclass
@@ -51,26 +44,9 @@ class PartialStore:
         self.dir = outdir / PARTIAL
         self.fingerprint = fingerprint
 
-    def open(self, overwrite: bool) -> list[Chunk]:
-        """Start or resume; returns the complete chunks found (in order, contiguous)."""
-        run_file = self.dir / RUN_FILE
-        if overwrite and self.dir.exists():
-            shutil.rmtree(self.dir)
-        if run_file.is_file():
-            old = read_json(run_file, "unfinished run's settings (--overwrite starts again)")
-            diff = fingerprint_diff(old, self.fingerprint)
-            if diff:
-                raise InputError(f"{self.dir.parent}: holds an unfinished run with other settings "
-                                 f"(differs in: {', '.join(diff)}); rerun with --overwrite to "
-                                 "start again, or choose another --out")
-            return self._complete_chunks()
-        if self.dir.exists():
-            shutil.rmtree(self.dir)  # a folder without run.json was never started properly
-        self.dir.mkdir(parents=True)
-        io.write_json(run_file, self.fingerprint)
-        return []
-
-    def _complete_chunks(self) -> list[Chunk]:
+    def complete_chunks(self) -> list[Chunk]:
+        """The complete chunks of a resumed run (in order, contiguous); later ones, cut
+        short by the interruption, are deleted."""
         chunks: list[Chunk] = []
         index = 0
         while True:

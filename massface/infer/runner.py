@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, MassfaceError
 from massface.infer.outputs import (
     MSAME_RUN_DIR,
     WRITERS,
@@ -27,8 +27,8 @@ from massface.infer.outputs import (
     remove_outputs,
 )
 from massface.infer.resume import PARTIAL, Chunk, PartialStore
-from massface.io import check_output_dir, keys_sha256, remove_stale_temps, sha256_file
-from massface.lock import folder_lock
+from massface.io import check_output_dir, keys_sha256, sha256_file
+from massface.outdir import COMPLETE, RESUME, ResumableFolder
 from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.runtime.backends import Backend, open_backend
@@ -56,7 +56,6 @@ class InferOptions:
     input_name: str | None = None
     output_name: str | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)  # explicit overrides
-    resize: bool = True
     flip: bool = False
     skip_bad: bool = False
     overwrite: bool = False
@@ -64,7 +63,7 @@ class InferOptions:
     chunk_batches: int = 16
     progress: bool = True
     align: Any = None  # massface.align.infer_step.AlignStep (--align)
-    engine: str = "local"  # an ENGINES name: who embeds the chunks
+    engine: str = "local"  # an EXECUTION_ENGINES name: who embeds the chunks
     ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
@@ -189,7 +188,7 @@ def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
         "model_output": info["output_name"], "dataset": ds.kind,
         "keys_sha256": keys_sha256(ds.keys), "rows": len(ds.keys),
         "preprocessing": prep.to_dict() if not ds.tensors else "input-bins",
-        "resize": opts.resize, "flip": opts.flip, "batch_size": opts.batch_size,
+        "flip": opts.flip, "batch_size": opts.batch_size,
         "chunk_rows": chunk_rows, "shard": list(opts.shard) if opts.shard else None,
         "format": opts.output_format, "backend": info["backend"], "precision": precision,
         **({"align": opts.align.fingerprint()} if opts.align is not None else {}),
@@ -199,13 +198,13 @@ def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
     check_output_dir(opts.out, "--out")
     WRITERS.get(opts.output_format, "--format")
-    ENGINES.get(opts.engine, "--engine")
+    EXECUTION_ENGINES.get(opts.engine, "--engine")
     if opts.engine == "ray":
         if opts.align is not None:
             raise InputError("--align runs in the local engine only; align first with "
                              "`massface-align SRC --out DST --engine ray`, then embed DST "
                              "with --images")
-        from massface.infer.ray_engine import require_ray
+        from massface.runtime.ray_pool import require_ray
 
         require_ray()  # a missing extra is said before the model loads
     if opts.batch_size < 1 or opts.chunk_batches < 1:
@@ -232,7 +231,7 @@ def run_inference(model: str | os.PathLike[str], ds: Dataset, opts: InferOptions
     run on the same folder stops at once instead of racing this one."""
     _check_options(opts, ds)
     model = Path(model)
-    with folder_lock(opts.out, "massface-infer"):
+    with _folder(opts.out).lock():
         t_load = time.perf_counter()
         own_backend = backend is None
         if backend is None:
@@ -254,7 +253,8 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     info = backend.info
     if info.channels not in (1, 3):
         raise InputError(f"{model}: input has {info.channels} channels; images have 1 or 3")
-    choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size)
+    choice: PreprocessingChoice = choose_preprocessing(model, opts.preprocessing, info.size,
+                                                       info.layout)
     pixels = info.input_dtype == "uint8"  # AIPP: the model normalises raw pixels itself
     wanted = "uint8 pixels (AIPP)" if pixels else "float32 preprocessed images"
     if ds.tensors and ds.tensor_dtype not in (None, wanted.split()[0]):
@@ -268,24 +268,35 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     fingerprint = _fingerprint(model, info.to_dict(), backend.precision, ds,
                                choice.preprocessing, opts, chunk_rows)
     summary = InferSummary(model_load_s=round(load_s, 3))
-    if _already_done(opts, fingerprint):
+    folder = _folder(opts.out)
+    finished = (completed_fingerprint(opts.out, opts.output_format)
+                if opts.out.is_dir() else None)
+    state = folder.prepare(fingerprint, finished, overwrite=opts.overwrite,
+                           remove_outputs=lambda: remove_outputs(opts.out))
+    if state == COMPLETE:
         summary.already_complete = True
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
-    chunks = store.open(opts.overwrite)
-    if opts.align is not None:
-        opts.align.start(store.dir, info.size, info.channels)
-    loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.resize,
-                                opts.skip_bad, pixels=pixels, align=opts.align)
-    engine = ENGINES.get(opts.engine, "--engine")(backend, model, ds, opts, loader_opts, store,
-                                                  chunks, start, stop, summary)
+    chunks = store.complete_chunks() if state == RESUME else []
+    try:
+        if opts.align is not None:
+            opts.align.start(store.dir, info.size, info.channels)
+        loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
+                                    pixels=pixels, align=opts.align)
+        embed = EXECUTION_ENGINES.get(opts.engine, "--engine")
+        engine = embed(backend, model, ds, opts, loader_opts, store, chunks, start, stop,
+                       summary)
+    except MassfaceError:
+        if not chunks:  # refused before any chunk was saved: leave no stub to resume
+            store.remove()
+        raise
 
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
                       "threads": opts.threads, "workers": opts.workers,
-                      "backend": info.backend, "precision": backend.precision,
-                      "streams": info.extra.get("streams"), "model": str(model),
-                      "engine": engine}
+                      "backend": info.backend, "backend_choice": backend.choice,
+                      "precision": backend.precision, "streams": info.extra.get("streams"),
+                      "model": str(model), "engine": engine}
     if opts.shard is not None:
         result.shard = {"index": opts.shard[0], "count": opts.shard[1], "start": start,
                         "stop": stop, "total": len(ds.keys),
@@ -294,43 +305,30 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "model": {"path": str(model), "sha256": fingerprint["model_sha256"],
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
-        "dataset": ds.describe(), "resize": opts.resize, "batch_size": opts.batch_size,
-        "backend": info.backend, "precision": backend.precision, "engine": engine["name"],
-        "fingerprint": fingerprint,
+        "fit": _fit_record(choice, ds, opts),
+        "dataset": ds.describe(), "batch_size": opts.batch_size,
+        "backend": info.backend, "backend_choice": backend.choice,
+        "precision": backend.precision, "engine": engine["name"], "fingerprint": fingerprint,
     }
     if opts.align is not None:
         result.meta["align"] = opts.align.finish(opts.out, store.dir, result.keys)
     WRITERS.get(opts.output_format).write(opts.out, result)
-    store.remove()
-    _remove_stale_temps(opts.out)
+    folder.finish()
     return InferResult(opts.out, summary, result.skipped, result.meta)
 
 
-def _already_done(opts: InferOptions, fingerprint: dict[str, Any]) -> bool:
-    """True when ``opts.out`` holds this very run, finished; prepare the folder otherwise."""
-    out = opts.out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out exists and is not a folder")
-    _remove_stale_temps(out)
-    reading = out.is_dir() and not opts.overwrite
-    done_fp = completed_fingerprint(out, opts.output_format) if reading else None
-    if done_fp is not None and not opts.overwrite:
-        if done_fp == fingerprint:
-            PartialStore(out, fingerprint).remove()
-            return True
-        raise InputError(f"{out}: already holds a finished run with other settings; rerun with "
-                         "--overwrite to replace it, or choose another --out")
-    if opts.overwrite and out.is_dir():
-        remove_outputs(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return False
+def _fit_record(choice: PreprocessingChoice, ds: Dataset, opts: InferOptions) -> dict | str:
+    """What was done to images of another size than the model's, and who chose it."""
+    if ds.tensors:
+        return "not applied: preprocessed input bins are fed as stored"
+    if opts.align is not None:
+        return "not applied: --align warps each face straight to the model's size"
+    return choice.fit_record()
 
 
-def _remove_stale_temps(out: Path) -> None:
-    """Temporaries that a killed run left in the folders this run writes (it holds the
-    lock: nobody else is writing there)."""
-    for folder in (out, out / PARTIAL, out / MSAME_RUN_DIR):
-        remove_stale_temps(folder)
+def _folder(out: Path) -> ResumableFolder:
+    """``--out`` of massface-infer: its writes may leave temporaries in OUT and outputs/."""
+    return ResumableFolder(out, "massface-infer", PARTIAL, temp_dirs=("", MSAME_RUN_DIR))
 
 
 def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
@@ -400,9 +398,9 @@ def _embed_on_ray(backend: Backend, model: Path, ds: Dataset, opts: InferOptions
 
 # Who embeds a run's chunks; everything before (checks, lock, resume) and after (assembly,
 # writers) is shared, so both give the same folder. An engine returns what meta records.
-ENGINES: Registry[Callable[..., dict[str, Any]]] = Registry("engine")
-ENGINES.register("local", _embed, description="this process: decode threads + one model")
-ENGINES.register("ray", _embed_on_ray,
+EXECUTION_ENGINES: Registry[Callable[..., dict[str, Any]]] = Registry("execution engine")
+EXECUTION_ENGINES.register("local", _embed, description="this process: decode threads + one model")
+EXECUTION_ENGINES.register("ray", _embed_on_ray,
                  description="a Ray actor pool, --workers replicas (extra 'ray')")
 
 

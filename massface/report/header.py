@@ -33,7 +33,8 @@ def producer_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
     facts: list[tuple[str, Any]] = [
         ("model", model.get("path")),
         ("model sha256", model.get("sha256")),
-        ("backend", backend),
+        ("backend", f"{backend} ({meta['backend_choice']})" if backend and
+         meta.get("backend_choice") else backend),
         ("precision", meta.get("precision")),
         ("preprocessing", _preprocessing(meta.get("preprocessing"))),
         ("dataset", f"{dataset.get('kind')}: {dataset.get('root')}" if dataset else None),

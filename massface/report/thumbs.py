@@ -77,15 +77,23 @@ class ImageSource:
 
 
 def jpeg_data_uri(data: bytes, size: int = THUMB_SIZE) -> str | None:
-    """Encoded image bytes -> a downscaled RGB JPEG data URI; None if undecodable."""
-    from PIL import Image, UnidentifiedImageError
+    """Encoded image bytes -> a downscaled RGB JPEG data URI; None if undecodable.
+
+    Decoded by the one decoder (:func:`massface.imaging.open_upright`: EXIF orientation
+    applied), so a face is shown the way the model saw it."""
+    from PIL import Image
+
+    from massface.errors import InputError
+    from massface.imaging import EIGHT_BIT_MODES, convert_8bit, open_upright
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
+        with open_upright(data, "thumbnail") as im:
+            if im.mode not in EIGHT_BIT_MODES:
+                return None  # 16-bit / float: massface-infer refuses these too
+            im = convert_8bit(im, "RGB")
             im.thumbnail((size, size), Image.Resampling.LANCZOS)
             out = io.BytesIO()
             im.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=True)
-    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+    except InputError:
         return None
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")

@@ -12,7 +12,6 @@ No TensorFlow is imported: the page is made from the logs alone.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
-from massface.io import read_json
+from massface.errors import InputError, excerpt
+from massface.io import read_json, read_jsonl
 from massface.report.page import Figure, KeyValues, Notes, Page, Preformatted, Section, Table
 from massface.report.plots import Axes, LineChart, Series, render_svg
 
@@ -59,7 +58,7 @@ def _number(text: str | None, path: Path, line: int, column: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"{path}:{line}: column {column!r} holds {text!r}, not a number"
+        raise InputError(f"{path}:{line}: column {column!r} holds {excerpt(text)}, not a number"
                          ) from None
 
 
@@ -82,21 +81,10 @@ def read_columns(path: Path) -> Columns:
 
 def read_validation(path: Path) -> list[dict[str, Any]]:
     """The records of ``validation.jsonl`` (one JSON object per line)."""
-    out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from exc
-    for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{path}:{i}: not JSON: {exc}") from exc
+    out = read_jsonl(path, "verification records")
+    for i, rec in enumerate(out, start=1):
         if not isinstance(rec, dict) or "step" not in rec:
-            raise InputError(f"{path}:{i}: expected an object with a 'step'")
-        out.append(rec)
+            raise InputError(f"{path}: record {i}: expected an object with a 'step'")
     return out
 
 

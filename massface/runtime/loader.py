@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.runtime.preprocess import Preprocessing, decode_image, normalize_batch
+from massface.imaging import require_regular_file
+from massface.runtime.preprocess import Preprocessing, decode_image
 from massface.runtime.sources import Dataset
 
 
@@ -42,7 +43,6 @@ class LoaderOptions:
 
     preprocessing: Preprocessing
     channels: int = 3
-    resize: bool = True
     skip_bad: bool = False
     pixels: bool = False  # keep uint8 RGB pixels: the model normalises them (AIPP)
     align: Any = None  # massface.align.infer_step.AlignStep (--align): detect + warp instead
@@ -58,6 +58,7 @@ def read_tensor(path: Path, shape: tuple[int, int, int], pixels: bool = False) -
     """An input bin ``[1, H, W, C]`` as ``[H, W, C]``: preprocessed float32, or (``pixels``,
     a model that normalises its own input: AIPP) raw uint8 pixels."""
     dtype = np.dtype(np.uint8 if pixels else np.float32)
+    require_regular_file(path, str(path), "cannot read input bin")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -76,16 +77,24 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     good: list[int] = []
     bad: list[tuple[int, str]] = []
     arrays: list[np.ndarray] = []
+    crops: list[Any] = []
+    if opts.align is not None and not ds.tensors:  # detection batched over the batch's photos
+        rows = range(start, stop)
+        crops = opts.align.crop_many([ds.items[r] for r in rows],
+                                     [item_name(ds, r) for r in rows], [ds.keys[r] for r in rows])
     for row in range(start, stop):
         try:
             if ds.tensors:
                 arrays.append(read_tensor(ds.items[row], (h, w, opts.channels),  # type: ignore[arg-type]
                                           opts.pixels))
             elif opts.align is not None:
-                arrays.append(opts.align.crop(ds.items[row], item_name(ds, row), ds.keys[row]))
+                crop = crops[row - start]
+                if isinstance(crop, InputError):
+                    raise crop
+                arrays.append(crop)
             else:
                 arrays.append(decode_image(ds.items[row], item_name(ds, row), (h, w),
-                                           resize=opts.resize, channels=opts.channels))
+                                           fit=prep.fit, channels=opts.channels))
             good.append(row)
         except InputError as exc:
             if not opts.skip_bad:
@@ -96,7 +105,7 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     elif ds.tensors or opts.pixels:
         array = np.stack(arrays)
     else:
-        array = normalize_batch(np.stack(arrays), prep)
+        array = prep.normalize(np.stack(arrays))
     return LoadedBatch(start, stop, array, good, bad)
 
 

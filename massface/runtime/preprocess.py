@@ -22,7 +22,14 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.formats.preprocessing import Preprocessing
-from massface.imaging import EIGHT_BIT_MODES, convert_8bit, open_upright
+from massface.imaging import (
+    DEFAULT_FIT,
+    EIGHT_BIT_MODES,
+    FITS,
+    convert_8bit,
+    fit_image,
+    open_upright,
+)
 from massface.io import read_json
 
 
@@ -35,6 +42,12 @@ class PreprocessingChoice:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.preprocessing.to_dict(), "sources": dict(self.sources)}
+
+    def fit_record(self) -> dict[str, Any]:
+        """meta.json's ``fit``: the mode, where it came from and what it does."""
+        fit = self.preprocessing.fit
+        return {"mode": fit, "from": self.sources.get("fit", "default"),
+                "size": list(self.preprocessing.size), "does": FITS.description(fit)}
 
 
 def read_export_json(model: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -53,11 +66,14 @@ def choose_preprocessing(
     model: str | os.PathLike[str],
     overrides: dict[str, Any],
     model_size: tuple[int, int] | None = None,
+    model_layout: str | None = None,
 ) -> PreprocessingChoice:
     """Combine defaults, ``export.json`` and explicit options (in rising priority).
 
     ``model_size`` is the (H, W) the model's input fixes; it wins over the default size
     (and an explicit size that disagrees with it is refused, since it cannot feed).
+    ``model_layout`` is the layout the backend feeds the model (it transposes NHWC
+    batches for an NCHW model), so the record says what the model was fed.
     """
     values: dict[str, Any] = Preprocessing().to_dict()
     sources = dict.fromkeys(values, "default")
@@ -70,6 +86,9 @@ def choose_preprocessing(
     if model_size is not None and sources["size"] == "default":
         values["size"] = list(model_size)
         sources["size"] = "model"
+    if model_layout is not None:
+        values["layout"] = model_layout
+        sources["layout"] = "model"
     for k, v in overrides.items():
         if v is not None:
             values[k] = v
@@ -84,42 +103,25 @@ def choose_preprocessing(
 
 def decode_image(
     data: bytes | os.PathLike[str] | str, name: str, size: tuple[int, int], *,
-    resize: bool = True, channels: int = 3,
+    fit: str = DEFAULT_FIT, channels: int = 3,
 ) -> np.ndarray:
     """Decode to uint8 ``[H, W, channels]`` RGB (or grey), upright (EXIF orientation,
-    :func:`massface.imaging.open_upright`), resized to ``size`` if allowed.
+    :func:`massface.imaging.open_upright`), brought to ``size`` (H, W) by the fit mode
+    ``fit`` (:data:`massface.imaging.FITS`) when it is another size.
 
     ``name`` is used in error messages (the file, or ``archive#index``).
     """
-    from PIL import Image
-
     with open_upright(data, name) as im:
         mode = im.mode
         if mode not in EIGHT_BIT_MODES:
             raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
                              "8-bit RGB or grey images")
         im = convert_8bit(im, "RGB" if channels == 3 else "L")
-        height, width = size
-        if im.size != (width, height):
-            if not resize:
-                raise InputError(f"{name}: image is {im.size[1]}x{im.size[0]} (HxW) but the "
-                                 f"model takes {height}x{width} and resizing is off")
-            im = im.resize((width, height), Image.Resampling.BILINEAR)
+        im = fit_image(im, (int(size[0]), int(size[1])), fit, name)
         arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return arr
-
-
-def normalize_batch(
-    pixels: np.ndarray, prep: Preprocessing, out: np.ndarray | None = None
-) -> np.ndarray:
-    """uint8 ``[N, H, W, C]`` RGB -> float32 ``(x - mean) / std`` in the preprocessing's colour."""
-    if prep.color == "BGR" and pixels.shape[-1] == 3:
-        pixels = pixels[..., ::-1]
-    result = np.subtract(pixels, np.float32(prep.mean), out=out, dtype=np.float32)
-    result /= np.float32(prep.std)
-    return result
 
 
 def flip_batch(batch: np.ndarray) -> np.ndarray:

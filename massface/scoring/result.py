@@ -11,6 +11,9 @@ from massface.scoring.distances import DISTANCES
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
 
 NOT_ENOUGH_NEGATIVES = "not enough negatives"
+AUC_DEFINITION = ("auc, eer: the exact ROC of all pairs (each pair scored by its test fold, "
+                  "ties counting one half, as scikit-learn's roc_auc_score); auc_grid, "
+                  "eer_grid: facenet's fold-averaged ROC on the threshold grid")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,11 @@ class VerificationResult:
     n_same: int
     n_diff: int
     fold_sizes: np.ndarray
+    #: facenet's AUC and EER: of the fold-averaged ROC on the threshold grid (what
+    #: calAcc prints). ``auc``/``eer`` are of the exact ROC of all pairs (every distinct
+    #: distance), so they are right whatever range the distance has.
+    auc_grid: float = float("nan")
+    eer_grid: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
     #: Each pair's distance as its test fold scored it (with ``subtract_mean`` the fold's
     #: own mean was subtracted) and that fold's number: what the HTML report's histograms
@@ -125,6 +133,9 @@ class VerificationResult:
             "fold_val_threshold": _floats(self.fold_val_threshold),
             "auc": float(self.auc),
             "eer": float(self.eer),
+            "auc_grid": float(self.auc_grid),
+            "eer_grid": float(self.eer_grid),
+            "auc_eer_definition": AUC_DEFINITION,
             "tpr_at_far": [t.to_dict() for t in self.tpr_at_far],
             "n_pairs": int(self.n_pairs),
             "n_same": int(self.n_same),

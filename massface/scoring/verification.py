@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -82,20 +83,97 @@ def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
 
 
 #: Thresholds are ``arange(0, 4, step)``; distances of unit vectors span [0, 4] (squared
-#: L2) or [0, 1] (cosine). A step as large as that span leaves no threshold inside it (a
-#: meaningless figure), and the grid (with its per-fold ROC arrays) must fit in memory.
+#: L2) or [0, 1] (cosine). A grid with only a few thresholds inside that span picks a
+#: threshold nowhere near the best one (a step of 3.99 scored 50%: a meaningless figure),
+#: and the grid (with its per-fold ROC arrays) must fit in memory.
 THRESHOLD_END = 4.0
 DISTANCE_SPAN = {"euclidean": 4.0, "cosine": 1.0}
 MAX_THRESHOLDS = 4_000_000
+MIN_THRESHOLDS = 10  # inside the span: a step of at most a tenth of it
 
 
 def _check_step(step: float, what: str, distance: str) -> None:
-    lo, hi = THRESHOLD_END / MAX_THRESHOLDS, DISTANCE_SPAN.get(distance, THRESHOLD_END)
-    if not (math.isfinite(step) and lo <= step < hi):
-        raise InputError(f"{what} {step!r}: must be a number in [{lo:g}, {hi:g}) for the "
-                         f"{distance} distance (whose values span [0, {hi:g}]), so that "
-                         f"arange(0, {THRESHOLD_END:g}, step) has thresholds inside that "
-                         f"span and at most {MAX_THRESHOLDS:,} of them")
+    span = DISTANCE_SPAN.get(distance, THRESHOLD_END)
+    lo, hi = THRESHOLD_END / MAX_THRESHOLDS, span / MIN_THRESHOLDS
+    if not (math.isfinite(step) and lo <= step <= hi):
+        raise InputError(f"{what} {step!r}: must be a number in [{lo:g}, {hi:g}] for the "
+                         f"{distance} distance (whose values span [0, {span:g}]), so that "
+                         f"arange(0, {THRESHOLD_END:g}, step) has at least {MIN_THRESHOLDS} "
+                         f"thresholds inside that span and at most {MAX_THRESHOLDS:,} of "
+                         "them (the default 0.01 is the protocol's)")
+
+
+def grid_size(step: float, max_distance: float) -> int:
+    """How many thresholds :func:`threshold_grid` has (without making it)."""
+    n = np.arange(0, THRESHOLD_END, step).size
+    if max_distance < THRESHOLD_END:
+        return n
+    n = max(n, int(max_distance // step) + 2)
+    while (n - 1) * step <= max_distance:  # rounding of max_distance // step
+        n += 1
+    return n
+
+
+def threshold_grid(step: float, max_distance: float, what: str = "--step") -> np.ndarray:
+    """facenet's ``arange(0, 4, step)`` while every distance is below 4 (its domain: unit
+    vectors); when distances reach 4 or more (flip ``concat`` reaches 8, ``--normalization
+    none`` anything) the grid goes on in the same steps to the first threshold above the
+    largest distance, so that the ROC ends at (1, 1) and no threshold the data needs is
+    missing. Its first values are facenet's, value for value (``arange`` computes
+    ``i * step``).
+    """
+    n = grid_size(step, max_distance)
+    if n > MAX_THRESHOLDS:
+        raise InputError(f"distances reach {max_distance:.6g}: {what} {step!r} would need "
+                         f"{n:,} thresholds (at most {MAX_THRESHOLDS:,}): L2-normalise the "
+                         "embeddings (--normalization l2) or take a larger step")
+    return np.arange(n) * step
+
+
+def val_threshold(neg_sorted: np.ndarray, step: float, n: int, target: float) -> float:
+    """:func:`far_threshold` on the grid ``i * step`` (``i < n``) of the training FAR,
+    found by bisection instead of filling the grid: the same values (FAR is
+    non-decreasing in the threshold), and no memory however far the distances reach."""
+    def far(i: int) -> float:
+        return int(np.searchsorted(neg_sorted, float(i) * step, side="left")) / neg_sorted.size
+
+    if far(n - 1) < target:
+        return 0.0
+    lo, hi = 0, n  # how many grid points have FAR <= target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if far(mid) <= target:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = max(lo - 1, 0)
+    if j >= n - 1:
+        return float(n - 1) * step
+    x0, x1 = far(j), far(j + 1)
+    y0, y1 = float(j) * step, float(j + 1) * step
+    return y0 + (target - x0) * (y1 - y0) / (x1 - x0)
+
+
+def auc_all_pairs(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Area under the ROC of all pairs at once: the probability that a different-person
+    pair is farther apart than a same-person pair, ties counting one half (the
+    Mann-Whitney statistic, what scikit-learn's ``roc_auc_score`` computes), exact in
+    integer counts."""
+    neg = np.sort(neg)
+    below = np.searchsorted(neg, pos, side="left")
+    above = neg.size - np.searchsorted(neg, pos, side="right")
+    ties = neg.size - below - above
+    return float((2 * int(above.sum()) + int(ties.sum())) / (2 * pos.size * neg.size))
+
+
+def roc_all_pairs(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct distance (``dist <= d``), from (0, 0) to (1, 1): the
+    exact ROC of all pairs, whatever range the distance has."""
+    pos, neg = np.sort(pos), np.sort(neg)
+    cuts = np.unique(np.concatenate([pos, neg]))
+    tpr = np.searchsorted(pos, cuts, side="right") / pos.size
+    fpr = np.searchsorted(neg, cuts, side="right") / neg.size
+    return np.r_[0.0, fpr], np.r_[0.0, tpr]
 
 
 def _count_below(sorted_values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -152,6 +230,96 @@ def _blockwise_distances(emb: np.ndarray, flip_emb: np.ndarray | None, distance:
     return out
 
 
+def _fold_distances(emb: np.ndarray, flip_emb: np.ndarray | None, fold_ids: np.ndarray,
+                    n_folds: int, distance: str, subtract_mean: bool, prep: dict
+                    ) -> list[np.ndarray]:
+    """Each fold's pair distances (one shared array unless the training folds' mean is
+    subtracted), all known before the threshold grid is chosen."""
+    if not subtract_mean:  # a million pairs: prepare block by block, never a float64 copy
+        return [_blockwise_distances(emb, flip_emb, distance, prep)] * n_folds
+    prepared = prepare_embeddings(emb, flip_emb, **prep)  # the means need every row
+    e1, e2 = prepared[0::2], prepared[1::2]
+    out = []
+    for f in range(n_folds):
+        tr = np.flatnonzero(fold_ids != f)
+        mean = np.mean(np.concatenate([e1[tr], e2[tr]]), axis=0)
+        out.append(pair_distances(e1, e2, distance, mean))
+    return out
+
+
+@dataclass
+class _FoldScore:
+    """One test fold: ROC on the grid, accuracy at the training-best threshold, and
+    VAL / FAR at each FAR target's training threshold."""
+
+    tpr: np.ndarray
+    fpr: np.ndarray
+    accuracy: float
+    threshold: float
+    val: np.ndarray  # per FAR target
+    far: np.ndarray
+    val_threshold: np.ndarray
+
+
+def _checked(emb: np.ndarray, same: np.ndarray, distance: str, steps: tuple[float, float],
+             targets: list[float]) -> None:
+    """Refuse what the protocol cannot score honestly (bad rows named at once)."""
+    if emb.ndim != 2:
+        raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
+    _check_pairs(emb, same)
+    DISTANCES.get(distance)
+    _check_step(steps[0], "threshold step (--step)", distance)
+    _check_step(steps[1], "VAL threshold step", distance)
+    for t in targets:
+        if not 0 < t <= 1:
+            raise InputError(f"FAR target {t} is not in (0, 1]")
+
+
+def _checked_rows(emb: np.ndarray, flip_embeddings: np.ndarray | None, flip: str,
+                  normalization: str) -> None:
+    check_names(normalization, flip)
+    if flip != "none" and flip_embeddings is not None and np.shape(flip_embeddings) != emb.shape:
+        raise InputError(f"flip embeddings have shape {np.shape(flip_embeddings)}, embeddings "
+                         f"{emb.shape}")
+    check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
+    if flip != "none" and flip_embeddings is not None:
+        check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
+
+
+def _score_fold(dist: np.ndarray, test: np.ndarray, same: np.ndarray, size: int,
+                thresholds: np.ndarray, targets: list[float], val_step: float,
+                n_val: int) -> _FoldScore:
+    """Train on the other folds' pairs, score this one (the reference's per-fold body)."""
+    train = ~test
+    tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
+    te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
+    # Accuracy: the first threshold with the most correct training pairs.
+    tp_tr, fp_tr = _count_below(tr_pos, thresholds), _count_below(tr_neg, thresholds)
+    best = int(np.argmax(tp_tr + (tr_neg.size - fp_tr)))
+    tp_te, fp_te = _count_below(te_pos, thresholds), _count_below(te_neg, thresholds)
+    correct = int(tp_te[best]) + te_neg.size - int(fp_te[best])
+    # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
+    val_thr = np.array([val_threshold(tr_neg, val_step, n_val, t) for t in targets])
+    val = np.array([int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size for t in val_thr])
+    far = np.array([int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size for t in val_thr])
+    return _FoldScore(_rate(tp_te, te_pos.size), _rate(fp_te, te_neg.size), correct / size,
+                      float(thresholds[best]), val, far, val_thr)
+
+
+def _tpr_at_far(folds: list[_FoldScore], targets: list[float], n_diff: int
+                ) -> list[TprAtFar]:
+    """TPR at each extra FAR target; None where too few negatives resolve it."""
+    out = []
+    for i, target in enumerate(targets[1:], start=1):
+        if target * n_diff < 1:
+            out.append(TprAtFar(target, None, None, None, NOT_ENOUGH_NEGATIVES))
+            continue
+        val, far = [f.val[i] for f in folds], [f.far[i] for f in folds]
+        out.append(TprAtFar(target, float(np.mean(val)), float(np.std(val)),
+                            float(np.mean(far))))
+    return out
+
+
 def verify(
     embeddings: np.ndarray,
     issame: np.ndarray | Sequence,
@@ -174,120 +342,49 @@ def verify(
     ``--allow-missing`` keeps each surviving pair in the fold of its original index.
     Raises :class:`InputError` for inputs the protocol cannot score honestly.
     """
-    same = as_labels(issame)
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
-    _check_pairs(emb, same)
-    DISTANCES.get(distance)
-    _check_step(threshold_step, "threshold step (--step)", distance)
-    _check_step(val_threshold_step, "VAL threshold step", distance)
-    for t in (far_target, *far_targets):
-        if not 0 < t <= 1:
-            raise InputError(f"FAR target {t} is not in (0, 1]")
-    folds_kind = "contiguous"
-    if fold_ids is None:
-        fold_ids = contiguous_fold_ids(same.size, n_folds)
-    else:
-        fold_ids = np.asarray(fold_ids, dtype=np.int64)
-        folds_kind = "given"
-    sizes = _check_folds(fold_ids, same, n_folds)
-
-    check_names(normalization, flip)
-    if flip != "none" and flip_embeddings is not None and np.shape(flip_embeddings) != emb.shape:
-        raise InputError(f"flip embeddings have shape {np.shape(flip_embeddings)}, embeddings "
-                         f"{emb.shape}")
-    check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
-    if flip != "none" and flip_embeddings is not None:
-        check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
-    prep = dict(normalization=normalization, flip=flip)
-    if subtract_mean:  # the fold means need every prepared row at once
-        prepared = prepare_embeddings(emb, flip_embeddings, **prep)
-        e1, e2 = prepared[0::2], prepared[1::2]
-        shared_dist = None
-    else:  # a million pairs: prepare and measure block by block, never a float64 copy
-        shared_dist = _blockwise_distances(emb, flip_embeddings, distance, prep)
-    thresholds = np.arange(0, 4, threshold_step)
-    val_thresholds = np.arange(0, 4, val_threshold_step)
-    n_diff_total = int(same.size - same.sum())
+    same, emb = as_labels(issame), np.asarray(embeddings)
     targets = [float(far_target), *[float(t) for t in far_targets]]
-
-    tprs = np.zeros((n_folds, thresholds.size))
-    fprs = np.zeros((n_folds, thresholds.size))
-    fold_acc = np.zeros(n_folds)
-    fold_thr = np.zeros(n_folds)
-    val = np.zeros((len(targets), n_folds))
-    far = np.zeros((len(targets), n_folds))
-    val_thr = np.zeros((len(targets), n_folds))
+    _checked(emb, same, distance, (threshold_step, val_threshold_step), targets)
+    folds_kind = "contiguous" if fold_ids is None else "given"
+    fold_ids = (contiguous_fold_ids(same.size, n_folds) if fold_ids is None
+                else np.asarray(fold_ids, dtype=np.int64))
+    sizes = _check_folds(fold_ids, same, n_folds)
+    _checked_rows(emb, flip_embeddings, flip, normalization)
+    fold_dist = _fold_distances(emb, flip_embeddings, fold_ids, n_folds, distance,
+                                subtract_mean, dict(normalization=normalization, flip=flip))
+    max_dist = max(float(d.max()) for d in fold_dist)
+    thresholds = threshold_grid(threshold_step, max_dist)
+    n_val = grid_size(val_threshold_step, max_dist)
+    folds = [_score_fold(fold_dist[f], fold_ids == f, same, int(sizes[f]), thresholds,
+                         targets, val_threshold_step, n_val) for f in range(n_folds)]
     test_dist = np.zeros(same.size)
-
     for f in range(n_folds):
-        test = fold_ids == f
-        train = ~test
-        if shared_dist is None:
-            tr = np.flatnonzero(train)
-            mean = np.mean(np.concatenate([e1[tr], e2[tr]]), axis=0)
-            dist = pair_distances(e1, e2, distance, mean)
-        else:
-            dist = shared_dist
-        test_dist[test] = dist[test]
-        tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
-        te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
-
-        # Accuracy: the first threshold with the most correct training pairs.
-        tp_tr = _count_below(tr_pos, thresholds)
-        fp_tr = _count_below(tr_neg, thresholds)
-        best = int(np.argmax(tp_tr + (tr_neg.size - fp_tr)))
-        tp_te = _count_below(te_pos, thresholds)
-        fp_te = _count_below(te_neg, thresholds)
-        tprs[f] = _rate(tp_te, te_pos.size)
-        fprs[f] = _rate(fp_te, te_neg.size)
-        correct = int(tp_te[best]) + te_neg.size - int(fp_te[best])
-        fold_acc[f] = correct / int(sizes[f])
-        fold_thr[f] = thresholds[best]
-
-        # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
-        far_train = _count_below(tr_neg, val_thresholds) / tr_neg.size
-        for i, target in enumerate(targets):
-            t = far_threshold(far_train, val_thresholds, target)
-            val_thr[i, f] = t
-            val[i, f] = int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size
-            far[i, f] = int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size
-
-    tpr, fpr = np.mean(tprs, 0), np.mean(fprs, 0)
-    tpr_at_far = []
-    for i, target in enumerate(targets[1:], start=1):
-        if target * n_diff_total < 1:
-            tpr_at_far.append(TprAtFar(target, None, None, None, NOT_ENOUGH_NEGATIVES))
-        else:
-            tpr_at_far.append(TprAtFar(target, float(np.mean(val[i])), float(np.std(val[i])),
-                                       float(np.mean(far[i]))))
+        test_dist[fold_ids == f] = fold_dist[f][fold_ids == f]
     protocol = Protocol(normalization=normalization, flip=flip, distance=distance,
                         subtract_mean=bool(subtract_mean), n_folds=n_folds,
                         threshold_step=float(threshold_step), far_target=float(far_target),
                         val_threshold_step=float(val_threshold_step), folds=folds_kind)
+    return _result(folds, same, test_dist, thresholds, targets, protocol, sizes, fold_ids)
+
+
+def _result(folds: list[_FoldScore], same: np.ndarray, test_dist: np.ndarray,
+            thresholds: np.ndarray, targets: list[float], protocol: Protocol,
+            sizes: np.ndarray, fold_ids: np.ndarray) -> VerificationResult:
+    """The folds' scores as one result (means and spreads over folds, ROC, AUC, EER)."""
+    acc = np.array([f.accuracy for f in folds])
+    val, far = np.array([f.val[0] for f in folds]), np.array([f.far[0] for f in folds])
+    tpr, fpr = np.mean([f.tpr for f in folds], 0), np.mean([f.fpr for f in folds], 0)
+    roc_fpr, roc_tpr = roc_all_pairs(test_dist[same], test_dist[~same])
+    n_diff = int(same.size - same.sum())
     return VerificationResult(
-        accuracy=float(np.mean(fold_acc)),
-        accuracy_std=float(np.std(fold_acc)),
-        fold_accuracy=fold_acc,
-        fold_threshold=fold_thr,
-        val=float(np.mean(val[0])),
-        val_std=float(np.std(val[0])),
-        far=float(np.mean(far[0])),
-        fold_val=val[0],
-        fold_far=far[0],
-        fold_val_threshold=val_thr[0],
-        auc=float(_trapezoid(tpr, fpr)),
-        eer=equal_error_rate(fpr, tpr),
-        thresholds=thresholds,
-        tpr=tpr,
-        fpr=fpr,
-        tpr_at_far=tpr_at_far,
-        protocol=protocol,
-        n_pairs=int(same.size),
-        n_same=int(same.sum()),
-        n_diff=n_diff_total,
-        fold_sizes=sizes,
-        pair_distances=test_dist,
-        pair_folds=fold_ids,
-    )
+        accuracy=float(np.mean(acc)), accuracy_std=float(np.std(acc)), fold_accuracy=acc,
+        fold_threshold=np.array([f.threshold for f in folds]),
+        val=float(np.mean(val)), val_std=float(np.std(val)), far=float(np.mean(far)),
+        fold_val=val, fold_far=far,
+        fold_val_threshold=np.array([f.val_threshold[0] for f in folds]),
+        auc=auc_all_pairs(test_dist[same], test_dist[~same]),
+        eer=equal_error_rate(roc_fpr, roc_tpr), auc_grid=float(_trapezoid(tpr, fpr)),
+        eer_grid=equal_error_rate(fpr, tpr), thresholds=thresholds, tpr=tpr, fpr=fpr,
+        tpr_at_far=_tpr_at_far(folds, targets, n_diff), protocol=protocol,
+        n_pairs=int(same.size), n_same=int(same.sum()), n_diff=n_diff, fold_sizes=sizes,
+        pair_distances=test_dist, pair_folds=fold_ids)

@@ -20,10 +20,10 @@ default summary writer (a no-op one on the other workers).
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
+from massface.io import Journal
 from massface.progress import ProgressBar
 
 METRIC_FIELDS = ("step", "epoch", "lr", "loss", "objective", "weight_decay", "ce",
@@ -250,8 +250,8 @@ class Verification:
         for k, v in res.items():
             scalar(f"val/{k}", v, step)
         if self.chief:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, **res}) + "\n")
+            with Journal(self.path) as journal:
+                journal.write({"step": step, **res})
         self.log.say(f"step {step}: verification accuracy {res['accuracy']:.4f}"
                      + (f", mirror-averaged {res['flip_accuracy']:.4f}"
                         if "flip_accuracy" in res else ""))

@@ -109,13 +109,16 @@ def scan_image_folder(root: str | os.PathLike[str], identities: Sequence[str] | 
 def load_image(path: str | os.PathLike[str], size: tuple[int, int] = (112, 112)) -> np.ndarray:
     """uint8 ``[H, W, 3]`` RGB of an image file, resized to ``size`` (h, w): the decoder
     inference uses (:func:`massface.runtime.preprocess.decode_image`), so a model is trained
-    on pixels exactly as it will be fed them.
+    on pixels exactly as it will be fed them. Training squashes (fit ``squash``: ORL's
+    92x112 faces stretched to 112x112, as the recipe always did), and an export of the run
+    records that fit in ``export.json`` so that inference does the same.
 
     Raises :class:`InputError` naming the file when it cannot be decoded.
     """
+    from massface.formats.preprocessing import TRAIN_FIT
     from massface.runtime.preprocess import decode_image
 
-    return decode_image(path, str(path), size)
+    return decode_image(path, str(path), size, fit=TRAIN_FIT)
 
 
 def load_images(root: Path, paths: Sequence[str], size: tuple[int, int],
@@ -305,11 +308,6 @@ class Augment(AugmentConfig):
         return x
 
 
-def normalize(images: Any, mean: float = 127.5, std: float = 128.0) -> Any:
-    """``(x - mean) / std`` (MassFace: 127.5 and 128)."""
-    return (images - mean) / std
-
-
 # --------------------------------------------------------------------------- pipeline
 
 
@@ -370,7 +368,10 @@ def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed:
     """
     import tensorflow as tf
 
+    from massface.formats.preprocessing import Preprocessing
+
     h, w = source.size
+    prep = Preprocessing(mean=mean, std=std)  # training images are RGB
     ds = tf.data.Dataset.from_generator(
         lambda: source.iterate(start_step),
         output_signature=(tf.TensorSpec([], tf.int64),
@@ -379,7 +380,7 @@ def make_dataset(source: BatchSource, batch_size: int, *, start_step: int, seed:
 
     def prepare(step: Any, images: Any, labels: Any) -> tuple[Any, Any]:
         x = augment(tf.cast(images, tf.float32), tf.stack([tf.constant(seed, tf.int64), step]))
-        return normalize(x, mean, std), labels
+        return prep.normalize(x), labels
 
     ds = ds.map(prepare, num_parallel_calls=1, deterministic=True)
     if num_parts > 1:

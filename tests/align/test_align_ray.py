@@ -14,6 +14,7 @@ from massface.align.cli import app
 
 pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip install "
                                        "'massface[ray]')")
+pytestmark = pytest.mark.slow  # each run starts Ray actors (seconds); the Ray instance is shared
 
 
 def _invoke(*args: object):

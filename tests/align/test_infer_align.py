@@ -73,15 +73,17 @@ def test_interrupted_align_run_resumes_with_all_landmarks(small_tree, tmp_path,
     ds = images_dataset(small_tree)
 
     def opts(out):
+        # ONNX Runtime, named: synchronous model calls, so the injected failure is exact
         return InferOptions(out=out, batch_size=1, chunk_batches=1, progress=False,
-                            align=AlignStep("arcface"))
+                            align=AlignStep("arcface"), backend="onnxruntime")
 
     whole = tmp_path / "whole"
     run_inference(pretrained_onnx, ds, opts(whole))
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, opts(out),
-                      backend=failing_backend(open_backend(pretrained_onnx), 2))
+                      backend=failing_backend(open_backend(pretrained_onnx,
+                                                           backend="onnxruntime"), 2))
     result = run_inference(pretrained_onnx, ds, opts(out))
     assert result.summary.resumed_rows == 2
     assert (out / "landmarks.json").read_text() == (whole / "landmarks.json").read_text()

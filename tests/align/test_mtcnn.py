@@ -117,3 +117,57 @@ def test_other_weights_under_the_same_names_are_refused(monkeypatch, tmp_path):
     with pytest.raises(InputError, match="not the MTCNN pnet"):
         weights.weight_paths()
     weights.weight_paths.cache_clear()
+
+
+def _mixed_images(raw_dir, keys) -> list[np.ndarray]:
+    """Same-size photos, one enlarged past detect_size (detected downscaled), one of another
+    size, and a face-free image: every path of the batched cascade."""
+    from PIL import Image
+
+    images = [load_rgb(raw_dir / key, key) for key in keys]
+    big = Image.fromarray(images[0]).resize((1100, 1000), Image.Resampling.BILINEAR)
+    other = Image.fromarray(images[1]).resize((200, 230), Image.Resampling.BILINEAR)
+    return [*images[:3], np.asarray(big), np.full((120, 160, 3), 128, np.uint8),
+            *images[3:], np.asarray(other)]
+
+
+def test_batched_detection_equals_one_image_at_a_time(raw_dir, raw_keys):
+    """detect_many (P-net per scale over the images of one size, R-/O-net over all their
+    candidates) against each image alone, on ONNX Runtime: the same faces."""
+    det = MTCNN(DetectorOptions(engine="onnxruntime", pnet_batch=4))
+    images = _mixed_images(raw_dir, raw_keys[::60][:12])
+    batched = det.detect_many(images)
+    for image, got in zip(images, batched, strict=True):
+        want = det.detect(image)
+        assert len(got) == len(want)
+        np.testing.assert_allclose(got.boxes, want.boxes, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got.landmarks, want.landmarks, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-6)
+    assert len(batched[4]) == 0 and all(len(batched[i]) for i in (0, 1, 2, 3))
+    assert det.detect_many([]) == []
+
+
+def test_openvino_nets_give_onnxruntime_landmarks(raw_dir, raw_keys):
+    """The nets on OpenVINO (what auto picks on x86 where installed), batched, against ONNX
+    Runtime one image at a time: the same faces, landmarks within 0.01 px."""
+    pytest.importorskip("openvino")
+    ov = MTCNN(DetectorOptions(engine="openvino"))
+    ort = MTCNN(DetectorOptions(engine="onnxruntime"))
+    images = _mixed_images(raw_dir, raw_keys[::50][:16])
+    for image, got in zip(images, ov.detect_many(images), strict=True):
+        want = ort.detect(image)
+        assert len(got) == len(want)
+        np.testing.assert_allclose(got.landmarks, want.landmarks, rtol=0, atol=0.01)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=0, atol=1e-4)
+
+
+def test_engine_choice_is_recorded_and_checked(monkeypatch):
+    from massface.align.nets import resolve_engine
+
+    assert DetectorOptions(engine="onnxruntime").to_dict()["engine"] == "onnxruntime"
+    with pytest.raises(InputError, match=r"unknown MTCNN engine 'trt'"):
+        DetectorOptions(engine="trt")
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert resolve_engine("auto") == ("onnxruntime", "auto: onnxruntime (not an x86 CPU "
+                                                     "(aarch64))")
+    assert DetectorOptions().to_dict()["engine"] == "onnxruntime"

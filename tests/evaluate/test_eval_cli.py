@@ -124,7 +124,9 @@ def test_output_folders_are_read_in_integer_order(tmp_path, data, layout):
     assert report["fold_accuracy"] == list(expected.fold_accuracy)
     assert report["input"]["tool"] == ("ais_bench" if layout == "ais_bench" else "msame")
     assert report["input"]["output_dtype"] == "float32"
-    assert len(report["input"]["outputs_manifest_sha256"]) == 64
+    files = sorted(root.rglob("*.bin"), key=lambda p: int(p.name.split("_")[0]))
+    manifest = "".join(f"{sha256(p.read_bytes()).hexdigest()}  {p.name}\n" for p in files)
+    assert report["input"]["outputs_manifest_sha256"] == sha256(manifest.encode()).hexdigest()
 
 
 def test_float16_outputs_inferred_from_size_and_dim(tmp_path, data):

@@ -81,6 +81,33 @@ def test_twin_of_the_shared_model_matches_the_float_path(pretrained_onnx, faces)
     assert np.abs(got - want).max() <= 1e-4
 
 
+@pytest.mark.parametrize("mean, std", [(0.0, 255.0), (127.5, 127.5), (104.0, 58.0)])
+def test_twin_rounds_the_aipp_output_to_float16_like_the_chip(tmp_path, mean, std):
+    """AIPP hands the model float16: for any mean/std but the default the twin must
+    round like the chip (a float32 twin would be off by up to half a float16 step)."""
+    weight = make_linear_onnx(tmp_path / "lin.onnx", size=(16, 16), dim=8)
+    model = onnx.load(str(tmp_path / "lin.onnx"))
+    cfg = AippConfig.from_preprocessing(Preprocessing(mean=mean, std=std, size=(16, 16)))
+    pixels = np.random.default_rng(4).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    # reference written out by hand: AIPP's arithmetic, its float16 result, float64 model
+    x = (pixels.astype(np.float32) - np.float32(cfg.mean_chn[0]) - np.float32(cfg.min_chn[0]))
+    chip = (x * np.float32(cfg.var_reci_chn[0])).astype(np.float16).astype(np.float64)
+    w64 = weight.astype(np.float64)
+    want = chip.reshape(6, -1) @ w64
+    got = _run(twin(model, cfg), pixels)
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    np.testing.assert_array_equal(cfg.apply(pixels), chip.astype(np.float32))
+    unrounded = ((pixels.astype(np.float64) - mean) / std).reshape(6, -1) @ w64
+    assert np.abs(unrounded - want).max() > 1e-5  # the rounding is visible here
+
+
+def test_default_preprocessing_is_exact_in_float16():
+    """(x - 127.5) / 128 of every pixel value is a float16: the rounding changes nothing."""
+    cfg = AippConfig.from_preprocessing(Preprocessing())
+    px = np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(3, axis=3)
+    np.testing.assert_array_equal(cfg.apply(px), (px.astype(np.float64) - 127.5) / 128)
+
+
 def test_nchw_input_is_the_same_model_behind_a_transpose(pretrained_onnx, faces):
     model = onnx.load(str(pretrained_onnx))
     nchw = nchw_input(model)

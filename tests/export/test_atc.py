@@ -94,13 +94,16 @@ def test_success_runs_the_exact_command_in_the_export_folder(model_dir, standin_
     assert spec.shell_command() in script
 
 
-def test_renamed_output_is_found_and_renamed(model_dir, standin_atc):
+def test_platform_named_output_keeps_its_name(model_dir, standin_atc):
+    """ATC's NAME_<os>_<arch>.om loads only on that OS/arch: the name is kept and the
+    platform recorded, not hidden behind NAME.om."""
     standin_atc("renamed")
     result = run_atc(AtcSpec(model="model.onnx", output="model"), model_dir)
     assert result.status == "built"
-    assert result.produced_as == "model_linux_x86_64.om"
-    assert (model_dir / "model.om").is_file()
-    assert not (model_dir / "model_linux_x86_64.om").exists()
+    assert result.om_file == result.produced_as == "model_linux_x86_64.om"
+    assert result.platform == "linux_x86_64" and "loads only on linux_x86_64" in result.message
+    assert (model_dir / "model_linux_x86_64.om").is_file()
+    assert not (model_dir / "model.om").exists()
 
 
 def test_failure_exit_255_is_an_error_with_atc_output(model_dir, standin_atc):
@@ -136,15 +139,17 @@ def test_without_atc_the_script_is_written_and_runs_with_atc_later(model_dir, no
     assert not (model_dir / "model.om").exists()
     script = model_dir / "atc.sh"
     assert script.stat().st_mode & 0o111
-    # The script, run from elsewhere with an atc that uses the renamed output, ends
-    # with model.om beside it.
+    # The script, run from elsewhere with an atc that writes NAME_<os>_<arch>.om, ends
+    # with that model beside it, under its own name, and no stale model.om.
     bin_dir = standin_atc("renamed")
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     (model_dir / "model.om").write_bytes(b"stale")  # from an earlier conversion
     proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert (model_dir / "model.om").read_bytes() == b"OM"
+    assert (model_dir / "model_linux_x86_64.om").read_bytes() == b"OM"
+    assert not (model_dir / "model.om").exists()
+    assert "built" in proc.stdout and "loads only on the OS/architecture" in proc.stdout
     assert (bin_dir / "argv.txt").read_text().splitlines() == shlex.split(
         spec.shell_command())[1:]
 
@@ -163,3 +168,45 @@ def test_unknown_model_suffix_and_missing_model(model_dir, no_atc):
         AtcSpec(model="model.tflite", output="model").argv()
     with pytest.raises(InputError, match="not found"):
         run_atc(AtcSpec(model="other.pb", output="model"), model_dir)
+
+
+# --- the stand-in is as strict as ATC (issue 21) --------------------------------------
+
+
+@pytest.mark.parametrize("bad, why", [
+    (["--framework=5", "--input_format=NHWC"], "input_format"),
+    (["--framework=3", "--input_format=ND", "--insert_op_conf=aipp.cfg"], "insert_op_conf"),
+    (["--input_shape=input:-1,112,112,3", "--dynamic_batch_size=8"], "2 to 100"),
+    (["--input_shape=input:8,112,112,3", "--dynamic_batch_size=1,8"], "must be -1"),
+    (["--precision_mode=fp8"], "precision_mode"),
+    (["--precision_mode=force_fp16", "--precision_mode_v2=fp16"], "cannot both"),
+])
+def test_standin_atc_refuses_what_atc_refuses(model_dir, standin_atc, bad, why):
+    bin_dir = standin_atc("success")
+    proc = subprocess.run([str(bin_dir / "atc"), "--model=model.onnx", "--output=model",
+                           *bad], cwd=model_dir, capture_output=True, text=True, check=False)
+    assert proc.returncode == 255 and why in proc.stdout and "ATC run failed" in proc.stdout
+    assert not (model_dir / "model.om").exists()
+
+
+@pytest.mark.parametrize("model", ["model.pb", "model.onnx"])
+@pytest.mark.parametrize("aipp", [False, True])
+@pytest.mark.parametrize("gears", [(1, 8, 32), (4,)])
+def test_every_command_massface_builds_passes_the_strict_standin(model_dir, standin_atc,
+                                                                 model, aipp, gears):
+    standin_atc("success")
+    (model_dir / "aipp.cfg").write_text("aipp_op {}\n")
+    layout = "NCHW" if aipp and model.endswith(".onnx") else "NHWC"
+    spec = AtcSpec(model=model, output="model", gears=gears, layout=layout,
+                   insert_op_conf="aipp.cfg" if aipp else None)
+    assert run_atc(spec, model_dir).status == "built"
+
+
+def test_every_precision_mode_massface_offers_passes_the_strict_standin(model_dir,
+                                                                        standin_atc):
+    from massface.export.atc import PRECISION_MODES
+
+    standin_atc("success")
+    for mode in PRECISION_MODES:
+        spec = AtcSpec(model="model.onnx", output="model", precision_mode=mode)
+        assert run_atc(spec, model_dir).status == "built", mode

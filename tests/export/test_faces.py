@@ -29,8 +29,9 @@ def test_folder_of_images_sorted_resized_and_bgr(tmp_path):
     batch = load_face_batch(tmp_path, count=10, preprocessing=prep)
     assert batch.refs == ["a/1.png", "b/2.png"]
     assert batch.images.shape == (2, 112, 112, 3)
-    rgb = np.asarray(Image.open(tmp_path / "a/1.png").resize((112, 112), Image.BILINEAR),
-                     np.float32)
+    # the preprocessing's fit (center): the 50x50 centre of the 60x50 image, resized
+    rgb = np.asarray(Image.open(tmp_path / "a/1.png").crop((0, 5, 50, 55))
+                     .resize((112, 112), Image.BILINEAR), np.float32)
     np.testing.assert_array_equal(batch.images[0], rgb[..., ::-1])
 
 

@@ -242,8 +242,8 @@ class FakeAcl(types.ModuleType):
 
     def rt_free(self, ptr: int) -> int:
         self._call("rt.free")
-        if self.datasets or self.buffers:
-            raise FakeAclError("device memory freed while data buffers/datasets still exist")
+        if any(p == ptr for p, _ in self.buffers.values()):
+            raise FakeAclError("device memory freed while a data buffer still wraps it")
         if ptr not in self.mem:
             raise FakeAclError("free of unknown device pointer")
         del self.mem[ptr]
@@ -425,7 +425,7 @@ class FakeAcl(types.ModuleType):
 
     def mdl_destroy_dataset(self, ds: int) -> int:
         self._call("mdl.destroy_dataset")
-        if self.buffers:
+        if any(b in self.buffers for b in self.datasets.get(ds, [])):
             raise FakeAclError("dataset destroyed before its data buffers")
         del self.datasets[ds]
         return 0

@@ -9,8 +9,11 @@ import numpy as np
 
 def make_linear_onnx(path: Path, *, layout: str = "NHWC", batch: int | None = None,
                      size: tuple[int, int] = (112, 112), channels: int = 3, dim: int = 16,
-                     seed: int = 0, input_shape: list | None = None) -> np.ndarray:
-    """Write ``embeddings = flatten(input) @ W`` as ONNX; returns W (for a numpy reference)."""
+                     seed: int = 0, input_shape: list | None = None,
+                     input_dtype: str = "float32") -> np.ndarray:
+    """Write ``embeddings = flatten(input) @ W`` as ONNX; returns W (for a numpy reference).
+
+    ``input_dtype="uint8"``: the input is raw pixels, cast to float first (as an AIPP twin)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -21,9 +24,14 @@ def make_linear_onnx(path: Path, *, layout: str = "NHWC", batch: int | None = No
     weight = np.random.default_rng(seed).standard_normal((flat, dim)).astype(np.float32) / 50
     nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
              helper.make_node("MatMul", ["flat", "W"], ["embeddings"])]
+    elem = TensorProto.FLOAT
+    if input_dtype == "uint8":
+        elem = TensorProto.UINT8
+        nodes = [helper.make_node("Cast", ["input"], ["pixels"], to=TensorProto.FLOAT),
+                 helper.make_node("Flatten", ["pixels"], ["flat"], axis=1), nodes[1]]
     graph = helper.make_graph(
         nodes, "linear",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("input", elem, shape)],
         [helper.make_tensor_value_info("embeddings", TensorProto.FLOAT, [shape[0], dim])],
         [numpy_helper.from_array(weight, "W")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from massface.errors import InputError
-from massface.runtime.backends import BACKENDS, backend_for, open_backend
+from massface.runtime.backends import BACKENDS, backend_for, choose_backend, open_backend
 from massface.runtime.backends.onnx_backend import OnnxBackend
 from tests.helpers.models import make_linear_onnx
 
@@ -17,8 +17,59 @@ def images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, *SIZE, 3)).astype(np.float32)
 
 
-def test_auto_backend_is_chosen_by_suffix(tmp_path):
+def _host(monkeypatch, machine: str = "x86_64", openvino: bool = True,
+          cuda: bool = False) -> None:
+    """Pretend to be another host: its CPU, whether OpenVINO is installed, ORT's CUDA."""
+    import importlib.util
+    import platform
+
+    import onnxruntime
+
+    monkeypatch.undo()  # each call describes the whole host
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        (find_spec(name, *a) if openvino else None) if name == "openvino"
+        else find_spec(name, *a)))
+    providers = ["CUDAExecutionProvider"] * cuda + ["CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: providers)
+
+
+def test_auto_picks_openvino_for_onnx_on_x86_when_installed(monkeypatch):
+    pytest.importorskip("openvino")
+    _host(monkeypatch)
+    cls, why = choose_backend("m.onnx")
+    assert cls.name == "openvino" and why.startswith("auto: OpenVINO")
+    assert backend_for("m.ONNX", device="cpu").name == "openvino"
+    for kw, reason in (({"machine": "aarch64"}, "not an x86 CPU (aarch64)"),
+                       ({"openvino": False}, "OpenVINO is not installed"),
+                       ({"cuda": True}, "ONNX Runtime has CUDA here")):
+        _host(monkeypatch, **kw)
+        cls, why = choose_backend("m.onnx")
+        assert cls is OnnxBackend and reason in why, (kw, why)
+    _host(monkeypatch, cuda=True)  # a CUDA ONNX Runtime, but the CPU asked for
+    assert backend_for("m.onnx", device="cpu").name == "openvino"
+    assert choose_backend("m.onnx", device="cuda") == (OnnxBackend, "auto: onnxruntime "
+                                                                    "(--device cuda)")
+
+
+def test_auto_falls_back_to_onnxruntime_and_says_why(tmp_path, monkeypatch):
+    """A model OpenVINO refuses (uint8 input, as an AIPP twin) runs on ONNX Runtime."""
+    pytest.importorskip("openvino")
+    _host(monkeypatch)
+    path = tmp_path / "m.onnx"
+    make_linear_onnx(path, size=SIZE, dim=6, input_dtype="uint8")
+    with open_backend(path) as b:
+        assert b.info.backend == "onnxruntime"
+        assert b.choice.startswith("auto: onnxruntime (OpenVINO cannot run this model: ")
+        assert "not float32" in b.choice
+    with pytest.raises(InputError, match="not float32"):  # named: no fallback
+        open_backend(path, backend="openvino")
+
+
+def test_auto_backend_is_chosen_by_suffix(tmp_path, monkeypatch):
     assert set(BACKENDS) == {"onnxruntime", "openvino", "tensorflow", "acl"}
+    _host(monkeypatch, openvino=False)
     assert backend_for("m.onnx") is OnnxBackend
     assert backend_for("m.ONNX") is OnnxBackend
     assert backend_for("m.xml").name == "openvino"
@@ -33,7 +84,7 @@ def test_auto_backend_is_chosen_by_suffix(tmp_path):
 
 
 def test_shared_model_info(pretrained_onnx):
-    with open_backend(pretrained_onnx, threads=1, device="cpu") as b:
+    with open_backend(pretrained_onnx, backend="onnxruntime", threads=1, device="cpu") as b:
         info = b.info
     assert (info.input_name, info.layout, info.height, info.width, info.channels) == \
         ("input", "NHWC", 112, 112, 3)
@@ -113,3 +164,49 @@ def test_info_command(pretrained_onnx):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["layout"] == "NHWC" and info["output_dim"] == 192
+
+
+# --- one options object: what a backend would ignore is refused ---------------------------
+
+
+def test_every_backend_declares_the_options_it_honours():
+    from massface.runtime.backends.base import OPTION_FLAGS
+
+    for name in BACKENDS:
+        cls = BACKENDS.get(name)
+        assert cls.options <= set(OPTION_FLAGS), name
+    # the ones the review found dropped in silence for an .om, and --streams elsewhere
+    assert "threads" not in BACKENDS.get("acl").options
+    assert "input_name" not in BACKENDS.get("acl").options
+    assert "streams" not in BACKENDS.get("onnxruntime").options
+
+
+@pytest.mark.parametrize("flag, value, backend", [
+    ("--threads", "2", "acl"), ("--input-name", "input", "acl"), ("--device", "cpu", "acl"),
+    ("--streams", "2", "acl"), ("--device-id", "1", "onnxruntime"),
+    ("--streams", "2", "onnxruntime"), ("--device", "cpu", "tensorflow"),
+])
+def test_cli_refuses_an_option_the_backend_would_ignore(monkeypatch, tmp_path, flag, value,
+                                                        backend):
+    """Exit 2 naming the option and the backends that take it, before any model loads."""
+    from typer.testing import CliRunner
+
+    from massface.infer.cli import app
+
+    suffix = {"acl": ".om", "onnxruntime": ".onnx", "tensorflow": ".pb"}[backend]
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(b"never read")  # refused before the model is opened
+    loaded = []
+    cls = BACKENDS.get(backend)
+    monkeypatch.setattr(cls, "__init__", lambda self, *a, **k: loaded.append(a))
+    (tmp_path / "imgs" / "p").mkdir(parents=True)
+    (tmp_path / "imgs" / "p" / "a.png").write_bytes(b"")
+    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(tmp_path / "imgs"),
+                                 "--out", str(tmp_path / "out"), "--backend", backend, flag,
+                                 value, "--quiet"])
+    takers = [n for n in BACKENDS if flag.lstrip("-").replace("-", "_") in
+              BACKENDS.get(n).options]
+    assert r.exit_code == 2, r.output
+    assert f"{flag}: the {backend} backend has no use for it (only {', '.join(takers)})" \
+        in " ".join(r.output.split())
+    assert not loaded

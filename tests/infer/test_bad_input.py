@@ -100,8 +100,8 @@ def test_image_that_cannot_feed_the_model(tmp_path, tiny):
            "pixel mode")
     root2 = dataset(tmp_path / "ds2")
     Image.fromarray(np.zeros((20, 18, 3), np.uint8)).save(root2 / "id0" / "big.png")
-    failed(run("--model", tiny, "--images", root2, "--out", tmp_path / "o2", "--no-resize"),
-           "big.png", "resizing is off")
+    failed(run("--model", tiny, "--images", root2, "--out", tmp_path / "o2", "--fit", "error"),
+           "big.png", "--fit is error")
     # resized by default (greyscale, palette and odd sizes are converted)
     Image.fromarray(np.zeros((20, 18), np.uint8)).save(root2 / "id1" / "grey.png")
     r = run("--model", tiny, "--images", root2, "--out", tmp_path / "o3", "--quiet")

@@ -92,12 +92,15 @@ def test_resume_removes_stale_temporaries_and_gives_the_same_result(tmp_path, wo
     model, root = world
     ds = images_dataset(root)
     clean = tmp_path / "clean"
+    # ONNX Runtime, named: its model calls are synchronous, so the failure point is exact
     run_inference(model, ds, InferOptions(out=clean, batch_size=2, chunk_batches=1,
-                                          progress=False))
+                                          progress=False, backend="onnxruntime"))
     out = tmp_path / "out"
-    opts = InferOptions(out=out, batch_size=2, chunk_batches=1, progress=False)
+    opts = InferOptions(out=out, batch_size=2, chunk_batches=1, progress=False,
+                        backend="onnxruntime")
     with pytest.raises(RuntimeError, match="injected"):
-        run_inference(model, ds, opts, backend=failing_backend(open_backend(model), 3))
+        run_inference(model, ds, opts, backend=failing_backend(
+            open_backend(model, backend="onnxruntime"), 3))
     # what a kill in the middle of atomic writes leaves: a temporary file, a temporary
     # folder, a folder moved aside; and a hidden file of the user's that must stay
     planted = [out / ".embeddings.npy.k2j4_x9a.tmp",

@@ -163,11 +163,11 @@ def test_bad_models_and_options_are_input_errors(ov, tmp_path, pretrained_onnx):
         open_backend(pretrained_onnx, backend="openvino", output_name="emb")
     with pytest.raises(InputError, match=r"--device 'cuda': the openvino backend runs on the CPU"):
         open_backend(pretrained_onnx, backend="openvino", device="cuda")
-    with pytest.raises(InputError, match=r"--streams: the onnxruntime backend has no request"):
-        open_backend(pretrained_onnx, streams=2)
+    with pytest.raises(InputError, match=r"--streams: the onnxruntime backend has no use for"):
+        open_backend(pretrained_onnx, backend="onnxruntime", streams=2)
     with pytest.raises(InputError, match=r"the onnxruntime backend runs fp32 only; use "
                                          r"--backend openvino"):
-        open_backend(pretrained_onnx, precision="bf16")
+        open_backend(pretrained_onnx, backend="onnxruntime", precision="bf16")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -206,7 +206,8 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     r = runner.invoke(app, [*base, "--out", str(out), "--backend", "openvino", "--threads", "2",
                             "--streams", "2"])
     assert r.exit_code == 0, r.output
-    assert runner.invoke(app, [*base, "--out", str(ref)]).exit_code == 0
+    assert runner.invoke(app, [*base, "--out", str(ref), "--backend", "onnxruntime"]
+                         ).exit_code == 0
     got, want = read_embedding_dir(out), read_embedding_dir(ref)
     assert got.paths == want.paths
     assert _min_cosine(got.embeddings, want.embeddings) >= FP32_COSINE
@@ -231,7 +232,7 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     assert r.exit_code == 0, r.output
     assert f"{out}: embedded by openvino in fp32" in report.read_text().split("| run")[0]
     # the same folder with another backend is another run: refused, not mixed
-    r = runner.invoke(app, [*base, "--out", str(out)])
+    r = runner.invoke(app, [*base, "--out", str(out), "--backend", "onnxruntime"])
     assert r.exit_code == 2 and "--overwrite" in r.output
     # an unfinished fp32 run is not resumed in another precision
     part = tmp_path / "part"
@@ -243,6 +244,45 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
             run_inference(pretrained_onnx, ds, opts, backend=b)
     with open_backend(pretrained_onnx, backend="openvino") as b:
         b.precision = "bf16"  # stands for a bf16 backend on a CPU that has bf16
-        with pytest.raises(InputError, match=r"unfinished run with other settings \(differs "
-                                             r"in: precision\)"):
+        with pytest.raises(InputError, match=r"unfinished massface-infer run with other "
+                                             r"settings \(differs in: precision\)"):
             run_inference(pretrained_onnx, ds, opts, backend=b)
+
+
+def test_no_backend_option_runs_the_fastest_exact_engine_and_says_so(ov, tmp_path,
+                                                                    pretrained_onnx, lfw_dir,
+                                                                    subset_pairs, monkeypatch):
+    """`massface-infer --model shared.onnx` without --backend: OpenVINO fp32 on x86 (where
+    installed), the choice in the log, meta.json, summary.json and massface-eval's report;
+    the same embeddings as ONNX Runtime. Without OpenVINO: ONNX Runtime, saying why."""
+    import platform
+
+    from massface.evaluate.cli import app as eval_app
+    from massface.formats.embedding_dir import read_embedding_dir
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"auto picks OpenVINO on x86 CPUs only; this is {platform.machine()}")
+    base = ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+            str(subset_pairs), "--batch-size", "16", "--quiet"]
+    out = tmp_path / "auto"
+    r = runner.invoke(app, [*base, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    why = "auto: OpenVINO, the fastest exact CPU engine for .onnx on x86"
+    assert f"backend: openvino fp32 ({why})" in r.output
+    meta = json.loads((out / "meta.json").read_text())
+    assert (meta["backend"], meta["precision"], meta["backend_choice"]) == \
+        ("openvino", "fp32", why)
+    assert json.loads((out / "summary.json").read_text())["backend_choice"] == why
+    report = tmp_path / "r.md"
+    assert runner.invoke(eval_app, [str(out), "--markdown", str(report)]).exit_code == 0
+    assert f"embedded by openvino in fp32 ({why})" in report.read_text()
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    ref = tmp_path / "no-openvino"
+    r = runner.invoke(app, [*base, "--out", str(ref)])
+    assert r.exit_code == 0, r.output
+    assert "backend: onnxruntime fp32 (auto: onnxruntime (OpenVINO is not installed" in r.output
+    got, want = read_embedding_dir(out), read_embedding_dir(ref)
+    assert got.paths == want.paths
+    assert _min_cosine(got.embeddings, want.embeddings) >= FP32_COSINE

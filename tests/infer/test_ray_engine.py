@@ -27,6 +27,7 @@ from tests.helpers.cli import invoke_ok as invoke
 
 pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip install "
                                        "'massface[ray]')")
+pytestmark = pytest.mark.slow  # each run starts Ray actors (seconds); the Ray instance is shared
 
 REPO = Path(__file__).resolve().parents[2]
 CHUNK = ["--batch-size", 8, "--chunk-batches", 1]  # 8-row chunks: several per test run

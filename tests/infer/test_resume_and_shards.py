@@ -25,6 +25,9 @@ from tests.helpers.faults import failing_backend
 from tests.helpers.scoring import lfw_accuracy_of
 
 runner = CliRunner()
+# These tests interrupt runs at a model call and resume them: ONNX Runtime, named, so each
+# call is synchronous (OpenVINO, --backend auto's CPU choice, keeps requests in flight).
+ORT = "onnxruntime"
 REPO = Path(__file__).resolve().parents[2]
 
 SLOW_MAIN = """
@@ -46,7 +49,7 @@ main()
 def clean(tmp_path_factory, pretrained_onnx, lfw_dir, subset_pairs) -> Path:
     out = tmp_path_factory.mktemp("clean") / "run"
     invoke("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs, "--out", out,
-           "--batch-size", 8, "--chunk-batches", 2, "--quiet")
+           "--batch-size", 8, "--chunk-batches", 2, "--quiet", "--backend", ORT)
     return out
 
 
@@ -54,7 +57,7 @@ def test_killed_run_resumes_to_the_identical_result(tmp_path, clean, pretrained_
                                                     subset_pairs):
     out = tmp_path / "run"
     args = ["--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs, "--out", out,
-            "--batch-size", 8, "--chunk-batches", 2, "--quiet"]
+            "--batch-size", 8, "--chunk-batches", 2, "--quiet", "--backend", ORT]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", SLOW_MAIN, *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -82,10 +85,10 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
                                                      lfw_dir, subset_pairs):
     ds = lfw_dataset(lfw_dir, subset_pairs)
     out = tmp_path / "run"
-    opts = InferOptions(out=out, batch_size=8, chunk_batches=2, progress=False)
+    opts = InferOptions(out=out, batch_size=8, chunk_batches=2, progress=False, backend=ORT)
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, opts,
-                      backend=failing_backend(open_backend(pretrained_onnx), 5))
+                      backend=failing_backend(open_backend(pretrained_onnx, backend=ORT), 5))
     assert sorted(p.name for p in (out / ".partial").glob("chunk_*.json")) == \
         ["chunk_00000.json", "chunk_00001.json"]
     result = run_inference(pretrained_onnx, ds, opts)
@@ -96,16 +99,19 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     again = run_inference(pretrained_onnx, ds, opts)
     assert again.summary.already_complete
     r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
-                            str(subset_pairs), "--out", str(out), "--batch-size", "16"])
+                            str(subset_pairs), "--out", str(out), "--batch-size", "16",
+                            "--backend", ORT])
     assert r.exit_code == 2 and "--overwrite" in r.output
     # a partial run with other settings is refused too; --overwrite starts again
     out2 = tmp_path / "run2"
     with pytest.raises(RuntimeError, match="injected"):
         run_inference(pretrained_onnx, ds, InferOptions(out=out2, batch_size=8, chunk_batches=2,
-                                                        progress=False),
-                      backend=failing_backend(open_backend(pretrained_onnx), 3))
-    opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False)
-    with pytest.raises(InputError, match=r"unfinished run with other settings.*batch_size"):
+                                                        progress=False, backend=ORT),
+                      backend=failing_backend(open_backend(pretrained_onnx, backend=ORT), 3))
+    opts16 = InferOptions(out=out2, batch_size=16, chunk_batches=2, progress=False,
+                          backend=ORT)
+    with pytest.raises(InputError, match=r"unfinished massface-infer run with other "
+                                         r"settings.*batch_size"):
         run_inference(pretrained_onnx, ds, opts16)
     opts16.overwrite = True
     assert run_inference(pretrained_onnx, ds, opts16).summary.resumed_rows == 0
@@ -115,7 +121,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
 def test_shards_merge_to_the_unsharded_folder(tmp_path, clean, pretrained_onnx, lfw_dir,
                                               subset_pairs):
     base = ["--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs,
-            "--batch-size", 8, "--chunk-batches", 2, "--quiet"]
+            "--batch-size", 8, "--chunk-batches", 2, "--quiet", "--backend", ORT]
     shards = []
     for k in range(3):
         d = tmp_path / f"shard{k}"
@@ -144,7 +150,8 @@ def test_shards_merge_to_the_unsharded_folder(tmp_path, clean, pretrained_onnx, 
                             "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "repeated [0]" in r.output
     other = tmp_path / "other1"
-    invoke(*base[:-5], "--batch-size", 4, "--shard", "1/3", "--out", other, "--quiet")
+    invoke(*base[:6], "--backend", ORT, "--batch-size", 4, "--shard", "1/3", "--out", other,
+           "--quiet")
     r = runner.invoke(app, ["merge", str(shards[0]), str(other), str(shards[2]), "--out",
                             str(tmp_path / "x")])
     assert r.exit_code == 2 and "batch_size" in r.output

@@ -271,3 +271,21 @@ def test_page_ids_are_unique_and_charts_deterministic(tmp_path):
     assert len(ids) == len(set(ids)) and len(ids) > 10
     chart = roc_chart([a, b])
     assert render_svg(chart) == render_svg(chart)
+
+
+def test_thumbnails_are_upright_like_the_models_input(tmp_path):
+    """A photo stored sideways with EXIF orientation 6 is shown upright, as massface-infer
+    decodes it (one decoder), not as stored."""
+    stored = np.zeros((10, 30, 3), np.uint8)  # 30 wide, 10 tall as stored
+    stored[:, :5] = 255  # a white band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    path = tmp_path / "sideways.jpg"
+    Image.fromarray(stored).save(path, exif=exif.tobytes(), quality=95)
+    uri = ImageSource.from_meta({"dataset": {"kind": "images", "root": str(tmp_path)}}
+                                ).thumbnail("sideways.jpg")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+        shown = np.asarray(im.convert("RGB"))
+    upright = np.rot90(stored, k=-1)  # the viewer's picture: 10 wide, 30 tall
+    assert shown.shape == upright.shape
+    assert np.abs(shown.astype(int) - upright).mean() < 8  # JPEG twice, same picture

@@ -9,10 +9,15 @@
     1:N search on any labelled embedding set (:mod:`.identification`): CMC and DIR.
 ``all-pairs``
     every pair of a labelled embedding set (:mod:`.allpairs`): exact TAR at FAR, ROC.
+``sphereface``
+    the SphereFace/CosFace LFW evaluation of pairs (:mod:`massface.scoring.sphereface`):
+    image and mirror features concatenated, training folds' mean subtracted, cosine,
+    thresholds -1..1 by 1e-4, the mean of the best thresholds.
 
-The last three score a *labelled set* of embeddings (:mod:`.labelled`) rather than pairs;
-each returns a result dataclass with ``to_dict()``, ``headline()``, ``tables()`` and
-``notes()`` (:mod:`.base`), which :mod:`massface.evaluate.report` renders.
+``blufr``, ``identification`` and ``all-pairs`` score a *labelled set* of embeddings
+(:mod:`.labelled`) rather than pairs. Each protocol returns a result dataclass with
+``to_dict()``, ``headline()``, ``tables()`` and ``notes()`` (:mod:`.base`), which
+:mod:`massface.evaluate.report` renders.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massface.errors import InputError
+from massface.evaluate.inputs import PairInput
 from massface.evaluate.protocols.allpairs import evaluate_all_pairs
 from massface.evaluate.protocols.base import ProtocolResult
 from massface.evaluate.protocols.blufr import evaluate_blufr
@@ -43,6 +49,7 @@ from massface.evaluate.protocols.labelled import (
     set_labels,
 )
 from massface.evaluate.protocols.search import SearchOptions
+from massface.evaluate.protocols.sphereface import evaluate_sphereface
 from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.tools.shared_data import ENV_VAR
@@ -73,6 +80,8 @@ class ProtocolEntry:
 
     evaluate: Evaluate | None
     options: frozenset[str] = frozenset()
+    #: a protocol of pair inputs other than the LFW default (``sphereface``)
+    pairs: Callable[[PairInput], ProtocolResult] | None = None
 
 
 def default_blufr_config() -> Path:
@@ -137,6 +146,12 @@ PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "dis
 PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
 PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}),
                    description="LFW 10-fold pairs, the default")
+PROTOCOLS.register("sphereface", ProtocolEntry(
+    None, frozenset({"labels", "kind", "dtype", "dim", "output_index", "allow_missing"}),
+    pairs=evaluate_sphereface),
+    description="SphereFace/CosFace LFW: image + mirror features concatenated, training "
+                "folds' mean subtracted, cosine, thresholds -1..1 by 1e-4 (needs --flip "
+                "embeddings)")
 PROTOCOLS.register("blufr", ProtocolEntry(_blufr, frozenset(
     {"blufr_config", "allow_missing", "trials", "trained_on"})),
                    description="BLUFR on LFW: 10 trials, VR@FAR and open-set DIR")

@@ -27,10 +27,10 @@ from massface.evaluate.protocols.labelled import (
     FeatureOptions,
     FeatureSet,
     Labelled,
-    lookup,
 )
 from massface.evaluate.protocols.openset import OpenSet, cmc, open_set, usable_ranks
 from massface.evaluate.protocols.search import ProbeOutcomes, SearchInfo, SearchOptions, search
+from massface.formats.pairs import ReferenceIndex
 from massface.io import sha256_file
 
 HEADLINE_RANKS = (1, 5, 10)
@@ -65,7 +65,7 @@ def read_list(path: Path, fs: FeatureSet) -> tuple[np.ndarray, list[str] | None]
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read image list: {exc}") from exc
-    rows_of = lookup(fs.keys)
+    rows_of = ReferenceIndex(fs.keys, fs.path)
     rows, labels, unknown = [], [], []
     for lineno, line in enumerate(lines, start=1):
         fields = line.split("#", 1)[0].split()

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.evaluate.inputs import check_rows
 from massface.formats import embedding_dir
-from massface.formats.pairs import strip_extension
+from massface.formats.pairs import ReferenceIndex
 from massface.io import sha256_file
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS, prepare_embeddings
 
@@ -141,7 +141,7 @@ def read_label_file(path: Path) -> dict[str, str]:
         fields = text.split()
         if len(fields) != 2:
             raise InputError(f"{path}:{lineno}: expected '<image path> <label>', got "
-                             f"{line.strip()!r}")
+                             f"{excerpt(line.strip())}")
         if fields[0] in out and out[fields[0]] != fields[1]:
             raise InputError(f"{path}:{lineno}: {fields[0]} labelled twice, differently")
         out[fields[0]] = fields[1]
@@ -150,19 +150,10 @@ def read_label_file(path: Path) -> dict[str, str]:
     return out
 
 
-def lookup(keys: list[str]) -> dict[str, int]:
-    """Image reference -> row, with and without the extension."""
-    rows: dict[str, int] = {}
-    for i, k in enumerate(keys):
-        rows[k] = i
-        rows.setdefault(strip_extension(k), i)
-    return rows
-
-
 def file_labels(fs: FeatureSet, path: Path) -> Labelled:
     """Labels from a ``<path> <label>`` file; every image of the set must have one."""
     given = read_label_file(path)
-    rows = lookup(fs.keys)
+    rows = ReferenceIndex(fs.keys, fs.path)
     values: list[str | None] = [None] * len(fs.keys)
     unknown = []
     for ref, label in given.items():

@@ -39,14 +39,21 @@ import atexit
 import contextlib
 import os
 import platform
-import re
 import warnings
 from typing import Any
 
 import numpy as np
 
 from massface.errors import AclError, InputError
-from massface.runtime.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
+from massface.formats.msame import PLATFORM_SUFFIX, om_platform
+from massface.runtime.backends.base import (
+    GEARS,
+    Backend,
+    BackendOptions,
+    ModelInfo,
+    image_input,
+    model_path,
+)
 
 ACL_SUCCESS = 0
 ACL_ERROR_REPEAT_INITIALIZE = 100002
@@ -59,19 +66,11 @@ ACL_DTYPES = {0: "float32", 1: "float16", 2: "int8", 3: "int32", 4: "uint8", 6: 
               7: "uint16", 8: "uint32", 9: "int64", 10: "uint64", 11: "float64", 12: "bool"}
 #: input data types massface-infer can feed: normalised floats, or AIPP's raw pixels
 FED_DTYPES = ("float32", "float16", "uint8")
-#: ATC names an .om built for a given host NAME_<os>_<arch>.om; it loads only there
-PLATFORM_SUFFIX = re.compile(r"_(linux|windows)_(x86_64|aarch64)\.om$", re.IGNORECASE)
 
 
 def host_platform() -> str:
     """This host as ATC spells it in ``NAME_<os>_<arch>.om`` (e.g. ``linux_aarch64``)."""
     return f"{platform.system().lower()}_{platform.machine().lower()}"
-
-
-def om_platform(path: str | os.PathLike[str]) -> str | None:
-    """The ``<os>_<arch>`` an ``.om``'s name says it was built for, or None."""
-    m = PLATFORM_SUFFIX.search(os.path.basename(path))
-    return f"{m.group(1)}_{m.group(2)}".lower() if m else None
 
 
 def check_platform(path: str | os.PathLike[str]) -> None:
@@ -179,9 +178,12 @@ class AclBackend(Backend):
 
     name = "acl"
     suffixes = (".om",)
+    options = frozenset({"device_id", "output_name"})
 
-    def __init__(self, path: str | os.PathLike[str], *, device_id: int = 0,
-                 output_name: str | None = None, **_: object) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None
+                 ) -> None:
+        o = options or BackendOptions()
+        device_id, output_name = o.device_id, o.output_name
         p = model_path(path)
         self._path = p
         check_platform(p)
