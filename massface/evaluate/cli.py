@@ -83,7 +83,11 @@ def evaluate(
     subtract_mean: Annotated[bool, typer.Option(
         "--subtract-mean", help="Subtract the training folds' mean embedding per fold.")
     ] = False,
-    folds: Annotated[int, typer.Option(help="Number of contiguous folds.")] = 10,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
+    folds_by: Annotated[str, typer.Option(
+        help="position: contiguous blocks in pair order (LFW's sets); label: the "
+             "same-person and the different-person pairs split separately, so every fold "
+             "has both (one LFW set, any subset of pairs).")] = "position",
     step: Annotated[float, typer.Option(
         help="Accuracy threshold step (thresholds arange(0, 4, step)).")] = 0.01,
     far: Annotated[float, typer.Option(help="FAR target of VAL@FAR.")] = 1e-3,
@@ -180,7 +184,8 @@ def evaluate(
                                   output_index=output_index, allow_missing=allow_missing,
                                   n_folds=folds),
               dict(flip=flip, normalization=normalization, distance=distance,
-                   subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
+                   subtract_mean=subtract_mean, n_folds=folds, folds_by=folds_by,
+                   threshold_step=step,
                    far_target=far),
               json_path, markdown, roc, Console(), report)
 
@@ -222,8 +227,10 @@ def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: 
     for path in inputs:
         data = load_input(path, opts)
         try:
+            # --folds-by label folds the pairs scored (with --allow-missing: the survivors)
+            kept_folds = data.fold_ids if protocol.get("folds_by") != "label" else None
             result = verify(data.embeddings, data.issame, flip_embeddings=data.flip_embeddings,
-                            fold_ids=data.fold_ids, **protocol)
+                            fold_ids=kept_folds, **protocol)
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from exc
         runs.append(Run(data, result))

@@ -141,7 +141,7 @@ def _all_pairs(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
 
 #: Options of the LFW pair protocol only.
 PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "distance",
-                          "subtract_mean", "folds", "step", "far", "roc"})
+                          "subtract_mean", "folds", "folds_by", "step", "far", "roc"})
 
 PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
 PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}),
