@@ -109,7 +109,7 @@ def _infer(root: Path, pairs: Path, out: Path, align: str | None, kind: str = "l
     if align:
         from massface.align.infer_step import AlignStep
 
-        step = AlignStep(align)
+        step = AlignStep(align, workers=2)
     opts = InferOptions(out=out, workers=2, progress=False, overwrite=True, align=step)
     res = run_inference(MODEL, ds, opts)
     return res.summary.to_dict()

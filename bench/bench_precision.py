@@ -68,14 +68,16 @@ def main() -> None:
     args = ap.parse_args()
     shared_data.use_shared_root()
 
+    from massface.formats.preprocessing import Preprocessing
+    from massface.runtime.backends import BackendOptions
     from massface.runtime.backends.onnx_backend import OnnxBackend
 
     pixels = load_pixels(args.images)
-    floats = (pixels.astype(np.float32) - 127.5) / 128
+    floats = Preprocessing(mean=127.5, std=128.0).normalize(pixels)
     with tempfile.TemporaryDirectory() as tmp:
         paths = build_variants(Path(tmp), args.calibration)
-        backends = {k: OnnxBackend(p, threads=args.threads, device="cpu")
-                    for k, p in paths.items()}
+        options = BackendOptions(threads=args.threads, device="cpu")
+        backends = {k: OnnxBackend(p, options) for k, p in paths.items()}
         names = list(backends)
         rates: dict[str, list[float]] = {k: [] for k in names}
         for b in backends.values():  # warm-up

@@ -18,6 +18,16 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+EXCERPT_CHARS = 80
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(text)``, cut to ``limit`` characters with the full length said: a message
+    quotes a bad line or token, never a whole (possibly huge, one-line) file."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
 
 class MassfaceError(Exception):
     """Base of every error massface reports to its user (never a bug)."""
@@ -31,6 +41,13 @@ class InputError(MassfaceError, ValueError):
 
     exit_code = 2
     meaning = "bad input (the message names the file and what is wrong)"
+
+
+class WriteError(InputError):
+    """An output that cannot be written: a full disk, a read-only or forbidden folder, a
+    path under a file. The message names the path and the fix."""
+
+    meaning = "bad input, or an output that cannot be written (full disk, permissions)"
 
 
 class VerificationError(MassfaceError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +34,19 @@ def convert_8bit(im: Any, target: str) -> Any:
     return im if im.mode == target else im.convert(target)
 
 
+def require_regular_file(path: str | os.PathLike[str], name: str, failure: str) -> None:
+    """Refuse what is not a regular file before opening it: opening a FIFO blocks until
+    someone writes to it (a hang), a device never ends."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"{name}: {failure}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a folder"
+                if stat.S_ISDIR(st.st_mode) else "not a regular file")
+        raise InputError(f"{name}: {failure}: {kind}, not an image file")
+
+
 @contextlib.contextmanager
 def open_upright(data: bytes | str | os.PathLike[str], name: str, *,
                  failure: str = "cannot decode image") -> Iterator[Any]:
@@ -45,6 +59,8 @@ def open_upright(data: bytes | str | os.PathLike[str], name: str, *,
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     src = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    if not isinstance(src, io.BytesIO):
+        require_regular_file(src, name, failure)
     failures = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
                 struct.error, Image.DecompressionBombError)
     try:

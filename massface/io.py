@@ -185,6 +185,16 @@ def read_json(path: PathLike, what: str) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+    except RecursionError:
+        raise InputError(f"{p}: cannot read {what}: nested too deeply") from None
+
+
+def tsv_field(text: str) -> str:
+    """``text`` as one field of a tab-separated line: backslash, tab, CR and newline
+    escaped (``\\\\``, ``\\t``, ``\\r``, ``\\n``) so that a file name holding them cannot
+    break the line."""
+    return (text.replace("\\", "\\\\").replace("\t", "\\t").replace("\r", "\\r")
+            .replace("\n", "\\n"))
 
 
 def read_jsonl(path: PathLike, what: str) -> list[Any]:

@@ -20,7 +20,7 @@ from rich.console import Console
 from massface.align.faces import PICKS, AlignSettings
 from massface.align.mtcnn import DetectorOptions
 from massface.align.nets import ENGINES
-from massface.align.run import FORMATS, AlignJob, AlignSummary, run_align
+from massface.align.run import EXECUTION_ENGINES, FORMATS, AlignJob, AlignSummary, run_align
 from massface.align.templates import TEMPLATES, resolve_template
 from massface.align.transform import WARPS
 from massface.cli import command, exit_help
@@ -31,7 +31,8 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command(epilog=exit_help(InputError))
-@command("massface-align")
+@command("massface-align", resume="the images done so far are kept (OUT/.align-partial); "
+         "rerun the same command to continue from them")
 def align(
     src: Annotated[Path, typer.Argument(help="folder of photos (any depth)")],
     out: Annotated[Path, typer.Option(help="output folder (mirrors SRC's tree)")],
@@ -60,19 +61,21 @@ def align(
     overwrite: Annotated[bool, typer.Option(help="discard an earlier run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     engine: Annotated[str, typer.Option(
-        help="local (this process) | ray (a Ray actor pool: --workers replicas of one CPU "
-             "each; needs massface[ray]); same output")] = "local",
+        help=f"who aligns (same output): {EXECUTION_ENGINES.choices()}; ray: --workers "
+             "replicas of one CPU each")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
              "instance sized to this machine)")] = None,
 ) -> None:
     """Detect, choose and align faces; mirror SRC into --out."""
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
     settings = AlignSettings(resolve_template(template), pick, all_faces, warp,
                              DetectorOptions(min_face=min_face, detect_size=detect_size,
-                                             engine=detector_engine, streams=max(1, workers)))
+                                             engine=detector_engine, streams=workers))
     if batch < 1:
         raise InputError(f"--batch {batch}: must be at least 1")
-    job = AlignJob(src, out, settings, landmarks, image_format, quality, max(1, workers),
+    job = AlignJob(src, out, settings, landmarks, image_format, quality, workers,
                    overwrite, batch=batch, progress=not quiet and sys.stderr.isatty(),
                    engine=engine, ray_address=ray_address)
     _report(run_align(job), out)
@@ -90,6 +93,10 @@ def _report(s: AlignSummary, out: Path) -> None:
         msg += f", {s.images_per_s:.1f} img/s"
         if s.resumed:
             msg += f" (resumed after {s.resumed} images)"
+        if s.redone:
+            msg += f" ({s.redone} changed since the interrupted run: aligned again)"
+    if s.ignored:
+        msg += "; ignored: " + ", ".join(f"{n} {reason}" for reason, n in s.ignored.items())
     err.print(f"{msg} -> {out}", highlight=False)
 
 

@@ -23,11 +23,11 @@ import numpy as np
 from massface.align.landmarks import entry_points, face_entry
 from massface.align.mtcnn import MTCNN, DetectorOptions, Faces
 from massface.align.templates import Template
-from massface.align.transform import WARPS, similarity, warp_affine
+from massface.align.transform import WARPS, landmark_problem, similarity, warp_affine
 from massface.errors import InputError
 from massface.registry import Registry
 
-SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks")
+SKIP_REASONS = ("no face", "too small", "unreadable", "no landmarks", "bad landmarks")
 
 
 class NoFaceError(InputError):
@@ -122,7 +122,7 @@ class FaceAligner:
         for i, (image, key, name) in enumerate(zip(images, keys, names, strict=True)):
             try:
                 if self.given is not None:
-                    out[i] = self._given(key, name)
+                    out[i] = self._given(image, key, name)
                 else:
                     self._check_size(image, name)
                     todo.append(i)
@@ -136,12 +136,19 @@ class FaceAligner:
                 out[i] = exc
         return [x for x in out if x is not None]
 
-    def _given(self, key: str, name: str) -> Found:
+    def _given(self, image: np.ndarray, key: str, name: str) -> Found:
+        """The given points of ``key``, checked to fit ``image`` (see landmark_problem)."""
         assert self.given is not None
         entry = self.given.get(key)
         if entry is None:
             raise NoFaceError(name, "no landmarks", f"no entry {key!r} in {self.given_from}")
-        return Found(entry, entry_points(entry, self.settings.all_faces))
+        points = entry_points(entry, self.settings.all_faces)
+        for k, pts in enumerate(points):
+            problem = landmark_problem(pts, image.shape[:2])
+            if problem:
+                face = f"face {k} " if len(points) > 1 else ""
+                raise NoFaceError(name, "bad landmarks", f"{face}{problem} in {self.given_from}")
+        return Found(entry, points)
 
     def _check_size(self, image: np.ndarray, name: str) -> None:
         min_face = self.settings.detector.min_face

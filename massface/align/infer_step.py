@@ -27,6 +27,7 @@ from massface import io
 from massface.align.faces import AlignSettings, FaceAligner
 from massface.align.images import load_rgb
 from massface.align.landmarks import LANDMARKS_FILE, write_landmarks
+from massface.align.mtcnn import DetectorOptions
 from massface.align.templates import resolve_template
 from massface.align.weights import SHA256
 from massface.errors import InputError
@@ -37,8 +38,10 @@ JOURNAL = "align-landmarks.jsonl"
 class AlignStep:
     """Detection and alignment inside ``massface-infer``'s decode workers."""
 
-    def __init__(self, template: str, pick: str = "central") -> None:
-        self.settings = AlignSettings(resolve_template(template), pick)
+    def __init__(self, template: str, pick: str = "central", workers: int = 1) -> None:
+        # one detector for all decode workers: as many OpenVINO streams as workers call it
+        self.settings = AlignSettings(resolve_template(template), pick,
+                                      detector=DetectorOptions(streams=max(1, workers)))
         self.aligner = FaceAligner(self.settings)
         self._journal: Any = None
         self._write_lock = threading.Lock()

@@ -4,12 +4,14 @@ For each image under SRC (natural order, hidden files skipped) the crop goes to 
 relative path under DST (``.jpg`` JPEG quality 95, or ``.png``; ``<stem>_<k>`` per face
 with ``--all-faces``), its entry to ``DST/landmarks.json`` and any image with nothing to
 write to ``DST/skipped.txt`` (``path<TAB>reason: detail``, reasons: no face, too small,
-unreadable, no landmarks). ``DST/align.json`` (settings, counts, speed, files written)
-is written last and marks the folder complete.
+unreadable, no landmarks, bad landmarks; tabs, newlines and backslashes in a path or
+message written as ``\\t``, ``\\n``, ``\\\\``). ``DST/align.json`` (settings, counts,
+speed, files written) is written last and marks the folder complete.
 
 Resumable: each finished image (crop files written atomically first) is appended to
 ``DST/.align-partial/journal.jsonl``; a rerun with the same settings skips what the
-journal holds, so an interrupted run continues where it stopped. Other settings are
+journal holds, so an interrupted run continues where it stopped (a photo whose size or
+modification time changed since is aligned again). Other settings are
 refused unless ``--overwrite``. A lock file (:mod:`massface.lock`) keeps a second process
 out of DST while one runs.
 """
@@ -31,7 +33,7 @@ from massface.align.landmarks import LANDMARKS_FILE, read_landmarks, write_landm
 from massface.align.weights import SHA256
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS
-from massface.io import read_json, sha256_file
+from massface.io import check_output_dir, read_json, sha256_file, tsv_field
 from massface.outdir import COMPLETE, RESUME, ResumableFolder, finished_fingerprint
 from massface.progress import ProgressBar
 from massface.registry import Registry
@@ -60,7 +62,7 @@ class AlignJob:
     overwrite: bool = False
     batch: int = 8  # images detected together (each MTCNN stage: one call per group)
     progress: bool = True
-    engine: str = "local"  # an ENGINES name: who detects and aligns
+    engine: str = "local"  # an EXECUTION_ENGINES name: who detects and aligns
     ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
@@ -71,32 +73,48 @@ class AlignSummary:
     faces_written: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> images
     resumed: int = 0  # images done by an earlier, interrupted run
+    redone: int = 0  # ... of which redone because the photo changed since
+    ignored: dict[str, int] = field(default_factory=dict)  # files passed over, by reason
     wall_s: float = 0.0
     images_per_s: float = 0.0  # images processed by this run / its wall time
     already_complete: bool = False
-    engine: str = "local"  # who detected and aligned (an ENGINES name)
+    engine: str = "local"  # who detected and aligned (an EXECUTION_ENGINES name)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def list_images(src: Path, out: Path) -> list[str]:
-    """Relative paths of the images under ``src`` (not under ``out``), natural order."""
+def list_images(src: Path, out: Path) -> tuple[list[str], dict[str, int]]:
+    """Relative paths of the images under ``src`` (not under ``out``), natural order, and
+    what was passed over (reason -> count: not an image, dangling link, not a file)."""
     from massface.formats.pairs import natural_key
 
     if not src.is_dir():
         raise InputError(f"{src}: source folder not found")
     out_abs = out.resolve()
-    keys = []
+    if src.resolve().is_relative_to(out_abs):
+        raise InputError(f"--out {out}: is the source folder {src} (or contains it); the "
+                         "crops would mix with the photos. Choose another --out")
+    keys: list[str] = []
+    ignored: dict[str, int] = {}
     for p in src.rglob("*"):
         rel = p.relative_to(src)
-        if (p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                and not any(part.startswith(".") for part in rel.parts)
-                and not p.resolve().is_relative_to(out_abs)):
+        if any(part.startswith(".") for part in rel.parts) or p.is_dir():
+            continue
+        if p.resolve().is_relative_to(out_abs):
+            continue  # earlier crops (--out inside SRC)
+        reason = ("dangling link" if p.is_symlink() and not p.exists()
+                  else "not an image" if p.suffix.lower() not in IMAGE_EXTENSIONS
+                  else "not a regular file" if not p.is_file() else "")
+        if reason:
+            ignored[reason] = ignored.get(reason, 0) + 1
+        else:
             keys.append(rel.as_posix())
     if not keys:
-        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-    return sorted(keys, key=natural_key)
+        what = ", ".join(f"{n} {r}" for r, n in ignored.items()) or "nothing"
+        raise InputError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) found "
+                         f"(ignored: {what})")
+    return sorted(keys, key=natural_key), ignored
 
 
 def output_names(key: str, image_format: str, count: int, all_faces: bool) -> list[str]:
@@ -144,6 +162,8 @@ def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str],
     """Everything for a group of images, detection batched over them, crops through
     ``write``; their journal lines."""
     names = [str(job.src / key) for key in keys]
+    # before reading: a change made during the read shows on resume
+    stamps = [_source_stamp(job.src / key) for key in keys]
     images: dict[int, Any] = {}
     recs: dict[int, dict[str, Any]] = {}
     for i, (key, name) in enumerate(zip(keys, names, strict=True)):
@@ -156,7 +176,7 @@ def _align_group(aligner: FaceAligner, job: AlignJob, keys: list[str],
                               [names[i] for i in todo])
     for i, f in zip(todo, found, strict=True):
         recs[i] = _write_crops(aligner, job, keys[i], names[i], images[i], f, write)
-    return [recs[i] for i in range(len(keys))]
+    return [{**recs[i], "stamp": stamps[i]} for i in range(len(keys))]
 
 
 def _write_crops(aligner: FaceAligner, job: AlignJob, key: str, name: str, image: Any,
@@ -177,6 +197,15 @@ def _unreadable(key: str, name: str, exc: InputError) -> dict[str, Any]:
     text = str(exc).removeprefix(f"{name}: ")
     return {"key": key, "ok": False, "reason": "unreadable",
             "message": text if text.startswith("unreadable") else f"unreadable: {text}"}
+
+
+def _source_stamp(path: Path) -> list[int] | None:
+    """Size and mtime of a photo: a journal record is reused only while they hold."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _read_journal(path: Path) -> dict[str, dict[str, Any]]:
@@ -250,24 +279,25 @@ def _pipeline_on_ray(aligner: FaceAligner, job: AlignJob, keys: list[str]
 
 
 # Who detects and aligns: both yield the journal lines in order, crops written.
-ENGINES: Registry[Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]] = \
-    Registry("engine")
-ENGINES.register("local", _pipeline, description="this process: --workers threads")
-ENGINES.register("ray", _pipeline_on_ray,
+Aligning = Callable[[FaceAligner, AlignJob, list[str]], Iterator[dict[str, Any]]]
+EXECUTION_ENGINES: Registry[Aligning] = Registry("execution engine")
+EXECUTION_ENGINES.register("local", _pipeline, description="this process: --workers threads")
+EXECUTION_ENGINES.register("ray", _pipeline_on_ray,
                  description="a Ray actor pool, --workers replicas (extra 'ray')")
 
 
 def run_align(job: AlignJob) -> AlignSummary:
     """Align every image of ``job.src`` into ``job.out`` (see the module docstring)."""
     FORMATS.get(job.image_format, "--format")
-    ENGINES.get(job.engine, "--engine")
+    EXECUTION_ENGINES.get(job.engine, "--engine")
     if job.engine == "ray":
         from massface.runtime.ray_pool import require_ray
 
         require_ray()
     if not 1 <= job.quality <= 100:
         raise InputError(f"--quality {job.quality}: must lie in 1..100")
-    keys = list_images(job.src, job.out)
+    check_output_dir(job.out, "--out")
+    keys, ignored = list_images(job.src, job.out)
     _check_collisions(keys, job.image_format, job.src)
     given = read_landmarks(job.landmarks) if job.landmarks is not None else None
     fingerprint = _fingerprint(job, keys)
@@ -277,13 +307,18 @@ def run_align(job: AlignJob) -> AlignSummary:
             old = read_json(job.out / DONE_FILE, "finished massface-align run")
             return AlignSummary(**{**old["summary"], "already_complete": True})
         aligner = FaceAligner(job.settings, given, job.landmarks)
-        summary = AlignSummary(images=len(keys), resumed=len(done), engine=job.engine)
+        changed = [k for k, rec in done.items()
+                   if rec.get("stamp") != _source_stamp(job.src / k)]
+        for k in changed:  # edited (or replaced) since the interrupted run: align again
+            del done[k]
+        summary = AlignSummary(images=len(keys), resumed=len(done), redone=len(changed),
+                               ignored=ignored, engine=job.engine)
         todo = [k for k in keys if k not in done]
         t0 = time.perf_counter()
         with io.Journal(job.out / PARTIAL / JOURNAL) as journal, \
                 ProgressBar("aligning", len(keys), completed=len(done),
                             enabled=job.progress) as bar:
-            for rec in ENGINES.get(job.engine)(aligner, job, todo):
+            for rec in EXECUTION_ENGINES.get(job.engine)(aligner, job, todo):
                 journal.write(rec)
                 done[rec["key"]] = rec
                 bar.update(len(done))
@@ -306,7 +341,7 @@ def _finish(job: AlignJob, keys: list[str], done: dict[str, dict[str, Any]],
                        if (n := sum(r["reason"] == reason for r in bad))}
     write_landmarks(job.out / LANDMARKS_FILE, {r["key"]: r["entry"] for r in ok})
     lines = [f"# {len(bad)} of {len(keys)} images skipped: path<TAB>reason"]
-    lines += [f"{r['key']}\t{r['message']}" for r in bad]
+    lines += [f"{tsv_field(r['key'])}\t{tsv_field(r['message'])}" for r in bad]
     io.write_text(job.out / SKIPPED_FILE, "\n".join(lines) + "\n")
     io.write_json(job.out / DONE_FILE, {
         "format": "massface-align", "version": 1, "source": str(job.src),

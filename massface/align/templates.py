@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from massface.align.transform import landmark_problem
 from massface.errors import InputError
 from massface.io import read_json
 from massface.registry import Registry
 
+MAX_SIDE = 4096  # larger crops are a mistake (and 4096^2 x 3 bytes is already 48 MiB)
 ARCFACE_POINTS = ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366),
                   (41.5493, 92.3655), (70.7299, 92.2041))
 
@@ -63,6 +65,12 @@ def load_template_file(path: Path) -> Template:
         raise InputError(f"{path}: not an alignment template; {how}") from None
     if points.shape != (5, 2) or not np.isfinite(points).all() or h < 8 or w < 8:
         raise InputError(f"{path}: size {h}x{w} and points of shape {points.shape}: {how}")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise InputError(f"{path}: size {h}x{w}: each side must lie in 8..{MAX_SIDE} "
+                         "(face crops are a few hundred pixels)")
+    problem = landmark_problem(points, (h, w))
+    if problem:
+        raise InputError(f"{path}: {problem.replace('image', 'crop')}; {how}")
     return Template(str(path), (h, w), tuple((float(x), float(y)) for x, y in points))
 
 

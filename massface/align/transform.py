@@ -175,3 +175,28 @@ def warp_affine(image: np.ndarray, m: np.ndarray, size: tuple[int, int],
     src = image[:, :, None] if image.ndim == 2 else image
     out = WARPS.get(kernel, "--warp")(src, m, size)
     return out[:, :, 0] if image.ndim == 2 else out
+
+
+# Five points closer together than this (pixels) describe no face: the warp would blow
+# one source pixel up to the whole crop.
+MIN_LANDMARK_SPREAD = 1.0
+
+
+def landmark_problem(points: np.ndarray, size: tuple[int, int]) -> str:
+    """Why five points cannot be aligned in an image of ``size`` (H, W), or be a
+    template's points in a crop of that size; "" when they can.
+
+    Points outside the image would warp black borders into the crop, which would then
+    look aligned; five (nearly) coincident points have no scale or rotation.
+    """
+    pts = np.asarray(points, np.float64).reshape(5, 2)
+    h, w = size
+    outside = ~((pts[:, 0] >= -0.5) & (pts[:, 0] <= w - 0.5)
+                & (pts[:, 1] >= -0.5) & (pts[:, 1] <= h - 0.5))
+    if outside.any():
+        k = int(np.argmax(outside))
+        return (f"landmark {k} ({pts[k, 0]:g}, {pts[k, 1]:g}) lies outside the {w}x{h} "
+                "image")
+    if np.ptp(pts, axis=0).max() < MIN_LANDMARK_SPREAD:
+        return "the five landmarks coincide (degenerate: no face)"
+    return ""

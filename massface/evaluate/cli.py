@@ -17,8 +17,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from massface.cli import command, exit_help
+from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError
+from massface.evaluate.compare_cli import compare_cmd
 from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, PairInput, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
@@ -48,11 +49,11 @@ from massface.scoring.distances import DISTANCES
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
 from massface.scoring.verification import verify
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=MainAndSubcommands, add_completion=False,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
 
 
-@app.command(epilog=exit_help(InputError))
+@app.command(MAIN, hidden=True, no_args_is_help=True, epilog=exit_help(InputError))
 @command("massface-eval")
 def evaluate(
     ctx: typer.Context,
@@ -258,13 +259,10 @@ def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
         html.write_protocol(runs, console)
 
 
+app.command("compare", no_args_is_help=True, epilog=exit_help(
+    InputError, done="a report was made (whatever the cause)"))(compare_cmd)
+
+
 def main() -> None:
-    """Console entry point (``massface-eval``; ``massface-eval compare ...`` too)."""
-    import sys
-
-    if sys.argv[1:2] == ["compare"]:
-        from massface.evaluate.compare_cli import main as compare_main
-
-        compare_main(sys.argv[2:])
-        return
-    app()
+    """Console entry point: ``massface-eval INPUTS...`` and ``massface-eval compare ...``."""
+    app(prog_name="massface-eval")

@@ -1,7 +1,6 @@
 """``massface-eval compare REF CANDIDATE``: explain why a device's embeddings differ.
 
-A separate typer app, dispatched from ``massface-eval``'s ``main()`` when the first
-argument is ``compare`` (``massface-eval INPUTS...`` stays one command). See
+A subcommand of ``massface-eval``'s app (:class:`massface.cli.MainAndSubcommands`). See
 :mod:`massface.evaluate.diagnose` for what is measured and the thresholds.
 """
 
@@ -15,19 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from massface import io
-from massface.cli import command, exit_help
+from massface.cli import command
 from massface.errors import InputError
 from massface.evaluate.diagnose import align, compare_aligned
 from massface.evaluate.inputs import LoadOptions
 from massface.formats.msame import DTYPES
 from massface.report.html import HtmlReport
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  help="Compare two runs' embeddings of the same images and diagnose "
-                       "the difference.")
 
-
-@app.command(epilog=exit_help(InputError, done="a report was made (whatever the cause)"))
 @command("massface-eval compare")
 def compare_cmd(
     reference: Annotated[Path, typer.Argument(
@@ -160,8 +154,3 @@ def _print_evidence(r: dict[str, Any], console: Console) -> None:
                           f"sample (median cosine {r['reference_check']['median_cosine']:.6f}"
                           "): check --model, --images and the preprocessing", style="yellow",
                           highlight=False)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``massface-eval compare ...`` (``argv`` without the word ``compare``)."""
-    app(args=argv, prog_name="massface-eval compare")

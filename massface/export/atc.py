@@ -44,6 +44,7 @@ from pathlib import Path
 from massface.errors import AtcError, InputError
 from massface.formats.msame import om_platform
 from massface.io import write_text
+from massface.registry import Registry
 
 #: ``--soc_version`` names ATC accepts in public CANN releases (the chip name as
 #: ``npu-smi info`` prints it). Value: the product family, for messages and the README.
@@ -81,21 +82,24 @@ SOC_VERSIONS: dict[str, str] = {
 #: Instructions", --precision_mode (CANN 5.0.x and 6.0/7.0/8.0 editions). ATC refuses
 #: ``--precision_mode`` together with ``--precision_mode_v2`` (CANN 7+: fp16, origin,
 #: cube_fp16in_fp32out, mixed_float16, ...); massface sets only the first.
-PRECISION_MODES: dict[str, str] = {
-    "allow_fp32_to_fp16": "CANN 6+: matrix (Cube) operators in fp16 always, vector "
-    "operators kept in fp32 where they have an fp32 kernel, else fp16; CANN 5.x and "
-    "earlier: every operator kept in fp32 where it has an fp32 kernel (massface's "
-    "default: builds on every SoC; the all-fp16 simulation costs MobileFaceNet nothing)",
-    "must_keep_origin_dtype": "the graph's own dtypes; an fp32 operator without an fp32 "
-    "AI Core kernel (e.g. convolutions on Ascend 310) falls back to an AI CPU kernel if "
-    "one exists (runs, slowly), and only otherwise does ATC fail",
-    "force_fp32": "fp32 for operators that have an fp32 kernel; operators without one "
-    "still run in fp16 (not 'fp32 everywhere'; newer CANN)",
-    "allow_mix_precision": "fp16 for operators on ATC's mixed-precision list, fp32 for "
-    "the others",
-    "force_fp16": "ATC's own default: fp16 for every operator that has an fp16 kernel, "
-    "vector operators included (can cost verification accuracy)",
-}
+PRECISION_MODES: Registry[str] = Registry("ATC precision mode")
+PRECISION_MODES.register("allow_fp32_to_fp16", "allow_fp32_to_fp16", description=(
+    "CANN 6+: matrix (Cube) operators in fp16 always, vector operators kept in fp32 where "
+    "they have an fp32 kernel, else fp16; CANN 5.x and earlier: every operator kept in fp32 "
+    "where it has an fp32 kernel (massface's default: builds on every SoC; the all-fp16 "
+    "simulation costs MobileFaceNet nothing)"))
+PRECISION_MODES.register("must_keep_origin_dtype", "must_keep_origin_dtype", description=(
+    "the graph's own dtypes; an fp32 operator without an fp32 AI Core kernel (e.g. "
+    "convolutions on Ascend 310) falls back to an AI CPU kernel if one exists (runs, "
+    "slowly), and only otherwise does ATC fail"))
+PRECISION_MODES.register("force_fp32", "force_fp32", description=(
+    "fp32 for operators that have an fp32 kernel; operators without one still run in fp16 "
+    "(not 'fp32 everywhere'; newer CANN)"))
+PRECISION_MODES.register("allow_mix_precision", "allow_mix_precision", description=(
+    "fp16 for operators on ATC's mixed-precision list, fp32 for the others"))
+PRECISION_MODES.register("force_fp16", "force_fp16", description=(
+    "ATC's own default: fp16 for every operator that has an fp16 kernel, vector operators "
+    "included (can cost verification accuracy)"))
 DEFAULT_PRECISION_MODE = "allow_fp32_to_fp16"
 DEFAULT_SOC = "Ascend310"
 DEFAULT_GEARS = (1, 8, 32)
@@ -136,11 +140,7 @@ def validate_soc(soc: str, *, trust: bool = False) -> str:
 
 
 def validate_precision_mode(mode: str) -> str:
-    if mode not in PRECISION_MODES:
-        raise InputError(
-            f"--precision-mode {mode!r} is not one of: {', '.join(PRECISION_MODES)}"
-        )
-    return mode
+    return PRECISION_MODES.get(mode, "--precision-mode")
 
 
 def parse_gears(text: str | Sequence[int]) -> tuple[int, ...]:

@@ -33,6 +33,7 @@ from massface.export.pipeline import (
 )
 from massface.export.precision import PRECISION_TARGETS
 from massface.export.preview import CONFIG_NAME_IN_RUN, preview_options, read_export_config
+from massface.io import check_output_dir
 from massface.lock import path_lock
 
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None)
@@ -107,8 +108,9 @@ def export(
         "--dynamic-batch", help="ATC batch gears (2-100 sizes, each 1-2048); one value = "
         "static batch.")] = ",".join(map(str, atc_mod.DEFAULT_GEARS)),
     precision_mode: Annotated[str, typer.Option(
-        "--precision-mode", help="ATC --precision_mode: " + ", ".join(atc_mod.PRECISION_MODES)
-    )] = atc_mod.DEFAULT_PRECISION_MODE,
+        "--precision-mode",
+        help="ATC --precision_mode: " + ", ".join(atc_mod.PRECISION_MODES.names()))
+    ] = atc_mod.DEFAULT_PRECISION_MODE,
     om: Annotated[bool, typer.Option(
         "--om/--no-om", help="Build (or script, without atc) the Ascend .om.")] = True,
     om_from: Annotated[str, typer.Option(
@@ -200,8 +202,9 @@ def export(
     # One export per output folder. The folder is published by renaming a finished
     # staging folder onto it, so its lock lives beside it (lock.path_lock), not inside.
     with contextlib.ExitStack() as locks:
-        for folder in (out, to_checkpoint):
+        for option, folder in (("--out", out), ("--to-checkpoint", to_checkpoint)):
             if folder is not None:
+                check_output_dir(folder, option)  # its lock file goes beside it
                 locks.enter_context(path_lock(folder, "massface-export"))
         with busy:
             if ckpt is not None:

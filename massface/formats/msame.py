@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.io import load_array
 
 LABELS_FILE = "actual_issame.txt"
@@ -247,7 +247,7 @@ def read_labels_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise InputError(f"{p}: cannot read labels: {exc}") from exc
     bad = [(i, t) for i, t in enumerate(tokens) if t.lower() not in LABEL_WORDS]
     if bad:
-        shown = ", ".join(f"#{i}={t!r}" for i, t in bad[:10])
+        shown = ", ".join(f"#{i}={excerpt(t)}" for i, t in bad[:10])
         raise InputError(f"{p}: {len(bad)} label(s) are not {LABELS_ACCEPTED}: {shown}")
     if not tokens:
         raise InputError(f"{p}: no labels in file")
@@ -272,6 +272,7 @@ def write_labels_file(path: str | os.PathLike[str], issame: Any) -> None:
 # output length cut to dymBatch/max_gear of the buffer.
 
 MSAME_OUTPUT_DIR = "msame"  # prepare-bins' suggested --output, inside its own folder
+AIS_BENCH_OUTPUT_DIR = "ais_bench"
 
 
 def msame_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
@@ -296,3 +297,14 @@ def msame_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
         raise InputError(f"{model}: static batch {static_batch}, and each input bin holds "
                          "one image: rebuild the .om with batch 1 or dynamic gears")
     return argv
+
+
+def ais_bench_command(model: str | os.PathLike[str], inputs: Path, output: Path, *,
+                      gears: tuple[int, ...] = (), static_batch: int | None = None
+                      ) -> list[str]:
+    """The ais_bench argv for the same bins (github.com/Ascend/tools,
+    ais-bench_workload/tool/ais_bench/ais_bench/infer/: it feeds as many files per
+    execute as the input holds at the chosen gear, so ``--dymBatch 1`` keeps one image per
+    execute; outputs ``<output>/<timestamp>/<i>_<k>.bin``). Same refusals as msame's."""
+    argv = msame_command(model, inputs, output, gears=gears, static_batch=static_batch)
+    return ["python3", "-m", "ais_bench", *argv[1:]]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 
 PATH_PAIRS_HEADER = "# massface-pairs v1"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp")
@@ -51,7 +51,7 @@ def _lfw_ref(name: str, number: str, path: Path, lineno: int) -> str:
     try:
         idx = int(number)
     except ValueError:
-        raise InputError(f"{path}:{lineno}: image number {number!r} is not an integer (LFW "
+        raise InputError(f"{path}:{lineno}: image number {excerpt(number)} is not an integer (LFW "
                          "pairs.txt lines are 'name i j' or 'name1 i name2 j'; for pairs of "
                          f"paths write '<path_a><TAB><path_b><TAB><1|0>' lines, optionally "
                          f"under a first line '{PATH_PAIRS_HEADER}'; a label file holds only "
@@ -108,7 +108,8 @@ def _read_lfw_pairs(path: Path, lines: list[str]) -> list[Pair]:
             pairs.append(Pair(_lfw_ref(n1, i, path, lineno), _lfw_ref(n2, j, path, lineno), False))
         else:
             raise InputError(
-                f"{path}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {line.strip()!r}"
+                f"{path}:{lineno}: expected 'name i j' or 'name1 i name2 j', got "
+                f"{excerpt(line.strip())}"
             )
     if not pairs:
         raise InputError(f"{path}: no pairs found")
@@ -134,7 +135,7 @@ def format_path_pairs(pairs: list[Pair], where: str | os.PathLike[str] = "pairs"
     for p in pairs:
         for ref in (p.a, p.b):
             if "\t" in ref or "\n" in ref:
-                raise InputError(f"{where}: image path {ref!r} contains a tab or newline")
+                raise InputError(f"{where}: image path {excerpt(ref)} contains a tab or newline")
     body = "".join(f"{p.a}\t{p.b}\t{int(p.issame)}\n" for p in pairs)
     return PATH_PAIRS_HEADER + "\n" + body
 
@@ -169,8 +170,9 @@ def write_lfw_pairs(path: str | os.PathLike[str], pairs: list[Pair], n_sets: int
         a, b = lfw_name(p.a), lfw_name(p.b)
         for ref, parsed in ((p.a, a), (p.b, b)):
             if parsed is None:
-                raise InputError(f"{path}: image {ref!r} is not named <name>/<name>_NNNN.<ext>, "
-                                 "so it cannot be written in LFW format (use path-pairs)")
+                raise InputError(f"{path}: image {excerpt(ref)} is not named "
+                                 "<name>/<name>_NNNN.<ext>, so it cannot be written in LFW "
+                                 "format (use path-pairs)")
         if p.issame and a[0] == b[0]:
             lines.append(f"{a[0]}\t{a[1]}\t{b[1]}")
         elif not p.issame and a[0] != b[0]:

@@ -27,6 +27,9 @@ from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
+from massface.infer.outputs import WRITERS
+from massface.infer.runner import EXECUTION_ENGINES
+from massface.runtime.backends import BACKENDS, DEVICES, PRECISIONS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Batched offline inference (ONNX Runtime, OpenVINO, TensorFlow .pb, "
@@ -36,7 +39,9 @@ err = Console(stderr=True, soft_wrap=True)
 EXIT_HELP = exit_help(InputError, NonFiniteEmbeddingError, ToolError)
 
 # Options shared by the main command and `prepare-bins` (declared once).
-Model = Annotated[Path | None, typer.Option(help=".onnx, frozen .pb or Ascend .om")]
+MODEL_SUFFIXES = sorted({s for n in BACKENDS for s in BACKENDS.get(n).suffixes})
+Model = Annotated[Path | None, typer.Option(
+    help=f"model file: {', '.join(MODEL_SUFFIXES)} (the backend by its suffix: --backend)")]
 Lfw = Annotated[Path | None, typer.Option(help="LFW-style image root (--pairs, default: "
                                                "pairs.txt inside or beside it)")]
 Pairs = Annotated[Path | None, typer.Option(help="LFW pairs.txt or massface path pairs")]
@@ -64,7 +69,7 @@ Overwrite = Annotated[bool, typer.Option(help="discard earlier (partial) output"
 BackendName = Annotated[str, typer.Option(
     "--backend", help="auto (the fastest exact engine for the model: .onnx OpenVINO fp32 on "
                       "x86 where installed, else ONNX Runtime; .xml OpenVINO, .pb TensorFlow, "
-                      ".om pyACL) | onnxruntime | openvino | tensorflow | acl")]
+                      f".om pyACL), {BACKENDS.choices()}")]
 
 
 def _parse_size(text: str | None) -> list[int] | None:
@@ -92,6 +97,11 @@ def _dataset(sources_given: dict[str, Path | None], pairs: Path | None, root: Pa
     return open_source(sources_given, SourceArgs(pairs, root, labels, skip_bad))
 
 
+def _check_workers(workers: int) -> None:
+    if workers < 1:
+        raise InputError(f"--workers {workers}: must be at least 1 (decode threads)")
+
+
 def _om_model(model: Path | None, om: Path | None) -> Path | None:
     """``--om M.om`` is the ``.om``-only spelling of ``--model M.om``."""
     if om is None:
@@ -104,7 +114,8 @@ def _om_model(model: Path | None, om: Path | None) -> Path | None:
 
 
 @app.callback(invoke_without_command=True, epilog=EXIT_HELP)
-@command("massface-infer")
+@command("massface-infer", resume="the finished chunks are kept in OUT/.partial; rerun the "
+         "same command to resume from them")
 def infer(
     ctx: typer.Context,
     model: Model = None,
@@ -118,7 +129,7 @@ def infer(
     input_bins: InputBins = None,
     labels: Labels = None,
     out: Annotated[Path | None, typer.Option(help="output folder")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+    output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
     to_input_bins: Annotated[Path | None, typer.Option(
         help="moved: use `massface-infer prepare-bins --out DIR` (still accepted)")] = None,
@@ -127,11 +138,10 @@ def infer(
                                                      "(default: runtime's choice)")] = None,
     workers: Workers = 1,
     prefetch: Annotated[int, typer.Option(help="batches decoded ahead")] = 3,
-    device: Annotated[str, typer.Option(help="ONNX Runtime: auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICES.choices())] = "auto",
     backend: BackendName = "auto",
     precision: Annotated[str, typer.Option(
-        help="fp32 (exact, default) | bf16 | fp16: arithmetic of the model (bf16/fp16: "
-             "OpenVINO on CPUs that have it natively)")] = "fp32",
+        help=f"arithmetic of the model: {PRECISIONS.choices()}")] = "fp32",
     streams: Annotated[int | None, typer.Option(
         help="OpenVINO: parallel inference streams (default: OpenVINO's throughput "
              "choice; requests in flight: streams + 1)")] = None,
@@ -158,8 +168,8 @@ def infer(
         help="raw photos: detect (MTCNN) and align to this template first: arcface | "
              "sphereface | template .json; landmarks -> OUT/landmarks.json")] = None,
     engine: Annotated[str, typer.Option(
-        help="local (this process) | ray (a Ray actor pool: --workers replicas of "
-             "--threads CPUs each; needs massface[ray]); same output folder")] = "local",
+        help=f"who embeds (same output folder): {EXECUTION_ENGINES.choices()}; ray: "
+             "--workers replicas of --threads CPUs each")] = "local",
     ray_address: Annotated[str | None, typer.Option(
         help="--engine ray: join this Ray cluster (default: $RAY_ADDRESS, else a local "
              "instance sized to this machine)")] = None,
@@ -168,6 +178,7 @@ def infer(
     if ctx.invoked_subcommand is not None:
         return
     model = _om_model(model, om)
+    _check_workers(workers)
     given = {"lfw": lfw, "images": images, "list": list_file, "bin": bin_file,
              "input-bins": input_bins}
     ds = _dataset(given, pairs, root, labels, skip_bad)
@@ -190,7 +201,7 @@ def infer(
         output_name=output_name, preprocessing=overrides,
         flip=flip, skip_bad=skip_bad, overwrite=overwrite,
         shard=_shard(shard), chunk_batches=chunk_batches,
-        progress=not quiet and sys.stderr.isatty(), align=_align_step(align),
+        progress=not quiet and sys.stderr.isatty(), align=_align_step(align, workers),
         engine=engine, ray_address=ray_address,
     )
     _report(run_inference(model, ds, opts), out)
@@ -211,12 +222,12 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return parse_shard(text)
 
 
-def _align_step(template: str | None) -> Any:
+def _align_step(template: str | None, workers: int) -> Any:
     if template is None:
         return None
     from massface.align.infer_step import AlignStep
 
-    return AlignStep(template)
+    return AlignStep(template, workers=workers)
 
 
 def _report(result: Any, out: Path) -> None:
@@ -255,6 +266,7 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     from massface.runtime.preprocess import choose_preprocessing
     from massface.runtime.sources import INPUTS_SUBDIR
 
+    _check_workers(workers)
     channels, model_size, dtype = 3, None, "float32"
     gears: tuple[int, ...] = (1,)  # massface-export's default .om: gears 1,8,32
     static: int | None = None
@@ -275,11 +287,15 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
     command = msame.msame_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
                                   dest / msame.MSAME_OUTPUT_DIR, gears=gears,
                                   static_batch=static)
+    ais_bench = msame.ais_bench_command(om or "MODEL.om", dest / INPUTS_SUBDIR,
+                                        dest / msame.AIS_BENCH_OUTPUT_DIR, gears=gears,
+                                        static_batch=static)
     choice = choose_preprocessing(model or Path("."), overrides, model_size)
     info = write_input_bins(ds, dest, choice, channels=channels,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             pixels=dtype == "uint8", dtype=dtype,
-                            extra={"msame_command": shlex.join(command)})
+                            extra={"msame_command": shlex.join(command),
+                                   "ais_bench_command": shlex.join(ais_bench)})
     err.print(f"{info['files']} {info['dtype']} input bins -> {dest}/inputs"
               + (f", labels -> {dest}/{info['labels']}" if info["labels"] else ""),
               highlight=False)
@@ -288,6 +304,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
         "drop it for a static batch-1 .om)")
     err.print(f"run on the Ascend host{note}:\n  {shlex.join(command)}", highlight=False,
               soft_wrap=True)
+    err.print(f"or with ais_bench (outputs in {dest / msame.AIS_BENCH_OUTPUT_DIR}):\n  "
+              f"{shlex.join(ais_bench)}", highlight=False, soft_wrap=True)
     if info["labels"]:
         # msame's raw .bin records no dtype: 768 bytes may be 192 float32 or 384 float16
         evaluate = ["massface-eval", str(dest / msame.MSAME_OUTPUT_DIR), "--labels",
@@ -296,7 +314,8 @@ def _prepare_bins(ds: Any, dest: Path, model: Path | None, overrides: dict,
 
 
 @app.command("prepare-bins", epilog=EXIT_HELP)
-@command("massface-infer prepare-bins")
+@command("massface-infer prepare-bins", resume="the bins written so far are kept; rerun "
+         "the same command to resume")
 def prepare_bins(
     out: Annotated[Path, typer.Option(help="folder for inputs/<i>.bin, actual_issame.txt "
                                            "and inputs.json")],
@@ -331,13 +350,14 @@ def prepare_bins(
 def merge(
     shard_dirs: Annotated[list[Path], typer.Argument(help="folders written with --shard")],
     out: Annotated[Path, typer.Option(help="merged output folder")],
-    output_format: Annotated[str, typer.Option("--format", help="embeddings | msame")] =
+    output_format: Annotated[str, typer.Option("--format", help=WRITERS.choices())] =
         "embeddings",
+    overwrite: Annotated[bool, typer.Option(help="replace a result already in --out")] = False,
 ) -> None:
     """Assemble --shard K/N outputs, in order, into one output folder."""
     from massface.infer.merge import merge_shards
 
-    merge_shards(list(shard_dirs), out, output_format=output_format)
+    merge_shards(list(shard_dirs), out, output_format=output_format, overwrite=overwrite)
     err.print(f"merged {len(shard_dirs)} shards -> {out}", highlight=False)
 
 

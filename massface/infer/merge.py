@@ -14,23 +14,52 @@ import numpy as np
 from massface.errors import InputError
 from massface.formats import embedding_dir
 from massface.formats.pairs import read_pairs
-from massface.infer.outputs import SHARD_PAIRS, SUMMARY, WRITERS, FinalResult
+from massface.infer.outputs import (
+    SHARD_PAIRS,
+    SUMMARY,
+    WRITERS,
+    FinalResult,
+    existing_outputs,
+    remove_outputs,
+)
 from massface.io import check_output_dir, read_json
 from massface.lock import folder_lock
 from massface.runtime.sources import Dataset, slots_for
 
 
 def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str], *,
-                 output_format: str = "embeddings") -> Path:
-    """Merge shard folders (any order) into ``out``; returns ``out``."""
+                 output_format: str = "embeddings", overwrite: bool = False) -> Path:
+    """Merge shard folders (any order) into ``out``; returns ``out``.
+
+    ``out`` may not be one of the shards: writing there would replace an input. A
+    finished result already in ``out`` is replaced only with ``overwrite``, as
+    massface-infer does.
+    """
     writer = WRITERS.get(output_format, "--format")
     check_output_dir(out, "--out")
     if not shard_dirs:
         raise InputError("merge: no shard folders given")
+    _refuse_shard_as_out(shard_dirs, Path(out))
     with folder_lock(out, "massface-infer merge"):
+        found = existing_outputs(Path(out))
+        if found and not overwrite:
+            raise InputError(f"--out {out}: already holds a result ({', '.join(found[:3])}); "
+                             "rerun with --overwrite to replace it, or choose another --out")
         result = _merged(shard_dirs, output_format)
+        if found:
+            remove_outputs(Path(out))
         writer.write(Path(out), result)
     return Path(out)
+
+
+def _refuse_shard_as_out(shard_dirs: list[str | os.PathLike[str]], out: Path) -> None:
+    """``--out`` that is a shard folder (by any path: links resolved) would overwrite an
+    input. (A folder around the shards, or inside one, shares no file name with them.)"""
+    target = out.resolve()
+    for d in shard_dirs:
+        if Path(d).resolve() == target:
+            raise InputError(f"--out {out}: is the shard folder {d} being merged; writing "
+                             "there would replace an input. Choose another --out")
 
 
 def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> FinalResult:

@@ -81,7 +81,8 @@ def _write_skipped(out: Path, res: FinalResult) -> None:
     pairs = res.skipped_pairs()
     lines = [f"# {len(res.skipped)} images skipped (--skip-bad); pairs naming them "
              f"(0-based pair indices): {', '.join(map(str, pairs)) or 'none'}"]
-    lines += [f"{res.dataset.keys[r]}\t{m}" for r, m in res.skipped]
+    # one line per image whatever its name holds (tabs, newlines: escaped)
+    lines += [f"{io.tsv_field(res.dataset.keys[r])}\t{io.tsv_field(m)}" for r, m in res.skipped]
     io.write_text(path, "\n".join(lines) + "\n")
 
 
@@ -179,12 +180,23 @@ def completed_fingerprint(out: Path, fmt: str) -> dict[str, Any] | None:
     return finished_fingerprint(marker, "description of the finished run")
 
 
+# Every file name massface-infer writes in an output folder (besides outputs/ and .partial).
+_OUTPUT_NAMES = (embedding_dir.META, MSAME_META, embedding_dir.EMBEDDINGS,
+                 embedding_dir.EMBEDDINGS_FLIP, embedding_dir.INDEX, embedding_dir.PAIRS,
+                 SKIPPED, SUMMARY, SHARD_PAIRS, msame.LABELS_FILE, "landmarks.json")
+
+
+def existing_outputs(out: Path) -> list[str]:
+    """The names of the result files (or msame outputs) already in ``out``."""
+    found = [name for name in _OUTPUT_NAMES if (out / name).exists()]
+    if any((out / MSAME_RUN_DIR).glob("*_output_0.bin")):
+        found.append(f"{MSAME_RUN_DIR}/")
+    return found
+
+
 def remove_outputs(out: Path) -> None:
     """Delete what massface-infer writes in ``out`` (``--overwrite``); nothing else."""
-    names = [embedding_dir.META, MSAME_META, embedding_dir.EMBEDDINGS,
-             embedding_dir.EMBEDDINGS_FLIP, embedding_dir.INDEX, embedding_dir.PAIRS,
-             SKIPPED, SUMMARY, SHARD_PAIRS, msame.LABELS_FILE, "landmarks.json"]
-    for name in names:
+    for name in _OUTPUT_NAMES:
         (out / name).unlink(missing_ok=True)
     for f in (out / MSAME_RUN_DIR).glob("*_output_0.bin"):
         f.unlink()

@@ -34,7 +34,7 @@ import numpy as np
 
 from massface.infer.resume import Chunk, PartialStore
 from massface.progress import ProgressBar
-from massface.runtime.backends import open_backend
+from massface.runtime.backends import BACKENDS, open_backend
 from massface.runtime.loader import LoaderOptions, iter_batches
 from massface.runtime.pipeline import PipelineStats, embedded_batches, latency_percentiles
 from massface.runtime.ray_pool import (
@@ -137,16 +137,26 @@ def _work_items(ds: Dataset, chunks: list[Chunk], start: int, stop: int,
             for i, (s, e) in enumerate(bounds)]
 
 
+def _replica_backend(info: Any, opts: Any, cpus: int) -> dict[str, Any]:
+    """open_backend arguments of a replica: the backend the driver loaded, with the options
+    it honours (the user's were checked when the driver loaded it; the threads and the
+    tensor names here are the driver's own choices, so only those it takes are passed)."""
+    cls = BACKENDS.get(info.backend)
+    asked = {"threads": cpus, "device": opts.device, "device_id": opts.device_id,
+             "input_name": info.input_name, "output_name": info.output_name,
+             "streams": opts.streams}
+    return {"backend": info.backend, "precision": opts.precision,
+            "batch_size": opts.batch_size,
+            **{k: v for k, v in asked.items() if k in cls.options}}
+
+
 def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
            loader_opts: LoaderOptions, store: PartialStore, chunks: list[Chunk], start: int,
            stop: int, summary: Any, info: Any) -> dict[str, Any]:
     cpus, gpus = replica_resources(session, opts.workers, opts.threads, opts.device)
     spec = ReplicaSpec(
         model=str(model.absolute()),
-        backend={"backend": info.backend, "threads": cpus, "device": opts.device,
-                 "device_id": opts.device_id, "input_name": info.input_name,
-                 "output_name": info.output_name, "precision": opts.precision,
-                 "streams": opts.streams, "batch_size": opts.batch_size},
+        backend=_replica_backend(info, opts, cpus),
         kind=ds.kind, root=str(ds.root), tensors=ds.tensors, tensor_dtype=ds.tensor_dtype,
         loader=loader_opts, batch_size=opts.batch_size, flip=opts.flip,
         skip_bad=opts.skip_bad, cwd=os.getcwd(), fault=os.environ.get(FAULT_ENV))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, MassfaceError
 from massface.infer.outputs import (
     MSAME_RUN_DIR,
     WRITERS,
@@ -63,7 +63,7 @@ class InferOptions:
     chunk_batches: int = 16
     progress: bool = True
     align: Any = None  # massface.align.infer_step.AlignStep (--align)
-    engine: str = "local"  # an ENGINES name: who embeds the chunks
+    engine: str = "local"  # an EXECUTION_ENGINES name: who embeds the chunks
     ray_address: str | None = None  # --engine ray: the cluster (None: RAY_ADDRESS or local)
 
 
@@ -198,7 +198,7 @@ def _fingerprint(model: Path, info: dict[str, Any], precision: str, ds: Dataset,
 def _check_options(opts: InferOptions, ds: Dataset) -> None:
     check_output_dir(opts.out, "--out")
     WRITERS.get(opts.output_format, "--format")
-    ENGINES.get(opts.engine, "--engine")
+    EXECUTION_ENGINES.get(opts.engine, "--engine")
     if opts.engine == "ray":
         if opts.align is not None:
             raise InputError("--align runs in the local engine only; align first with "
@@ -278,12 +278,18 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         return InferResult(opts.out, summary, [], {"fingerprint": fingerprint})
     store = PartialStore(opts.out, fingerprint)
     chunks = store.complete_chunks() if state == RESUME else []
-    if opts.align is not None:
-        opts.align.start(store.dir, info.size, info.channels)
-    loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
-                                pixels=pixels, align=opts.align)
-    engine = ENGINES.get(opts.engine, "--engine")(backend, model, ds, opts, loader_opts, store,
-                                                  chunks, start, stop, summary)
+    try:
+        if opts.align is not None:
+            opts.align.start(store.dir, info.size, info.channels)
+        loader_opts = LoaderOptions(choice.preprocessing, info.channels, opts.skip_bad,
+                                    pixels=pixels, align=opts.align)
+        embed = EXECUTION_ENGINES.get(opts.engine, "--engine")
+        engine = embed(backend, model, ds, opts, loader_opts, store, chunks, start, stop,
+                       summary)
+    except MassfaceError:
+        if not chunks:  # refused before any chunk was saved: leave no stub to resume
+            store.remove()
+        raise
 
     result = _assemble(store, chunks, ds, opts, start, stop)
     result.summary = {**summary.to_dict(), "batch_size": opts.batch_size,
@@ -392,9 +398,9 @@ def _embed_on_ray(backend: Backend, model: Path, ds: Dataset, opts: InferOptions
 
 # Who embeds a run's chunks; everything before (checks, lock, resume) and after (assembly,
 # writers) is shared, so both give the same folder. An engine returns what meta records.
-ENGINES: Registry[Callable[..., dict[str, Any]]] = Registry("engine")
-ENGINES.register("local", _embed, description="this process: decode threads + one model")
-ENGINES.register("ray", _embed_on_ray,
+EXECUTION_ENGINES: Registry[Callable[..., dict[str, Any]]] = Registry("execution engine")
+EXECUTION_ENGINES.register("local", _embed, description="this process: decode threads + one model")
+EXECUTION_ENGINES.register("ray", _embed_on_ray,
                  description="a Ray actor pool, --workers replicas (extra 'ray')")
 
 

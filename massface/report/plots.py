@@ -120,8 +120,17 @@ def _figure(width: float, height: float) -> Any:
 def _apply_axes(ax: Any, spec: Axes) -> None:
     ax.set_xlabel(spec.xlabel)
     ax.set_ylabel(spec.ylabel)
-    ax.set_xscale(spec.xscale)
-    ax.set_yscale(spec.yscale)
+    empty = []
+    for axis, scale, lim in (("x", spec.xscale, spec.xlim), ("y", spec.yscale, spec.ylim)):
+        if scale == "log" and lim is None and not _has_positive(ax, axis):
+            # a small, perfectly separated set: every FRR (or FAR) is 0, which a log axis
+            # cannot show; matplotlib would refuse to scale it. Show the empty decades.
+            getattr(ax, f"set_{axis}lim")(1e-4, 1.0)
+            empty.append(axis)
+        getattr(ax, f"set_{axis}scale")(scale)
+    if empty:
+        ax.text(0.5, 0.5, "every value is 0: nothing to show on a log axis",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9, alpha=0.7)
     if spec.xlim is not None:
         ax.set_xlim(*spec.xlim)
     if spec.ylim is not None:
@@ -129,6 +138,16 @@ def _apply_axes(ax: Any, spec: Axes) -> None:
     ax.grid(True, which="major", alpha=0.35)
     if "log" in (spec.xscale, spec.yscale):
         ax.grid(True, which="minor", alpha=0.12)
+
+
+def _has_positive(ax: Any, axis: str) -> bool:
+    """Whether a line drawn on ``ax`` has a finite value > 0 on ``axis`` ("x"/"y"); the
+    log axes are the curves' (histograms are linear)."""
+    for line in ax.get_lines():
+        v = np.asarray(line.get_xdata() if axis == "x" else line.get_ydata(), dtype=float)
+        if (np.isfinite(v) & (v > 0)).any():
+            return True
+    return False
 
 
 def _draw_lines(ax: Any, chart: LineChart) -> None:

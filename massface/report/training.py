@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.io import read_json, read_jsonl
 from massface.report.page import Figure, KeyValues, Notes, Page, Preformatted, Section, Table
 from massface.report.plots import Axes, LineChart, Series, render_svg
@@ -58,7 +58,7 @@ def _number(text: str | None, path: Path, line: int, column: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"{path}:{line}: column {column!r} holds {text!r}, not a number"
+        raise InputError(f"{path}:{line}: column {column!r} holds {excerpt(text)}, not a number"
                          ) from None
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
+from massface.imaging import require_regular_file
 from massface.runtime.preprocess import Preprocessing, decode_image
 from massface.runtime.sources import Dataset
 
@@ -57,6 +58,7 @@ def read_tensor(path: Path, shape: tuple[int, int, int], pixels: bool = False) -
     """An input bin ``[1, H, W, C]`` as ``[H, W, C]``: preprocessed float32, or (``pixels``,
     a model that normalises its own input: AIPP) raw uint8 pixels."""
     dtype = np.dtype(np.uint8 if pixels else np.float32)
+    require_regular_file(path, str(path), "cannot read input bin")
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -16,8 +16,9 @@ Kinds (a registry keyed by the option that selects them):
   list's folder);
 * ``insightface``: ``--bin FILE``: an insightface ``.bin`` (encoded images in pair order);
 * ``input-bins``: ``--input-bins DIR``: preprocessed float32 ``<i>.bin`` tensors, the
-  seed's ``2bin`` output, in numeric order of their stems; labels from
-  ``actual_issame.txt`` beside the folder (or ``--labels``).
+  seed's ``2bin`` output, ``0.bin .. (n-1).bin`` without gaps (checked against the count
+  ``inputs.json`` records); labels from ``actual_issame.txt`` beside the folder (or
+  ``--labels``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.formats import msame
 from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
@@ -44,6 +45,7 @@ from massface.registry import Registry
 
 INPUTS_SUBDIR = "inputs"  # prepare-bins --out DIR writes DIR/inputs/<i>.bin
 INPUTS_META = "inputs.json"  # ... and DIR/inputs.json, what the bins hold
+PARTIAL_MARKER = ".prepare-bins.json"  # ... and, while it runs, its settings (hidden)
 
 
 @dataclass
@@ -83,8 +85,8 @@ def slots_for(pairs: list[Pair], keys: list[str], where: Path) -> list[int]:
         for ref in (p.a, p.b):
             row = rows.get(ref)
             if row is None:
-                raise InputError(f"{where}: pair {n + 1} names {ref!r}, which is not among the "
-                                 "images to embed")
+                raise InputError(f"{where}: pair {n + 1} names {excerpt(ref)}, which is not "
+                                 "among the images to embed")
             slots.append(row)
     return slots
 
@@ -156,7 +158,7 @@ def list_dataset(list_path: Path, root: Path | None = None,
         if not entry or entry.startswith("#"):
             continue
         if entry in seen:
-            raise InputError(f"{list_path}:{lineno}: {entry!r} is listed twice")
+            raise InputError(f"{list_path}:{lineno}: {excerpt(entry)} is listed twice")
         seen.add(entry)
         keys.append(entry)
         items.append(Path(entry) if os.path.isabs(entry) else base / entry)
@@ -177,17 +179,44 @@ def insightface_dataset(bin_path: Path) -> Dataset:
 
 
 
-def _recorded_dtype(meta: Path) -> str | None:
-    """The bins' dtype that prepare-bins recorded in ``inputs.json``, if any."""
+def _recorded_info(meta: Path) -> dict[str, Any] | None:
+    """What prepare-bins recorded in ``inputs.json`` (dtype, file count), if written."""
     if not meta.is_file():
         return None
     from massface.io import read_json
 
     info = read_json(meta, "input bins description")
-    dtype = info.get("dtype") if isinstance(info, dict) else None
+    info = info if isinstance(info, dict) else {}
+    dtype, files, order = info.get("dtype"), info.get("files"), info.get("order")
     if dtype not in ("float32", "uint8"):
         raise InputError(f"{meta}: dtype {dtype!r}: expected float32 or uint8")
-    return dtype
+    if type(files) is not int or files < 1 or (order is not None and (
+            not isinstance(order, list) or len(order) != files)):
+        raise InputError(f"{meta}: 'files' ({files!r}) and 'order' do not describe the "
+                         "input bins; write them again with prepare-bins --overwrite")
+    return {"dtype": dtype, "files": files}
+
+
+def _numbered_bins(files: list[Path], folder: Path) -> list[Path]:
+    """``0.bin .. (n-1).bin`` in numeric order. msame pairs input ``2k`` with ``2k+1`` by
+    number, so a gap or a foreign name would shift every later pair: refused."""
+    by_number: dict[int, Path] = {}
+    for p in files:
+        stem = p.name[:-len(".bin")]
+        if not (stem.isascii() and stem.isdigit()):
+            raise InputError(f"{p}: input bins are named <i>.bin (0.bin, 1.bin, ...), as "
+                             "prepare-bins writes them; rename or remove this file")
+        if int(stem) in by_number:
+            raise InputError(f"{p}: same number as {by_number[int(stem)].name}; keep one")
+        by_number[int(stem)] = p
+    missing = [i for i in range(len(files)) if i not in by_number]
+    if missing:
+        last = max(by_number)
+        raise InputError(f"{folder}: {len(files)} input bins numbered up to {last}.bin, "
+                         f"but {missing[0]}.bin is missing ({len(missing)} gap(s)); every "
+                         "later pair would shift. Restore the numbering 0..n-1 (or write "
+                         "the bins again with prepare-bins)")
+    return [by_number[i] for i in range(len(files))]
 
 
 def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
@@ -201,10 +230,18 @@ def input_bins_dataset(folder: Path, labels: Path | None = None) -> Dataset:
              if p.is_file() and p.suffix == ".bin" and not p.name.startswith(".")]
     if not files:
         raise InputError(f"{folder}: no .bin input files")
-    files.sort(key=lambda p: natural_key(p.name))
+    if (label_dir / PARTIAL_MARKER).is_file():
+        raise InputError(f"{label_dir}: an unfinished prepare-bins run (interrupted); rerun "
+                         "that command to finish it first")
+    files = _numbered_bins(files, folder)
     keys = [p.name for p in files]
+    info = _recorded_info(label_dir / INPUTS_META)
+    if info is not None and info["files"] != len(files):
+        raise InputError(f"{label_dir / INPUTS_META}: records {info['files']} input bins, "
+                         f"{folder} holds {len(files)}; the folder was changed after "
+                         "prepare-bins: write it again (prepare-bins --overwrite)")
     ds = Dataset("input-bins", folder, keys, list(files), tensors=True,
-                 tensor_dtype=_recorded_dtype(label_dir / INPUTS_META))
+                 tensor_dtype=None if info is None else info["dtype"])
     label_path = labels if labels is not None else label_dir / msame.LABELS_FILE
     if label_path.is_file():
         flags = [bool(f) for f in msame.read_labels_file(label_path)]

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from massface.cli import command, exit_help
+from massface.cli import command
 from massface.errors import InputError
 from massface.formats.pairs import require_reference
 from massface.io import atomic_path, check_output_dir, read_json, write_json
@@ -96,10 +96,6 @@ def read_split_manifest(tree: str | os.PathLike[str]) -> dict[str, Any] | None:
     return read_json(path, "BLUFR split manifest") if path.is_file() else None
 
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
-
-
-@app.command(epilog=exit_help(InputError))
 @command("massface-pairs blufr-split")
 def blufr_split(
     lfw_root: Annotated[Path, typer.Argument(help="Aligned LFW: <name>/<name>_NNNN.jpg.")],
@@ -123,7 +119,3 @@ def blufr_split(
     Console().print(f"{out}: BLUFR trial {trial} {split} split, {tree.identities} identities "
                     f"({tree.identities_with_two} with 2 or more images), {tree.images} "
                     "images (links)", highlight=False)
-
-
-def main(argv: list[str] | None = None) -> None:
-    app(args=argv, prog_name="massface-pairs blufr-split")

@@ -43,7 +43,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from massface.cli import command, exit_help
+from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError
 from massface.formats.pairs import (
     IMAGE_EXTENSIONS,
@@ -53,9 +53,23 @@ from massface.formats.pairs import (
     write_lfw_pairs,
     write_path_pairs,
 )
+from massface.io import check_output_file
+from massface.registry import Registry
+from massface.tools.blufr_split import blufr_split
 
 LFW_PAIRS_PER_CLASS = 300
-SPLITS = ("auto", "identity", "pair")
+SPLITS: Registry[str] = Registry("split")
+SPLITS.register("auto", "auto", description="identity when every fold can have two people, "
+                "else pair")
+SPLITS.register("identity", "identity", description="LFW's rule: each person in one fold")
+SPLITS.register("pair", "pair", description="people shared between folds, pairs distinct")
+#: --format: how the pairs file is written.
+PAIR_FORMATS: Registry[str] = Registry("pairs format")
+PAIR_FORMATS.register("auto", "auto", description="lfw when every image is named the LFW way, "
+                      "else path")
+PAIR_FORMATS.register("lfw", "lfw", description="LFW pairs.txt: needs files named "
+                      "<name>/<name>_NNNN.ext")
+PAIR_FORMATS.register("path", "path", description="massface path-pairs, any file names")
 
 
 
@@ -186,6 +200,24 @@ def _identity_groups(people: dict[str, list[str]], n_folds: int,
     return groups
 
 
+def _too_few(root: str | os.PathLike[str], people: dict[str, list[str]], n_folds: int) -> str:
+    """Why not even one same and one different pair fits in each fold, and the fix."""
+    pool = _Pool(list(people.values()))
+    multi = sum(len(v) >= 2 for v in people.values())
+    images = sum(len(v) for v in people.values())
+    head = (f"{root}: {len(people)} identities ({multi} with two or more images, {images} "
+            f"images in all)")
+    if pool.n_same == 0:
+        return (f"{head}: no identity has two images, so there is no same-person pair; add "
+                "a second image to some identities")
+    if pool.n_diff == 0:
+        return f"{head}: one identity gives no different-person pair; add another identity"
+    most = min(pool.n_same, pool.n_diff)
+    return (f"{head} give {pool.n_same} same-person and {pool.n_diff} different-person pairs "
+            f"in all: not one of each for every one of {n_folds} folds; use --folds "
+            f"{most} or fewer")
+
+
 def generate_pair_set(
     root: str | os.PathLike[str],
     n_folds: int = 10,
@@ -195,8 +227,7 @@ def generate_pair_set(
     split: str = "auto",
 ) -> PairSet:
     """Pairs for ``root`` with the split that was used (see the module docstring)."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    SPLITS.get(split, "--split")
     if n_folds < 1:
         raise InputError(f"need at least 1 fold, got {n_folds}")
     if pairs_per_fold is not None and (pairs_per_fold < 2 or pairs_per_fold % 2):
@@ -221,7 +252,9 @@ def generate_pair_set(
         pool = _Pool([people[n] for n in names])
         capacity = min(pool.n_same, pool.n_diff) // n_folds
     half = min(capacity, LFW_PAIRS_PER_CLASS) if pairs_per_fold is None else pairs_per_fold // 2
-    if half < 1 or half > capacity:
+    if capacity < 1:
+        raise InputError(_too_few(root, people, n_folds))
+    if half > capacity:
         raise InputError(f"{root}: the data can supply at most {capacity} same and {capacity} "
                          f"different pairs per fold with split '{chosen}'; asked for {half}")
 
@@ -252,10 +285,10 @@ def generate_pairs(
     return generate_pair_set(root, n_folds, pairs_per_fold, seed, identities, split).pairs
 
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+app = typer.Typer(cls=MainAndSubcommands, add_completion=False, rich_markup_mode=None)
 
 
-@app.command(epilog=exit_help(InputError))
+@app.command(MAIN, hidden=True, epilog=exit_help(InputError))
 @command("massface-pairs")
 def pairs_command(
     root: Annotated[Path, typer.Argument(help="Dataset root: a folder per identity.")],
@@ -266,20 +299,15 @@ def pairs_command(
         "--per-fold", help="Pairs per fold (even; half same).")] = None,
     identities: Annotated[str | None, typer.Option(
         help="Comma-separated identity folders to use, e.g. s31,s32,...,s40.")] = None,
-    split: Annotated[str, typer.Option(
-        help="auto, identity (LFW: each person in one fold) or pair (people shared, "
-             "pairs distinct).")] = "auto",
-    fmt: Annotated[str, typer.Option(
-        "--format", help="lfw (LFW pairs.txt: needs files named <name>/<name>_NNNN.ext), "
-        "path (massface path-pairs, any file names), or auto (lfw when every image is "
-        "named the LFW way).")] = "auto",
+    split: Annotated[str, typer.Option(help=f"{SPLITS.choices()}.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help=f"{PAIR_FORMATS.choices()}.")] = "auto",
 ) -> None:
     """Write LFW-style verification pairs for ROOT."""
     from rich.console import Console
 
+    check_output_file(out, "--out")
     ids = [s.strip() for s in identities.split(",") if s.strip()] if identities else None
-    if fmt not in ("auto", "lfw", "path"):
-        raise InputError(f"--format {fmt!r}: choose auto, lfw or path")
+    PAIR_FORMATS.get(fmt, "--format")
     result = generate_pair_set(root, folds, per_fold, seed, ids, split)
     if fmt == "auto":
         named = all(lfw_name(r) for p in result.pairs for r in (p.a, p.b))
@@ -295,17 +323,12 @@ def pairs_command(
         f"'{result.split}', seed {seed}; {fmt} format", highlight=False)
 
 
+# ``massface-pairs blufr-split ...``: a BLUFR trial's split as a training tree.
+app.command("blufr-split", epilog=exit_help(InputError))(blufr_split)
+
+
 def main() -> None:
-    """Console entry point (``massface-pairs``; ``massface-pairs blufr-split ...`` writes a
-    BLUFR trial's split as a training tree: a separate small app, so that
-    ``massface-pairs ROOT`` stays one command)."""
-    import sys
-
-    if sys.argv[1:2] == ["blufr-split"]:
-        from massface.tools.blufr_split import main as split_main
-
-        split_main(sys.argv[2:])
-        return
+    """Console entry point: ``massface-pairs ROOT`` and ``massface-pairs blufr-split ...``."""
     app(prog_name="massface-pairs")
 
 

@@ -19,13 +19,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from massface.cli import command, exit_help
+from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError, NonFiniteLossError, RunInterruptedError
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+app = typer.Typer(cls=MainAndSubcommands, add_completion=False, help=__doc__)
 
 
-@app.command(epilog=exit_help(InputError, NonFiniteLossError, RunInterruptedError))
+@app.command(MAIN, hidden=True, no_args_is_help=True,
+             epilog=exit_help(InputError, NonFiniteLossError, RunInterruptedError))
 @command("massface-train")
 def train(
     config: Annotated[Path | None, typer.Argument(help="experiment YAML (may name a "
@@ -58,6 +59,9 @@ def train(
     if print_config:
         typer.echo(dump_config(cfg), nl=False)
         return
+    from massface.io import check_output_dir
+
+    check_output_dir(cfg.run_dir, "work_dir/name")  # before TensorFlow loads
     from massface.train.trainer import Trainer
 
     result = Trainer(cfg, console=console).run()
@@ -76,11 +80,7 @@ def train(
                                   "command to resume)")
 
 
-report_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                         help="Write the HTML report of a training run folder.")
-
-
-@report_app.command(epilog=exit_help(InputError))
+@app.command("report", no_args_is_help=True, epilog=exit_help(InputError))
 @command("massface-train report")
 def train_report(
     run: Annotated[Path, typer.Argument(
@@ -102,11 +102,7 @@ def train_report(
 
 
 def main() -> None:
-    """Console entry point (``massface-train report RUN`` too: a separate small app, so
-    that ``massface-train CONFIG`` stays one command)."""
-    if sys.argv[1:2] == ["report"]:
-        report_app(args=sys.argv[2:], prog_name="massface-train report")
-        return
+    """Console entry point: ``massface-train CONFIG`` and ``massface-train report RUN``."""
     app(prog_name="massface-train")
 
 

@@ -4,6 +4,27 @@
 or, under ``auto``, when installed); ``train.distribute`` picks one device, all local
 devices (``mirrored``) or several processes (``multi_worker``, from ``TF_CONFIG``). Only
 the chief of a multi-worker run writes the run folder.
+
+Ascend (``device: npu``) is checked against the TF2 plugin's own code and Huawei's TF2
+training scripts (github.com/Ascend/tensorflow ``tf_adapter_2.x/python/npu_device``:
+``npu_device.py`` global_options/open, ``distribute/hccl.py``,
+``train/optimizer/npu_loss_scale_optimizer.py``; the TF2 models of Ascend's ModelZoo):
+
+* the precision is the plugin's ``precision_mode`` (set on ``global_options()`` before
+  ``open()``), not Keras' mixed-precision policy: ``train.precision`` must stay float32;
+* several devices are one process per device joined by HCCL (``RANK_TABLE_FILE``,
+  ``RANK_ID``, ``RANK_SIZE``, ``ASCEND_DEVICE_ID``), with the plugin's ``all_reduce`` of
+  the gradients, ``broadcast`` of the variables from rank 0 and a sharded dataset; a
+  ``tf.distribute`` strategy does not use HCCL. massface-train does not implement that,
+  so it refuses ``distribute`` with ``npu`` and a rank table of more than one device,
+  rather than letting every process train alone into the same run folder;
+* modes in which the NPU computes in float16 (``allow_mix_precision``, massface's
+  default, ``allow_fp32_to_fp16``, ``force_fp16``) need loss scaling: the plugin's
+  ``NpuLossScaleOptimizer`` is what its scripts use. massface turns its own dynamic loss
+  scaling on for those modes (see ``npu_needs_loss_scaling``); its overflow test is
+  ``tf.math.is_finite``, which sees an overflow only where the chip reports inf/NaN
+  (INF_NAN mode, the default on Ascend 910B), not in the saturation mode of the first
+  Ascend 910, where only the plugin's float-status ops would.
 """
 
 from __future__ import annotations
@@ -16,6 +37,42 @@ from typing import Any
 
 from massface.errors import InputError
 from massface.train.config import ExperimentConfig
+
+#: the plugin's precision modes (CANN TF2 adapter, global_options().precision_mode)
+NPU_PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
+                       "must_keep_origin_dtype", "force_fp32", "allow_mix_precision_fp16",
+                       "allow_mix_precision_bf16", "allow_fp32_to_bf16")
+#: those in which (some) operators compute in float16: gradients need loss scaling
+NPU_FP16_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
+                  "allow_mix_precision_fp16")
+
+
+def npu_needs_loss_scaling(cfg: ExperimentConfig, npu: Any) -> bool:
+    """Whether an opened NPU computes in float16 under ``cfg`` (loss scaling needed)."""
+    return npu is not None and cfg.train.npu_precision_mode in NPU_FP16_MODES
+
+
+def check_npu_config(cfg: ExperimentConfig) -> None:
+    """Refuse what the TF2 plugin would run wrongly or not at all (see the docstring)."""
+    train = cfg.train
+    if train.npu_precision_mode not in NPU_PRECISION_MODES:
+        raise InputError(f"train.npu_precision_mode {train.npu_precision_mode!r} is not one "
+                         f"of the npu_device plugin's: {', '.join(NPU_PRECISION_MODES)}")
+    if train.precision != "float32":
+        raise InputError(f"train.precision {train.precision} with train.device npu: on "
+                         "Ascend the precision is the plugin's train.npu_precision_mode "
+                         "(e.g. allow_mix_precision); keep train.precision float32")
+    if train.distribute != "none":
+        raise InputError(f"train.distribute {train.distribute} with train.device npu: "
+                         "several Ascend devices are one process each, joined by HCCL "
+                         "(RANK_TABLE_FILE, RANK_ID, RANK_SIZE), not a tf.distribute "
+                         "strategy; massface-train runs on one NPU (distribute: none)")
+    size = os.environ.get("RANK_SIZE", "1").strip() or "1"
+    if not size.isdigit() or int(size) > 1:
+        raise InputError(f"RANK_SIZE={size} (an HCCL rank table of several devices) with "
+                         "train.device npu: massface-train has no HCCL all-reduce, so each "
+                         "process would train alone into the same run folder; run one "
+                         "process with RANK_SIZE unset or 1")
 
 
 def setup_devices(cfg: ExperimentConfig) -> Any:
@@ -40,6 +97,7 @@ def setup_devices(cfg: ExperimentConfig) -> Any:
                                    and importlib.util.find_spec("npu_device") is not None)
     if not want_npu:
         return None
+    check_npu_config(cfg)
     try:
         npu_device = importlib.import_module("npu_device")
     except ImportError as exc:

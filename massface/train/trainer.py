@@ -37,7 +37,12 @@ from massface.train.callbacks import (
     summary_writer,
 )
 from massface.train.config import ExperimentConfig
-from massface.train.devices import is_chief, make_strategy, setup_devices
+from massface.train.devices import (
+    is_chief,
+    make_strategy,
+    npu_needs_loss_scaling,
+    setup_devices,
+)
 
 #: ``train.precision`` -> the dtype the model computes in (weights stay float32).
 COMPUTE_DTYPES = {"float32": "float32", "mixed_float16": "float16",
@@ -143,7 +148,8 @@ class Trainer:
             self.strategy, self.model, self.head, self.objective, self.optimizer,
             variables=self.variables, decayed=self.decayed,
             weight_decay=float(cfg.optimizer.weight_decay), seed=seed,
-            loss_scaling=cfg.train.precision == "mixed_float16")
+            loss_scaling=cfg.train.precision == "mixed_float16"
+            or npu_needs_loss_scaling(cfg, self.npu))
 
     def _checkpoint_parts(self) -> dict[str, Any]:
         parts: dict[str, Any] = {"backbone": self.model, "optimizer": self.optimizer,

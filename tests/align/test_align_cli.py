@@ -156,3 +156,24 @@ def test_bad_options_exit_2(small_tree, tmp_path):
                                                code=2).output
     assert "--min-face" in invoke(small_tree, "--out", tmp_path / "o", "--min-face", "0",
                                   code=2).output
+
+
+def test_groups_of_images_give_what_one_image_at_a_time_gives(small_tree, tmp_path):
+    """--batch 8 (each MTCNN stage once per group) vs --batch 1 (one image per net call),
+    both on ONNX Runtime: the same landmarks, crops and skips; the engine is recorded."""
+    outs = {}
+    for batch in (1, 8):
+        out = outs[batch] = tmp_path / f"b{batch}"
+        invoke(small_tree, "--out", out, "--quiet", "--batch", batch, "--detector-engine",
+               "onnxruntime")
+    for name in ("landmarks.json", "skipped.txt"):
+        assert (outs[1] / name).read_text() == (outs[8] / name).read_text()
+    for key in json.loads((outs[1] / "landmarks.json").read_text()):
+        assert (outs[1] / key).read_bytes() == (outs[8] / key).read_bytes()
+    done = json.loads((outs[8] / "align.json").read_text())
+    assert done["fingerprint"]["settings"]["detector"]["engine"] == "onnxruntime"
+    r = CliRunner().invoke(app, [str(small_tree), "--out", str(tmp_path / "x"), "--batch", "0"])
+    assert r.exit_code == 2 and "--batch 0: must be at least 1" in r.output
+    r = CliRunner().invoke(app, [str(small_tree), "--out", str(tmp_path / "x"),
+                                 "--detector-engine", "trt"])
+    assert r.exit_code == 2 and "unknown MTCNN engine 'trt'" in r.output

@@ -21,7 +21,8 @@ def test_sphereface_is_arcface_eight_pixels_left_in_a_112x96_crop():
 
 def test_template_file_and_errors(tmp_path):
     good = tmp_path / "t.json"
-    good.write_text(json.dumps({"size": [128, 128], "points": [[1, 2]] * 5}))
+    good.write_text(json.dumps({"size": [128, 128],
+                                "points": [[40, 50], [88, 50], [64, 72], [44, 96], [84, 96]]}))
     t = resolve_template(str(good))
     assert t.size == (128, 128) and t.array.shape == (5, 2)
     bad = tmp_path / "bad.json"

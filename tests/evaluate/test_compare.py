@@ -191,13 +191,13 @@ def test_cli_on_msame_outputs_writes_the_json_and_exits_0(runs, tmp_path, pretra
 
 
 def test_cli_refuses_inputs_of_different_images(tmp_path):
-    from massface.evaluate.compare_cli import app
+    from massface.evaluate.cli import app
 
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     rng = np.random.default_rng(1)
     np.savez(a, embeddings=rng.standard_normal((40, 4)), issame=np.tile([1, 0], 10))
     np.savez(b, embeddings=rng.standard_normal((40, 5)), issame=np.tile([1, 0], 10))
-    r = CliRunner().invoke(app, [str(a), str(b)])
+    r = CliRunner().invoke(app, ["compare", str(a), str(b)])
     assert r.exit_code == 2 and "not the same images" in r.output
-    r = CliRunner().invoke(app, [str(a), str(a), "--model", str(Path("m.onnx"))])
+    r = CliRunner().invoke(app, ["compare", str(a), str(a), "--model", str(Path("m.onnx"))])
     assert r.exit_code == 2 and "--images" in r.output

@@ -232,14 +232,17 @@ def test_block_boundaries_do_not_change_anything(monkeypatch):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(threshold_step=4.0), r"\[1e-06, 4\)"),
+    (dict(threshold_step=4.0), r"\[1e-06, 0.4\]"),
+    (dict(threshold_step=3.99), "at least 10 thresholds"),  # scored 50.000% with exit 0
+    (dict(threshold_step=0.41), "at least 10 thresholds"),
     (dict(threshold_step=10.0), "threshold step"),
     (dict(threshold_step=float("inf")), "threshold step"),
     (dict(threshold_step=float("nan")), "threshold step"),
     (dict(threshold_step=1e-9), "at most 4,000,000"),
     (dict(threshold_step=0.0), "threshold step"),
     (dict(threshold_step=-0.01), "threshold step"),
-    (dict(threshold_step=1.0, distance="cosine"), r"\[1e-06, 1\) for the cosine"),
+    (dict(threshold_step=1.0, distance="cosine"), r"\[1e-06, 0.1\] for the cosine"),
+    (dict(threshold_step=0.11, distance="cosine"), "cosine"),
     (dict(val_threshold_step=5.0), "VAL threshold step"),
 ])
 def test_steps_that_leave_no_usable_grid_are_refused(kw, match):
@@ -250,5 +253,5 @@ def test_steps_that_leave_no_usable_grid_are_refused(kw, match):
 
 def test_largest_allowed_step_still_scores():
     emb = np.random.default_rng(0).standard_normal((40, 8))
-    res = verify(emb, np.array([1, 0] * 10), n_folds=2, threshold_step=3.99)
-    assert res.thresholds.tolist() == [0.0, 3.99]
+    res = verify(emb, np.array([1, 0] * 10), n_folds=2, threshold_step=0.4)
+    assert len(res.thresholds) == 10 and res.thresholds[-1] == pytest.approx(3.6)

@@ -164,3 +164,49 @@ def test_info_command(pretrained_onnx):
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["layout"] == "NHWC" and info["output_dim"] == 192
+
+
+# --- one options object: what a backend would ignore is refused ---------------------------
+
+
+def test_every_backend_declares_the_options_it_honours():
+    from massface.runtime.backends.base import OPTION_FLAGS
+
+    for name in BACKENDS:
+        cls = BACKENDS.get(name)
+        assert cls.options <= set(OPTION_FLAGS), name
+    # the ones the review found dropped in silence for an .om, and --streams elsewhere
+    assert "threads" not in BACKENDS.get("acl").options
+    assert "input_name" not in BACKENDS.get("acl").options
+    assert "streams" not in BACKENDS.get("onnxruntime").options
+
+
+@pytest.mark.parametrize("flag, value, backend", [
+    ("--threads", "2", "acl"), ("--input-name", "input", "acl"), ("--device", "cpu", "acl"),
+    ("--streams", "2", "acl"), ("--device-id", "1", "onnxruntime"),
+    ("--streams", "2", "onnxruntime"), ("--device", "cpu", "tensorflow"),
+])
+def test_cli_refuses_an_option_the_backend_would_ignore(monkeypatch, tmp_path, flag, value,
+                                                        backend):
+    """Exit 2 naming the option and the backends that take it, before any model loads."""
+    from typer.testing import CliRunner
+
+    from massface.infer.cli import app
+
+    suffix = {"acl": ".om", "onnxruntime": ".onnx", "tensorflow": ".pb"}[backend]
+    model = tmp_path / f"m{suffix}"
+    model.write_bytes(b"never read")  # refused before the model is opened
+    loaded = []
+    cls = BACKENDS.get(backend)
+    monkeypatch.setattr(cls, "__init__", lambda self, *a, **k: loaded.append(a))
+    (tmp_path / "imgs" / "p").mkdir(parents=True)
+    (tmp_path / "imgs" / "p" / "a.png").write_bytes(b"")
+    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(tmp_path / "imgs"),
+                                 "--out", str(tmp_path / "out"), "--backend", backend, flag,
+                                 value, "--quiet"])
+    takers = [n for n in BACKENDS if flag.lstrip("-").replace("-", "_") in
+              BACKENDS.get(n).options]
+    assert r.exit_code == 2, r.output
+    assert f"{flag}: the {backend} backend has no use for it (only {', '.join(takers)})" \
+        in " ".join(r.output.split())
+    assert not loaded

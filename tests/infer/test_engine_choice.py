@@ -29,6 +29,18 @@ def test_unknown_engine_and_align_on_ray_are_refused(tmp_path, pretrained_onnx, 
                                                      subset_pairs):
     base = ["--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", subset_pairs]
     r = _invoke(*base, "--out", tmp_path / "a", "--engine", "spark")
-    assert r.exit_code == 2 and "unknown engine 'spark'" in r.output and "ray" in r.output
+    assert r.exit_code == 2 and "unknown execution engine 'spark'" in r.output and "ray" in r.output
     r = _invoke(*base, "--out", tmp_path / "b", "--engine", "ray", "--align", "arcface")
     assert r.exit_code == 2 and "massface-align" in r.output
+
+
+def test_help_offers_every_execution_engine():
+    from massface.align.cli import app as align_app
+    from massface.align.run import EXECUTION_ENGINES as ALIGN_ENGINES
+    from massface.infer.runner import EXECUTION_ENGINES
+
+    for cli, registry in ((app, EXECUTION_ENGINES), (align_app, ALIGN_ENGINES)):
+        text = " ".join(CliRunner().invoke(cli, ["--help"], terminal_width=400).output.split())
+        assert registry.names() == ["local", "ray"]
+        for name in registry:
+            assert f"{name} ({registry.description(name)})" in text, name

@@ -85,6 +85,31 @@ def test_printed_command_runs_through_the_standin_msame(monkeypatch, tmp_path,
     assert got_eval["accuracy"] == ref_eval["accuracy"]
 
 
+def test_printed_ais_bench_command_gives_the_same_outputs(monkeypatch, tmp_path,
+                                                        pretrained_onnx, lfw_dir,
+                                                        subset_pairs):
+    """The ais_bench command prepare-bins prints, through its stand-in: the same
+    embeddings as msame's, named <i>_0.bin, read back by massface-eval."""
+    from massface.formats.msame import scan_output_folder
+    from tests.helpers.standin_ais_bench import install_standin_ais_bench
+
+    command, evaluate, dest = _prepare(monkeypatch, tmp_path, pretrained_onnx,
+                                       ["--lfw", lfw_dir, "--pairs", subset_pairs])
+    ais = shlex.split(json.loads((dest / "inputs.json").read_text())["ais_bench_command"])
+    assert ais[:3] == ["python3", "-m", "ais_bench"] and ais[-2:] == ["--dymBatch", "1"]
+    exe = install_standin_ais_bench(tmp_path / "bin")
+    done = subprocess.run([str(exe), *ais[3:]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _run(command, tmp_path).returncode == 0
+    a, m = scan_output_folder(dest / "ais_bench"), scan_output_folder(dest / "msame")
+    assert a.tool == "ais_bench" and m.tool == "msame" and len(a.files) == len(m.files) == 120
+    for i in range(120):
+        assert a.files[i].read_bytes() == m.files[i].read_bytes()
+    via_msame = _evaluate(evaluate, tmp_path)["accuracy"]
+    evaluate[1] = str(dest / "ais_bench")
+    assert _evaluate(evaluate, tmp_path)["accuracy"] == via_msame
+
+
 def test_without_dymbatch_msame_writes_nothing(monkeypatch, tmp_path, pretrained_onnx,
                                                lfw_dir, subset_pairs):
     """What the old printed command did: every execute fails on a dynamic-batch .om,
@@ -158,3 +183,33 @@ def test_full_lfw_through_the_printed_msame_command(monkeypatch, tmp_path, pretr
     emb = np.stack([np.fromfile(outputs.files[i], np.float32) for i in range(12000)])
     naive = lfw_accuracy(emb, read_labels_file(dest / "actual_issame.txt"))
     assert abs(naive - result["accuracy"]) < 1e-12
+
+
+def test_fp16_input_om_gets_float16_bins_that_msame_feeds(monkeypatch, tmp_path, lfw_dir,
+                                                          subset_pairs):
+    """An .om built with --input_fp16_nodes: prepare-bins writes float16 bins (2 bytes a
+    value, what the model's input holds) and the stand-in msame embeds them correctly."""
+    from massface.formats.msame import scan_output_folder
+    from massface.infer.cli import app
+    from tests.helpers.models import make_linear_onnx
+
+    weight = make_linear_onnx(tmp_path / "lin.onnx", size=(112, 112), dim=8)
+    om = write_fake_om(tmp_path / "model.om", onnx=tmp_path / "lin.onnx", gears=[1, 8],
+                       input_dtype="float16", dim=8)
+    monkeypatch.setitem(sys.modules, "acl", FakeAcl.from_om(om))
+    dest = tmp_path / "bins"
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(subset_pairs.read_text().splitlines()[:4]) + "\n")
+    r = CliRunner().invoke(app, ["prepare-bins", "--model", str(om), "--lfw", str(lfw_dir),
+                                 "--pairs", str(pairs), "--out", str(dest)])
+    assert r.exit_code == 0, r.output
+    info = json.loads((dest / "inputs.json").read_text())
+    assert info["dtype"] == "float16"
+    x = np.fromfile(dest / "inputs" / "0.bin", np.float16)
+    assert x.size == 112 * 112 * 3
+    done = _run(shlex.split(info["msame_command"]), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outputs = scan_output_folder(dest / "msame")
+    assert len(outputs.files) == 8
+    got = np.fromfile(outputs.files[0], np.float32)
+    np.testing.assert_allclose(got, x.astype(np.float64) @ weight, atol=1e-4)

@@ -163,7 +163,7 @@ def test_bad_models_and_options_are_input_errors(ov, tmp_path, pretrained_onnx):
         open_backend(pretrained_onnx, backend="openvino", output_name="emb")
     with pytest.raises(InputError, match=r"--device 'cuda': the openvino backend runs on the CPU"):
         open_backend(pretrained_onnx, backend="openvino", device="cuda")
-    with pytest.raises(InputError, match=r"--streams: the onnxruntime backend has no request"):
+    with pytest.raises(InputError, match=r"--streams: the onnxruntime backend has no use for"):
         open_backend(pretrained_onnx, backend="onnxruntime", streams=2)
     with pytest.raises(InputError, match=r"the onnxruntime backend runs fp32 only; use "
                                          r"--backend openvino"):

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.leakage import reference_identities
-from massface.tools.blufr_split import MANIFEST, app, write_split_tree
+from massface.tools.blufr_split import MANIFEST, write_split_tree
+from massface.tools.pairs_generate import app
 from tests.helpers import shared
 from tests.helpers.blufr_reference import lfw_like_names, random_trials, write_config
 
@@ -37,7 +38,7 @@ def tree_files(tree: Path) -> list[str]:
 
 
 def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, ["blufr-split", *(str(a) for a in args)])
     return result.exit_code, " ".join(result.output.split())
 
 

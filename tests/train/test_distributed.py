@@ -79,7 +79,14 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 
 class _FakeNPU:
-    """Test double of the TF2 ``npu_device`` module (documented API in ascend.md)."""
+    """Test double of the TF2 ``npu_device`` module, as strict as the plugin
+    (github.com/Ascend/tensorflow tf_adapter_2.x/python/npu_device/npu_device.py):
+    options are read when the device opens, so they must be set before ``open()``; the
+    precision mode must be one the plugin knows; the device opens once per process."""
+
+    MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
+             "must_keep_origin_dtype", "force_fp32", "allow_mix_precision_fp16",
+             "allow_mix_precision_bf16", "allow_fp32_to_bf16")
 
     def __init__(self) -> None:
         self.options = types.SimpleNamespace(precision_mode=None)
@@ -89,7 +96,12 @@ class _FakeNPU:
         return self.options
 
     def open(self):
-        self.calls.append(f"open(precision_mode={self.options.precision_mode})")
+        if any(c.startswith("open") for c in self.calls):
+            raise AssertionError("npu_device.open() twice in one process")
+        mode = self.options.precision_mode
+        if mode is not None and mode not in self.MODES:
+            raise AssertionError(f"the plugin has no precision_mode {mode!r}")
+        self.calls.append(f"open(precision_mode={mode})")
         outer = self
 
         class Device:
@@ -110,6 +122,52 @@ def test_npu_hook_sets_precision_before_open(monkeypatch):
     cfg = load_config(None, ["train.device=npu", "train.npu_precision_mode=must_keep_origin_dtype"])
     assert setup_devices(cfg) is not None
     assert fake.calls == ["open(precision_mode=must_keep_origin_dtype)", "as_default"]
+
+
+def _install_npu(monkeypatch):
+    fake = _FakeNPU()
+    module = types.ModuleType("npu_device")
+    module.global_options, module.open = fake.global_options, fake.open
+    monkeypatch.setitem(sys.modules, "npu_device", module)
+    return fake
+
+
+@pytest.mark.parametrize("overrides, env, why", [
+    (["train.distribute=mirrored"], {}, "HCCL"),
+    (["train.distribute=multi_worker"], {}, "HCCL"),
+    ([], {"RANK_SIZE": "8", "RANK_TABLE_FILE": "/r.json", "RANK_ID": "0"}, "RANK_SIZE=8"),
+    (["train.precision=mixed_float16"], {}, "npu_precision_mode"),
+    (["train.npu_precision_mode=fp8"], {}, "not one of the npu_device plugin's"),
+])
+def test_npu_refuses_what_the_plugin_would_run_wrongly(monkeypatch, overrides, env, why):
+    """Several Ascend devices are HCCL processes (rank table), not a tf.distribute
+    strategy; precision is the plugin's mode: refused before the device opens."""
+    from massface.errors import InputError
+    from massface.train.devices import setup_devices
+
+    fake = _install_npu(monkeypatch)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(InputError, match=why):
+        setup_devices(load_config(None, ["train.device=npu", *overrides]))
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("mode, scaled", [("allow_mix_precision", True),
+                                          ("allow_fp32_to_fp16", True),
+                                          ("must_keep_origin_dtype", False),
+                                          ("force_fp32", False)])
+def test_npu_fp16_modes_turn_loss_scaling_on(monkeypatch, mode, scaled):
+    """The plugin's scripts wrap the optimizer in NpuLossScaleOptimizer whenever the NPU
+    computes in float16: massface's dynamic loss scaling is on for those modes."""
+    from massface.train.devices import npu_needs_loss_scaling, setup_devices
+
+    _install_npu(monkeypatch)
+    monkeypatch.delenv("RANK_SIZE", raising=False)
+    cfg = load_config(None, ["train.device=npu", f"train.npu_precision_mode={mode}"])
+    npu = setup_devices(cfg)
+    assert npu_needs_loss_scaling(cfg, npu) is scaled
+    assert npu_needs_loss_scaling(load_config(None, ["train.device=cpu"]), None) is False
 
 
 def test_npu_not_imported_unless_present(monkeypatch):

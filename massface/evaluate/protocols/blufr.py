@@ -328,7 +328,12 @@ def evaluate_blufr(fs: FeatureSet, cfg: BlufrConfig, features: FeatureOptions,
     """Run every trial of ``cfg`` on the feature set ``fs``."""
     start = time.perf_counter()
     rows, missing, unused = match_images(fs, cfg, allow_missing)
-    n_gallery = min(int((rows[g] >= 0).sum()) for g in cfg.gallery)
+    sizes = [int((rows[g] >= 0).sum()) for g in cfg.gallery]
+    if min(sizes) == 0:
+        t = sizes.index(0)
+        raise InputError(f"{cfg.path}: trial {t + 1} has an empty gallery (none of its "
+                         f"{cfg.gallery[t].size} gallery images is embedded in {fs.path})")
+    n_gallery = min(sizes)
     ranks = usable_ranks(RANKS, n_gallery)
     done = _run_trials(fs, cfg, rows, ranks, progress)
     ver = Curves(np.array(VERIFICATION_FARS), *(np.stack([d[1][i] for d in done])

@@ -91,17 +91,26 @@ def _trials(m: dict[str, Any], name: str, n: int, path: Path) -> list[np.ndarray
     return [_indices(c, n, path, f"{name}{{{t + 1}}}") for t, c in enumerate(cell)]
 
 
+# Only a crash counts in the child: every Python error is reported by the reading below.
+_PROBE = ("import sys\ntry:\n    import scipy.io\n    scipy.io.loadmat(sys.argv[1])\n"
+          "except Exception:\n    pass\n")
+
+
 def read_blufr_config(path: Path) -> BlufrConfig:
     """Read a BLUFR ``.mat`` config (MATLAB v5, scipy.io.loadmat), checking its structure."""
     import scipy.io
 
+    from massface.native import probe_in_child
+
+    if Path(path).is_file():  # scipy's MAT reader segfaults on some damaged files
+        probe_in_child(_PROBE, path, "MATLAB .mat file (BLUFR config)")
     try:
         m = scipy.io.loadmat(str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: no such BLUFR config (--blufr-config)") from None
     except NotImplementedError as exc:
         raise InputError(f"{path}: a MATLAB v7.3 (HDF5) file; save it with -v7: {exc}") from exc
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, scipy.io.matlab.MatReadError) as exc:
         raise InputError(f"{path}: not a readable MATLAB .mat file: {exc}") from exc
     missing = [k for k in ("imageList", "labels", *SETS) if k not in m]
     if missing:
@@ -110,12 +119,23 @@ def read_blufr_config(path: Path) -> BlufrConfig:
     labels = np.asarray(m["labels"]).ravel()
     if labels.size != len(names) or labels.dtype.kind not in "iuf":
         raise InputError(f"{path}: labels has {labels.size} entries for {len(names)} images")
+    if labels.dtype.kind == "f":  # MATLAB saves doubles: cast only what is an integer
+        bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+        if bad.size:
+            raise InputError(f"{path}: labels must be integer class ids; entry {bad[0] + 1} "
+                             f"({names[bad[0]]}) is {labels[bad[0]]!r} ({bad.size} such "
+                             "entries)")
     n = len(names)
     sets = [_trials(m, name, n, path) for name in SETS]
     counts = {len(s) for s in sets}
     if len(counts) != 1 or not sets[1]:
         raise InputError(f"{path}: {', '.join(SETS)} give different numbers of trials "
                          f"({', '.join(str(len(s)) for s in sets)})")
+    for name in SETS[1:]:  # the training sets are not used here
+        empty = [t + 1 for t, idx in enumerate(sets[SETS.index(name)]) if idx.size == 0]
+        if empty:
+            raise InputError(f"{path}: {name}{{{empty[0]}}} is empty (trial {empty[0]} has no "
+                             "images there): every trial needs test, gallery and probe images")
     dev = [_indices(m[k], n, path, k) if k in m else None
            for k in ("devTrainIndex", "devTestIndex")]
     return BlufrConfig(path, sha256_file(path), names, labels.astype(np.int64), *sets, *dev)

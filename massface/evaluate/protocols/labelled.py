@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.errors import InputError
+from massface.errors import InputError, excerpt
 from massface.evaluate.inputs import check_rows
 from massface.formats import embedding_dir
 from massface.formats.pairs import ReferenceIndex
@@ -141,7 +141,7 @@ def read_label_file(path: Path) -> dict[str, str]:
         fields = text.split()
         if len(fields) != 2:
             raise InputError(f"{path}:{lineno}: expected '<image path> <label>', got "
-                             f"{line.strip()!r}")
+                             f"{excerpt(line.strip())}")
         if fields[0] in out and out[fields[0]] != fields[1]:
             raise InputError(f"{path}:{lineno}: {fields[0]} labelled twice, differently")
         out[fields[0]] = fields[1]

@@ -223,6 +223,17 @@ def default_nlist(n_gallery: int) -> int:
     return int(max(1, min(4 * round(np.sqrt(n_gallery)), n_gallery // 39)))
 
 
+def check_ivf(nlist: int, nprobe: int, n_gallery: int) -> None:
+    """Refuse IVF parameters FAISS cannot use (it would abort, or search nothing)."""
+    if not 1 <= nlist <= n_gallery:
+        raise InputError(f"--ivf-nlist {nlist}: must lie in 1..{n_gallery} (the gallery "
+                         "size; k-means needs at least one gallery row per cell, 39 for a "
+                         f"good one: about {default_nlist(n_gallery)} here)")
+    if nprobe < 1:
+        raise InputError(f"--ivf-nprobe {nprobe}: must be at least 1 (cells searched per "
+                         f"probe, at most --ivf-nlist {nlist}: more searches them all)")
+
+
 def build_ivf(gallery: np.ndarray, nlist: int, seed: int) -> Any:
     """An ``IndexIVFFlat`` (inner product) trained on at most 64 x nlist gallery rows."""
     faiss = import_faiss("--search faiss-ivf")
@@ -241,12 +252,17 @@ def build_ivf(gallery: np.ndarray, nlist: int, seed: int) -> Any:
 def faiss_ivf_search(gallery: np.ndarray, gallery_labels: np.ndarray, probes: np.ndarray,
                      probe_labels: np.ndarray, opts: SearchOptions
                      ) -> tuple[ProbeOutcomes, dict[str, Any]]:
-    nlist = opts.nlist or default_nlist(gallery.shape[0])
+    nlist = opts.nlist if opts.nlist is not None else default_nlist(gallery.shape[0])
+    check_ivf(nlist, opts.nprobe, gallery.shape[0])
     index = build_ivf(gallery, nlist, opts.seed)
-    index.nprobe = opts.nprobe
+    nprobe = min(opts.nprobe, nlist)  # more cells than there are: all of them (recorded)
+    index.nprobe = nprobe
     out = faiss_search(index, probes, gallery_labels, probe_labels, opts.k)
-    return out, {"k": min(opts.k, gallery.shape[0]), "nlist": nlist, "nprobe": opts.nprobe,
-                 "faiss": import_faiss("--search faiss-ivf").__version__}
+    info = {"k": min(opts.k, gallery.shape[0]), "nlist": nlist, "nprobe": nprobe,
+            "faiss": import_faiss("--search faiss-ivf").__version__}
+    if nprobe != opts.nprobe:
+        info["nprobe_asked"] = opts.nprobe
+    return out, info
 
 
 def choose_backend(n_gallery: int, opts: SearchOptions) -> tuple[str, str]:

@@ -25,11 +25,14 @@ from massface.errors import InputError
 from massface.registry import Registry
 from massface.runtime.backends.acl_backend import AclBackend
 from massface.runtime.backends.base import (
+    DEVICES,
     DYNAMIC,
     GEARS,
+    OPTION_FLAGS,
     PRECISIONS,
     STATIC,
     Backend,
+    BackendOptions,
     ModelInfo,
 )
 from massface.runtime.backends.onnx_backend import OnnxBackend
@@ -44,9 +47,9 @@ BACKENDS.register(TensorFlowBackend.name, TensorFlowBackend,
                   description="TensorFlow frozen GraphDef (.pb)")
 BACKENDS.register(AclBackend.name, AclBackend, description="Ascend pyACL (.om)")
 
-__all__ = ["BACKENDS", "DYNAMIC", "GEARS", "PRECISIONS", "SIMULATION_BACKEND", "STATIC",
-           "Backend", "ModelInfo", "backend_for", "choose_backend", "open_backend",
-           "openvino_unfit"]
+__all__ = ["BACKENDS", "DEVICES", "DYNAMIC", "GEARS", "PRECISIONS", "SIMULATION_BACKEND", "STATIC",
+           "Backend", "BackendOptions", "ModelInfo", "backend_for", "check_options",
+           "choose_backend", "open_backend", "openvino_unfit"]
 
 #: The engine that runs the ONNX graphs simulating device numerics (fp16 casts, int8 QDQ,
 #: the AIPP twin): always named, never ``auto``, so their figures do not depend on the host.
@@ -106,6 +109,23 @@ def backend_for(path: str | os.PathLike[str], backend: str = "auto",
     return choose_backend(path, backend, device)[0]
 
 
+def check_options(cls: type[Backend], options: BackendOptions) -> None:
+    """Refuse what ``cls`` would not honour: a ``--precision`` it does not run, or an
+    option (``--threads``, ``--streams``, ``--input-name``, ...) it has no use for."""
+    PRECISIONS.get(options.precision, "--precision")
+    DEVICES.get(options.device, "--device")
+    if options.precision not in cls.precisions:
+        others = [n for n in BACKENDS if options.precision in BACKENDS.get(n).precisions]
+        raise InputError(f"--precision {options.precision}: the {cls.name} backend runs "
+                         f"{', '.join(cls.precisions)} only"
+                         + (f"; use --backend {' or '.join(others)}" if others else ""))
+    for field in options.given():
+        if field not in cls.options:
+            takers = [n for n in BACKENDS if field in BACKENDS.get(n).options]
+            raise InputError(f"{OPTION_FLAGS[field]}: the {cls.name} backend has no use for "
+                             f"it (only {', '.join(takers) or 'no backend'}); leave it out")
+
+
 def open_backend(
     path: str | os.PathLike[str], *, backend: str = "auto", threads: int | None = None,
     device: str = "auto", device_id: int = 0, input_name: str | None = None,
@@ -114,29 +134,22 @@ def open_backend(
 ) -> Backend:
     """Load ``path`` with the backend ``backend`` names (``auto``: by the file's suffix).
 
-    ``precision`` is one of :data:`PRECISIONS` that the backend runs; ``streams`` applies to
-    backends with parallel request streams (OpenVINO) and is refused by the others;
-    ``batch_size`` is the batch the caller will feed, a hint a backend may compile for."""
+    The other arguments are :class:`BackendOptions`' fields: one the backend would not
+    honour is refused (:func:`check_options`), never dropped; ``batch_size`` is a hint (the
+    batch the caller will feed) a backend may compile for."""
     cls, choice = choose_backend(path, backend, device)
-    PRECISIONS.get(precision, "--precision")
-    if precision not in cls.precisions:
-        others = [n for n in BACKENDS if precision in BACKENDS.get(n).precisions]
-        raise InputError(f"--precision {precision}: the {cls.name} backend runs "
-                         f"{', '.join(cls.precisions)} only"
-                         + (f"; use --backend {' or '.join(others)}" if others else ""))
-    if streams is not None and not cls.takes_streams:
-        raise InputError(f"--streams: the {cls.name} backend has no request streams (only "
-                         f"{', '.join(n for n in BACKENDS if BACKENDS.get(n).takes_streams)})")
-    kwargs = dict(threads=threads, device=device, device_id=device_id, input_name=input_name,
-                  output_name=output_name, precision=precision, streams=streams,
-                  batch_size=batch_size)
+    options = BackendOptions(threads=threads, device=device, device_id=device_id,
+                             input_name=input_name, output_name=output_name,
+                             precision=precision, streams=streams, batch_size=batch_size)
+    check_options(cls, options)
     try:
-        opened = cls(Path(path), **kwargs)
+        opened = cls(Path(path), options)
     except InputError as exc:
         fallback = _fallback(path, backend, cls, precision, streams)
         if fallback is None:
             raise
-        opened = fallback(Path(path), **kwargs)  # its own error, if any, is the one to see
+        check_options(fallback, options)
+        opened = fallback(Path(path), options)  # its own error, if any, is the one to see
         choice = (f"auto: {fallback.name} (OpenVINO cannot run this model: "
                   f"{str(exc).removeprefix(f'{path}: ')})")
     opened.choice = choice

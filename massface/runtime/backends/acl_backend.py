@@ -46,7 +46,14 @@ import numpy as np
 
 from massface.errors import AclError, InputError
 from massface.formats.msame import PLATFORM_SUFFIX, om_platform
-from massface.runtime.backends.base import GEARS, Backend, ModelInfo, image_input, model_path
+from massface.runtime.backends.base import (
+    GEARS,
+    Backend,
+    BackendOptions,
+    ModelInfo,
+    image_input,
+    model_path,
+)
 
 ACL_SUCCESS = 0
 ACL_ERROR_REPEAT_INITIALIZE = 100002
@@ -171,9 +178,12 @@ class AclBackend(Backend):
 
     name = "acl"
     suffixes = (".om",)
+    options = frozenset({"device_id", "output_name"})
 
-    def __init__(self, path: str | os.PathLike[str], *, device_id: int = 0,
-                 output_name: str | None = None, **_: object) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None
+                 ) -> None:
+        o = options or BackendOptions()
+        device_id, output_name = o.device_id, o.output_name
         p = model_path(path)
         self._path = p
         check_platform(p)

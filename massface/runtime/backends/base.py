@@ -38,6 +38,13 @@ PRECISIONS.register("fp32", "fp32", description="float32, exact (default)")
 PRECISIONS.register("bf16", "bf16", description="bfloat16, OpenVINO on CPUs with native bf16")
 PRECISIONS.register("fp16", "fp16", description="float16, OpenVINO on CPUs with native fp16")
 
+#: ``--device`` (ONNX Runtime and OpenVINO; an Ascend device is ``--device-id``).
+DEVICES: Registry[str] = Registry("device")
+DEVICES.register("auto", "auto", description="the backend's choice: ONNX Runtime's CUDA "
+                 "where installed, else the CPU")
+DEVICES.register("cpu", "cpu", description="the CPU")
+DEVICES.register("cuda", "cuda", description="ONNX Runtime's CUDA provider")
+
 
 @dataclass
 class ModelInfo:
@@ -131,6 +138,33 @@ class _Job:
     calls: list[_Call] = field(default_factory=list)
 
 
+#: BackendOptions fields and the command-line options that set them.
+OPTION_FLAGS = {"threads": "--threads", "device": "--device", "device_id": "--device-id",
+                "input_name": "--input-name", "output_name": "--output-name",
+                "streams": "--streams"}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """What the caller asks of a backend: the one object every backend takes. A backend
+    names the fields it honours (:attr:`Backend.options`); ``open_backend`` refuses a
+    field set to anything but its default for a backend that would ignore it."""
+
+    threads: int | None = None  # intra-op threads (None: the runtime's default)
+    device: str = "auto"
+    device_id: int = 0
+    input_name: str | None = None
+    output_name: str | None = None
+    precision: str = "fp32"  # checked against Backend.precisions
+    streams: int | None = None  # parallel request streams
+    batch_size: int | None = None  # a hint: the batch the caller will feed
+
+    def given(self) -> list[str]:
+        """The fields of :data:`OPTION_FLAGS` set to anything but their default."""
+        default = BackendOptions()
+        return [f for f in OPTION_FLAGS if getattr(self, f) != getattr(default, f)]
+
+
 class Backend(ABC):
     """One loaded model. Use as a context manager, or call :meth:`close`."""
 
@@ -138,7 +172,7 @@ class Backend(ABC):
     suffixes: tuple[str, ...] = ()  # model files this backend runs (``--backend auto``)
     precisions: tuple[str, ...] = ("fp32",)  # ``--precision`` values it runs
     precision = "fp32"  # the one this instance runs
-    takes_streams = False  # whether ``--streams`` means something to it
+    options: frozenset[str] = frozenset()  # the BackendOptions fields it honours
     choice = ""  # how open_backend chose it ("auto: ..." or "--backend NAME"), for the record
     in_flight = 1  # model calls :meth:`embed_many` keeps started at once
     info: ModelInfo

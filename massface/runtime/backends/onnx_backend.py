@@ -8,9 +8,16 @@ from typing import Any
 import numpy as np
 
 from massface.errors import InputError
-from massface.runtime.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
+from massface.runtime.backends.base import (
+    DEVICES,
+    Backend,
+    BackendOptions,
+    ModelInfo,
+    batch_kind,
+    image_input,
+    model_path,
+)
 
-DEVICES = ("auto", "cpu", "cuda")
 _ONNX_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
                 "tensor(double)": "float64", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
@@ -23,8 +30,7 @@ def _providers(device: str) -> list[str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    if device not in DEVICES:
-        raise InputError(f"--device {device!r}: ONNX Runtime devices are {DEVICES}")
+    DEVICES.get(device, "--device")
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in available:
@@ -49,10 +55,13 @@ class OnnxBackend(Backend):
 
     name = "onnxruntime"
     suffixes = (".onnx",)
+    options = frozenset({"threads", "device", "input_name", "output_name"})
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 device: str = "auto", input_name: str | None = None,
-                 output_name: str | None = None, **_: object) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None
+                 ) -> None:
+        o = options or BackendOptions()
+        threads, device, input_name, output_name = (o.threads, o.device, o.input_name,
+                                                    o.output_name)
         import onnxruntime as ort
         from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 

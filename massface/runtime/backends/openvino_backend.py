@@ -32,6 +32,7 @@ from massface.errors import InputError
 from massface.runtime.backends.base import (
     STATIC,
     Backend,
+    BackendOptions,
     ModelInfo,
     batch_kind,
     image_input,
@@ -117,13 +118,14 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     suffixes = (".onnx", ".xml")
     precisions = ("fp32", "bf16", "fp16")
-    takes_streams = True
+    options = frozenset({"threads", "device", "input_name", "output_name", "streams"})
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 device: str = "auto", input_name: str | None = None,
-                 output_name: str | None = None, precision: str = "fp32",
-                 streams: int | None = None, batch_size: int | None = None,
-                 **_: object) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None
+                 ) -> None:
+        o = options or BackendOptions()
+        threads, device, input_name, output_name = (o.threads, o.device, o.input_name,
+                                                    o.output_name)
+        precision, streams, batch_size = o.precision, o.streams, o.batch_size
         p = model_path(path)
         ov = import_openvino(p)
         if device not in DEVICES:

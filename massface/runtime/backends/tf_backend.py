@@ -12,7 +12,14 @@ import os
 import numpy as np
 
 from massface.errors import InputError
-from massface.runtime.backends.base import Backend, ModelInfo, batch_kind, image_input, model_path
+from massface.runtime.backends.base import (
+    Backend,
+    BackendOptions,
+    ModelInfo,
+    batch_kind,
+    image_input,
+    model_path,
+)
 
 _SKIP_SINK_OPS = {"NoOp", "Placeholder", "Const", "Assert", "SaveV2", "RestoreV2"}
 
@@ -43,10 +50,12 @@ class TensorFlowBackend(Backend):
 
     name = "tensorflow"
     suffixes = (".pb",)
+    options = frozenset({"threads", "input_name", "output_name"})
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
-                 input_name: str | None = None, output_name: str | None = None,
-                 **_: object) -> None:
+    def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None
+                 ) -> None:
+        o = options or BackendOptions()
+        threads, input_name, output_name = o.threads, o.input_name, o.output_name
         p = model_path(path)
         tf = _import_tf()
         from google.protobuf.message import DecodeError
