@@ -84,7 +84,11 @@ def evaluate(
     subtract_mean: Annotated[bool, typer.Option(
         "--subtract-mean", help="Subtract the training folds' mean embedding per fold.")
     ] = False,
-    folds: Annotated[int, typer.Option(help="Number of contiguous folds.")] = 10,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
+    folds_by: Annotated[str, typer.Option(
+        help="position: contiguous blocks in pair order (LFW's sets); label: the "
+             "same-person and the different-person pairs split separately, so every fold "
+             "has both (one LFW set, any subset of pairs).")] = "position",
     step: Annotated[float, typer.Option(
         help="Accuracy threshold step (thresholds arange(0, 4, step)).")] = 0.01,
     far: Annotated[float, typer.Option(help="FAR target of VAL@FAR.")] = 1e-3,
@@ -169,7 +173,8 @@ def evaluate(
             labels=labels, kind=kind, dtype=dtype, dim=dim, output_index=output_index,
             allow_missing=allow_missing, n_folds=folds), PairOptions(
             flip=flip, normalization=normalization, distance=distance,
-            subtract_mean=subtract_mean, n_folds=folds, threshold_step=step, far_target=far))
+            subtract_mean=subtract_mean, n_folds=folds, threshold_step=step, far_target=far,
+            folds_by=folds_by))
         if entry.report == "pairs":
             _write_pairs([Run(*run) for run in runs], json_path, markdown, roc, report)
         else:

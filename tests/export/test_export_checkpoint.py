@@ -87,6 +87,7 @@ def test_export_writes_every_artifact_with_its_proof(exported):
     assert {k: m["preprocessing"][k] for k in ("color", "mean", "std", "size", "layout")} == {
         "color": "RGB", "mean": 127.5, "std": 128.0, "size": [112, 112], "layout": "NHWC"}
     assert m["preprocessing"]["source"].startswith("run config.yaml")
+    assert m["preprocessing"]["fit"] == "squash"  # as massface-train fed the images
     for kind, art in m["artifacts"].items():
         assert art["sha256"] == sha256_file(out / art["file"]), kind
     for kind in ("pb", "onnx"):

@@ -87,6 +87,7 @@ class PairOptions:
     n_folds: int = 10
     threshold_step: float = 0.01
     far_target: float = 1e-3
+    folds_by: str = "position"
 
 
 ScorePairs = Callable[[PairInput, PairOptions], Any]
@@ -161,8 +162,10 @@ def _all_pairs(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
 
 
 def _lfw(data: PairInput, opts: PairOptions) -> VerificationResult:
+    # --folds-by label folds the pairs scored (with --allow-missing: the survivors)
+    kept_folds = data.fold_ids if opts.folds_by != "label" else None
     return verify(data.embeddings, data.issame, flip_embeddings=data.flip_embeddings,
-                  fold_ids=data.fold_ids, **asdict(opts))
+                  fold_ids=kept_folds, **asdict(opts))
 
 
 def _sphereface(data: PairInput, opts: PairOptions) -> ProtocolResult:
@@ -171,7 +174,7 @@ def _sphereface(data: PairInput, opts: PairOptions) -> ProtocolResult:
 
 #: Options of the LFW pair protocol only.
 PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "distance",
-                          "subtract_mean", "folds", "step", "far", "roc"})
+                          "subtract_mean", "folds", "folds_by", "step", "far", "roc"})
 
 PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
 PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}, pairs=_lfw,
