@@ -48,6 +48,7 @@ from massface.io import check_output_file
 from massface.report.html import HtmlReport
 from massface.scoring.distances import DISTANCES
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
+from massface.scoring.folds import FOLDINGS
 
 app = typer.Typer(cls=MainAndSubcommands, add_completion=False,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -86,9 +87,7 @@ def evaluate(
     ] = False,
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
     folds_by: Annotated[str, typer.Option(
-        help="position: contiguous blocks in pair order (LFW's sets); label: the "
-             "same-person and the different-person pairs split separately, so every fold "
-             "has both (one LFW set, any subset of pairs).")] = "position",
+        help=f"How pairs are dealt into folds: {FOLDINGS.choices()}.")] = "position",
     step: Annotated[float, typer.Option(
         help="Accuracy threshold step (thresholds arange(0, 4, step)).")] = 0.01,
     far: Annotated[float, typer.Option(help="FAR target of VAL@FAR.")] = 1e-3,

@@ -7,9 +7,12 @@ set of 300 same + 300 different pairs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from massface.errors import InputError
+from massface.registry import Registry
 
 TOO_FEW_FOLDS = ("each fold's threshold is chosen on the other folds, so one fold leaves "
                  "none to choose it on: use --folds 2 or more (with --folds-by label for "
@@ -43,6 +46,15 @@ def label_fold_ids(same: np.ndarray, n_folds: int = 10) -> np.ndarray:
     out[same] = contiguous_fold_ids(n_same, n_folds)
     out[~same] = contiguous_fold_ids(n_diff, n_folds)
     return out
+
+
+#: How pairs are dealt into folds (``massface-eval --folds-by``): ``fn(same, n_folds)``.
+FOLDINGS: Registry[Callable[[np.ndarray, int], np.ndarray]] = Registry("fold split")
+FOLDINGS.register("position", lambda same, k: contiguous_fold_ids(np.size(same), k),
+                  description="contiguous blocks in pair order: LFW's sets")
+FOLDINGS.register("label", label_fold_ids,
+                  description="same- and different-person pairs split separately, so every "
+                              "fold has both: one LFW set, any subset")
 
 
 def fold_ranges(fold_ids: np.ndarray, n_folds: int) -> list[str]:

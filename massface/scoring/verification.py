@@ -19,7 +19,7 @@ import numpy as np
 from massface.errors import InputError
 from massface.scoring.distances import BLOCK_ROWS, DISTANCES, pair_distances
 from massface.scoring.embeddings import check_embeddings, check_names, prepare_embeddings
-from massface.scoring.folds import contiguous_fold_ids, fold_ranges, label_fold_ids
+from massface.scoring.folds import FOLDINGS, fold_ranges
 from massface.scoring.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
 
 DEFAULT_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -328,13 +328,10 @@ def _tpr_at_far(folds: list[_FoldScore], targets: list[float], n_diff: int
 def _fold_ids(same: np.ndarray, n_folds: int, fold_ids: np.ndarray | None,
               folds_by: str) -> tuple[np.ndarray, str]:
     """Each pair's fold and how the folds were made (for the report)."""
-    if folds_by not in ("position", "label"):
-        raise InputError(f"--folds-by {folds_by!r}: choose position or label")
+    split = FOLDINGS.get(folds_by, "--folds-by")
     if fold_ids is not None:
         return np.asarray(fold_ids, dtype=np.int64), "given"
-    if folds_by == "label":
-        return label_fold_ids(same, n_folds), "by label"
-    return contiguous_fold_ids(same.size, n_folds), "contiguous"
+    return split(same, n_folds), {"position": "contiguous"}.get(folds_by, f"by {folds_by}")
 
 
 def verify(
@@ -359,7 +356,8 @@ def verify(
     ``fold_ids`` (one fold number per pair) replaces the contiguous split; it is how
     ``--allow-missing`` keeps each surviving pair in the fold of its original index.
     ``folds_by="label"`` (without ``fold_ids``) folds the same-person and the
-    different-person pairs separately, so every fold has both (:func:`label_fold_ids`).
+    different-person pairs separately, so every fold has both
+    (:data:`massface.scoring.folds.FOLDINGS`).
     Raises :class:`InputError` for inputs the protocol cannot score honestly.
     """
     same, emb = as_labels(issame), np.asarray(embeddings)

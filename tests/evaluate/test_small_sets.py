@@ -78,4 +78,4 @@ def test_cli_scores_one_set(tmp_path):
     assert r.exit_code == 0, r.output
     assert f"{100 * verify(emb, same, folds_by='label').accuracy:.3f}" in r.output
     r = run_cli(app, [str(path), "--folds-by", "random"])
-    assert r.exit_code == 2 and "choose position or label" in r.output
+    assert r.exit_code == 2 and "unknown fold split 'random'" in r.output
