@@ -19,7 +19,7 @@ import numpy as np
 from massface.errors import InputError
 from massface.scoring.distances import BLOCK_ROWS, DISTANCES, pair_distances
 from massface.scoring.embeddings import check_embeddings, check_names, prepare_embeddings
-from massface.scoring.folds import contiguous_fold_ids, fold_ranges
+from massface.scoring.folds import FOLDINGS, fold_ranges
 from massface.scoring.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
 
 DEFAULT_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -197,6 +197,11 @@ def _check_pairs(embeddings: np.ndarray, labels: np.ndarray) -> None:
                          f"{labels.size} labels: need 2 embedding rows per label")
 
 
+UNMIXED = ("The pairs are not mixed in file order (one LFW set is 300 same-person, then 300 "
+           "different-person pairs): pass --folds-by label (each fold gets a share of both "
+           "kinds, in file order), or write mixed folds with massface-pairs")
+
+
 def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.ndarray:
     if fold_ids.shape != same.shape:
         raise InputError(f"fold_ids has shape {fold_ids.shape}, labels {same.shape}")
@@ -210,10 +215,10 @@ def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.nda
             raise InputError(f"fold {f + 1} of {n_folds} has no pairs")
         if pos[f] == 0:
             raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no same-person "
-                             "pairs (positives): TPR and VAL are undefined")
+                             f"pairs (positives): TPR and VAL are undefined. {UNMIXED}")
         if pos[f] == sizes[f]:
             raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no different-person "
-                             "pairs (negatives): FAR is undefined")
+                             f"pairs (negatives): FAR is undefined. {UNMIXED}")
     return sizes
 
 
@@ -320,6 +325,15 @@ def _tpr_at_far(folds: list[_FoldScore], targets: list[float], n_diff: int
     return out
 
 
+def _fold_ids(same: np.ndarray, n_folds: int, fold_ids: np.ndarray | None,
+              folds_by: str) -> tuple[np.ndarray, str]:
+    """Each pair's fold and how the folds were made (for the report)."""
+    split = FOLDINGS.get(folds_by, "--folds-by")
+    if fold_ids is not None:
+        return np.asarray(fold_ids, dtype=np.int64), "given"
+    return split(same, n_folds), {"position": "contiguous"}.get(folds_by, f"by {folds_by}")
+
+
 def verify(
     embeddings: np.ndarray,
     issame: np.ndarray | Sequence,
@@ -335,19 +349,21 @@ def verify(
     far_targets: Sequence[float] = DEFAULT_FAR_TARGETS,
     val_threshold_step: float = 0.001,
     fold_ids: np.ndarray | None = None,
+    folds_by: str = "position",
 ) -> VerificationResult:
     """Score pair-ordered embeddings ``[p0a, p0b, p1a, p1b, ...]`` with the LFW protocol.
 
     ``fold_ids`` (one fold number per pair) replaces the contiguous split; it is how
     ``--allow-missing`` keeps each surviving pair in the fold of its original index.
+    ``folds_by="label"`` (without ``fold_ids``) folds the same-person and the
+    different-person pairs separately, so every fold has both
+    (:data:`massface.scoring.folds.FOLDINGS`).
     Raises :class:`InputError` for inputs the protocol cannot score honestly.
     """
     same, emb = as_labels(issame), np.asarray(embeddings)
     targets = [float(far_target), *[float(t) for t in far_targets]]
     _checked(emb, same, distance, (threshold_step, val_threshold_step), targets)
-    folds_kind = "contiguous" if fold_ids is None else "given"
-    fold_ids = (contiguous_fold_ids(same.size, n_folds) if fold_ids is None
-                else np.asarray(fold_ids, dtype=np.int64))
+    fold_ids, folds_kind = _fold_ids(same, n_folds, fold_ids, folds_by)
     sizes = _check_folds(fold_ids, same, n_folds)
     _checked_rows(emb, flip_embeddings, flip, normalization)
     fold_dist = _fold_distances(emb, flip_embeddings, fold_ids, n_folds, distance,
