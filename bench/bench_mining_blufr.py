@@ -197,6 +197,21 @@ def paired(rows: list[dict], base: dict[int, dict], key: str) -> dict[str, float
     return {"mean": float(d.mean()) if n else math.nan, "std": sd, "n": n, "t": t}
 
 
+def _with_resume(result: Path) -> dict[str, Any]:
+    """A row, marked when its fine-tune was interrupted and resumed: massface-train's
+    summary then times only the last part (the row's numbers are unaffected: a resumed
+    run is bit-identical to an uninterrupted one)."""
+    row = read_json(result, "study row")
+    summary = result.parent / "run" / "summary.json"
+    if summary.is_file():
+        row["resumed"] = read_json(summary, "massface-train summary")["start_step"] > 0
+    return row
+
+
+def _train_time(row: dict[str, Any]) -> str:
+    return "resumed" if row.get("resumed") else f"{row['train_wall_s']:.0f}"
+
+
 def _label(strategy: str) -> str:
     return f"{strategy} (control: lr 0)" if strategy == BN_ONLY else strategy
 
@@ -205,7 +220,7 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
     """Every scored row of these settings (any trial), and the paired summary."""
     base = {r["trial"]: r for r in (read_json(p, "study row") for p in
                                     sorted((study / "baseline").glob("trial-*/result.json")))}
-    rows = [read_json(p, "study row") for p in
+    rows = [_with_resume(p) for p in
             sorted((study / settings["tag"]).glob("trial-*/*/result.json"))]
     rows.sort(key=lambda r: (r["trial"], strategies.index(r["strategy"])
                              if r["strategy"] in strategies else 99))
@@ -225,7 +240,7 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
                 f"{(r['vr'] - b['vr']) * 100:+.2f} | {r['dir'] * 100:.2f} | "
                 f"{(r['dir'] - b['dir']) * 100:+.2f} | {r['triplets_per_batch']:.1f} "
                 f"({r['triplets_first']:.0f} → {r['triplets_last']:.0f}) | "
-                f"{r['active_fraction']:.2f} | {r['train_wall_s']:.0f} | "
+                f"{r['active_fraction']:.2f} | {_train_time(r)} | "
                 f"{r['embed_wall_s']:.0f} | {r['before']['load_average'][0]:.1f}-"
                 f"{r['after']['load_average'][0]:.1f} |")
     lines += ["", "Paired by trial against the baseline (points; t = mean / (std / √n)):", "",
