@@ -8,12 +8,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.evaluate.cli import app
 from massface.formats.pairs import match_references
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 
 N_IMAGES = 300
 
@@ -59,7 +58,7 @@ def runs(tmp_path_factory, gallery, pretrained_onnx):
                                         ("x255", "normalization")])
 def test_label_less_runs_name_the_cause(runs, gallery, pretrained_onnx, name, cause, tmp_path):
     report = tmp_path / "r.json"
-    r = CliRunner().invoke(app, ["compare", str(runs / "ref"), str(runs / name), "--model",
+    r = run_cli(app, ["compare", str(runs / "ref"), str(runs / name), "--model",
                                  str(pretrained_onnx), "--images", str(gallery), "--sample",
                                  "16", "--json", str(report)])
     assert r.exit_code == 0, r.output
@@ -82,14 +81,14 @@ def test_rows_out_of_order_are_matched_by_name(runs, tmp_path):
     bare = [p.rsplit(".", 1)[0] for p in es.paths]
     write_embedding_dir(tmp_path / "shuffled", es.embeddings[order], [bare[i] for i in order])
     report = tmp_path / "r.json"
-    r = CliRunner().invoke(app, ["compare", str(runs / "ref"), str(tmp_path / "shuffled"),
+    r = run_cli(app, ["compare", str(runs / "ref"), str(tmp_path / "shuffled"),
                                  "--json",
                                  str(report)])
     assert r.exit_code == 0, r.output
     got = json.loads(report.read_text())
     assert got["cause"] == "none" and got["min_cosine"] > 1 - 1e-12
     write_embedding_dir(tmp_path / "fewer", es.embeddings[:-1], es.paths[:-1])
-    r = CliRunner().invoke(app, ["compare", str(runs / "ref"), str(tmp_path / "fewer")])
+    r = run_cli(app, ["compare", str(runs / "ref"), str(tmp_path / "fewer")])
     assert r.exit_code == 2 and "same images" in r.output
 
 
@@ -106,7 +105,7 @@ def test_embedding_folder_against_msame_folder_with_labels(tmp_path, lfw_dir, lf
     invoke_ok(*m, "--out", tmp_path / "emb")
     invoke_ok(*m, "--out", tmp_path / "ms", "--format", "msame")
     report = tmp_path / "r.json"
-    r = CliRunner().invoke(app, ["compare", str(tmp_path / "emb"), str(tmp_path / "ms"), "--json",
+    r = run_cli(app, ["compare", str(tmp_path / "emb"), str(tmp_path / "ms"), "--json",
                                  str(report)])
     assert r.exit_code == 0, r.output
     got = json.loads(report.read_text())

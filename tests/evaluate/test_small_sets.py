@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.evaluate.cli import app
 from massface.scoring import verify
+from tests.helpers.cli import run_cli
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 
@@ -70,12 +70,12 @@ def test_cli_scores_one_set(tmp_path):
     emb, same = _one_lfw_set()
     path = tmp_path / "set1.npz"
     np.savez(path, embeddings=emb, issame=same)
-    r = CliRunner().invoke(app, [str(path)])
+    r = run_cli(app, [str(path)])
     assert r.exit_code == 2 and "--folds-by label" in r.output
-    r = CliRunner().invoke(app, [str(path), "--folds", "1"])
+    r = run_cli(app, [str(path), "--folds", "1"])
     assert r.exit_code == 2 and "use --folds 2 or more" in r.output
-    r = CliRunner().invoke(app, [str(path), "--folds-by", "label"])
+    r = run_cli(app, [str(path), "--folds-by", "label"])
     assert r.exit_code == 0, r.output
     assert f"{100 * verify(emb, same, folds_by='label').accuracy:.3f}" in r.output
-    r = CliRunner().invoke(app, [str(path), "--folds-by", "random"])
+    r = run_cli(app, [str(path), "--folds-by", "random"])
     assert r.exit_code == 2 and "unknown fold split 'random'" in r.output

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.export.cli import app
 from massface.io import sha256_file
+from tests.helpers.cli import run_cli
 from tests.helpers.models import make_training_run
 from tests.helpers.standin_atc import install_standin_atc
 
@@ -27,7 +27,7 @@ EMBEDDING = 128
 
 
 def _invoke(args: list[str]):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result

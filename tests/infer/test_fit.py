@@ -121,9 +121,8 @@ def test_112x96_nchw_model_sees_the_hand_crop(tmp_path, lfw_dir):
 
 
 def test_export_json_carries_the_fit(tmp_path, lfw_dir):
-    from typer.testing import CliRunner
-
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
     model = tmp_path / "m.onnx"
     make_linear_onnx(model, layout="NCHW", size=(112, 96), dim=8)
@@ -131,14 +130,14 @@ def test_export_json_carries_the_fit(tmp_path, lfw_dir):
         "format": "massface-export", "version": 1,
         "preprocessing": {"size": [112, 96], "fit": "error"}}))
     src, _ = _images(lfw_dir, tmp_path, n=2)
-    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(src), "--out",
+    r = run_cli(app, ["--model", str(model), "--images", str(src), "--out",
                                  str(tmp_path / "o"), "--quiet"])
     assert r.exit_code == 2 and "--fit is error" in r.output, r.output
     invoke_ok("--model", model, "--images", src, "--out", tmp_path / "o2", "--quiet",
               "--fit", "center")
     meta = json.loads((tmp_path / "o2" / "meta.json").read_text())
     assert (meta["fit"]["mode"], meta["fit"]["from"]) == ("center", "option")
-    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(src), "--out",
+    r = run_cli(app, ["--model", str(model), "--images", str(src), "--out",
                                  str(tmp_path / "o3"), "--fit", "border"])
     assert r.exit_code == 2 and "unknown fit mode 'border'" in r.output, r.output
 

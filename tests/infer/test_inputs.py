@@ -14,16 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.formats.insightface_bin import write_insightface_bin
 from massface.formats.pairs import pair_references, read_pairs, resolve_reference
 from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.cli import run_cli
 from tests.helpers.scoring import accuracy, lfw_accuracy_of
-
-runner = CliRunner()
-
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def test_massface_eval_reads_the_folder(lfw_run):
     pytest.importorskip("massface.evaluate")
     from massface.evaluate.cli import app as eval_app
 
-    result = runner.invoke(eval_app, [str(lfw_run), "--json", str(lfw_run / "eval.json")])
+    result = run_cli(eval_app, [str(lfw_run), "--json", str(lfw_run / "eval.json")])
     assert result.exit_code == 0, result.output
     report = json.loads((lfw_run / "eval.json").read_text())
     text = json.dumps(report)
@@ -112,7 +109,7 @@ def test_msame_format_is_pair_slot_order(tmp_path, lfw_run, pretrained_onnx, lfw
     from massface.evaluate.cli import app as eval_app
 
     # no --dtype: massface-eval takes dtype and width from massface-infer.json
-    result = runner.invoke(eval_app, [str(out), "--json",
+    result = run_cli(eval_app, [str(out), "--json",
                                       str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
     assert _first_accuracy(json.loads((tmp_path / "e.json").read_text())) == \
