@@ -55,7 +55,7 @@ from massface.progress import ProgressBar
 from massface.registry import Registry
 from massface.scoring.result import VerificationResult
 from massface.scoring.verification import verify
-from massface.tools.shared_data import ENV_VAR
+from massface.shared_data import ENV_VAR
 
 
 @dataclass(frozen=True)
