@@ -50,7 +50,7 @@ class InferOptions:
     prefetch: int = 3  # batches decoded ahead
     device: str = "auto"
     device_id: int = 0
-    backend: str = "auto"  # a BACKENDS name, or auto (by the model's suffix)
+    backend: str = "auto"  # a BACKENDS name, or auto (choose_backend: the fastest exact engine)
     precision: str = "fp32"  # a PRECISIONS name the backend runs
     streams: int | None = None  # OpenVINO request streams (None: the backend's default)
     input_name: str | None = None
