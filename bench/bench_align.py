@@ -1,18 +1,22 @@
 """Detection + alignment on real data: speed, LFW set 1 end to end, deepface's photos.
 
-    python -m bench.bench_align speed  [--limit 807] [--segments 6] [--workers 2]
+    python -m bench.bench_align speed  [--limit 807] [--segments 6] [--workers 2] [--batch 8]
     python -m bench.bench_align lfw-set1 [--work DIR]
     python -m bench.bench_align photos   [--work DIR]
     python -m bench.bench_align all --json out.json
 
 ``speed``: the raw-set1 images (250x250 deep-funneled LFW originals), decoded once
-beforehand, each detected (MTCNN) and aligned (ArcFace 112x112), on ``--workers`` threads
-with one ONNX Runtime thread per net. Two detectors are timed in the same run, in
-alternating segments (ABBA order; the machine is shared and its load swings): batched
-(R-net and O-net run once per image on all candidates) and one candidate per net call
-(simple per-face ports, the baseline). Reported: images/s of each and their ratio, and
-the process CPU time per image (all threads), which a loaded machine inflates less than
-wall time: ``2 / cpu_s_per_image`` is what two cores to itself would give.
+beforehand, each detected (MTCNN) and aligned (ArcFace 112x112) on ``--workers`` threads
+with one engine thread per net call. Three paths are timed in the same run, in rotating
+segments (the machine is shared and its load swings): ``per-image`` (the path before
+batching: one image per call of each net, ONNX Runtime, one image per task), ``batched
+onnxruntime`` (groups of ``--batch`` images: P-net once per scale over the group, R-net
+and O-net once over all the group's candidates) and ``batched <auto>`` (the same on the
+engine ``auto`` picks: OpenVINO on x86 where installed), the last being what
+massface-align runs by default. Reported: images/s of each and the within-segment ratios
+to ``per-image``, and the process CPU time per image (all threads), which a loaded
+machine inflates less than wall time: ``2 / cpu_s_per_image`` is what two cores to itself
+would give.
 
 ``lfw-set1``: LFW View 2 set 1 (pairs.txt lines 2-601: 300 same then 300 different) in
 an interleaved order -- same pair i, then different pair i, for i = 1..300 -- so that the
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,36 +59,61 @@ def _raw_images(limit: int) -> list[np.ndarray]:
     return [load_rgb(f, str(f)) for f in files]
 
 
-def speed(limit: int, segments: int, workers: int) -> dict:
-    """Batched vs one-candidate-per-call detection + alignment, ABBA segments."""
+def speed(limit: int, segments: int, workers: int, batch: int) -> dict:
+    """Per-image vs batched detection + alignment, rotating segments."""
     from massface.align import TEMPLATES, AlignSettings, DetectorOptions, FaceAligner
+    from massface.align.nets import resolve_engine
 
     images = _raw_images(limit)
-    aligners = {kind: FaceAligner(AlignSettings(TEMPLATES.get("arcface"),
-                                                detector=DetectorOptions(candidate_batch=cb)))
-                for kind, cb in (("batched", 0), ("one-at-a-time", 1))}
+    auto = resolve_engine("auto")[0]
 
-    def work(aligner: FaceAligner, image: np.ndarray) -> int:
-        found = aligner.find(image, "", "")
-        aligner.crop(image, found.points[0])
-        return len(found.points)
+    def aligner(engine: str) -> FaceAligner:
+        return FaceAligner(AlignSettings(TEMPLATES.get("arcface"), detector=DetectorOptions(
+            engine=engine, streams=workers)))
 
-    for a in aligners.values():
-        work(a, images[0])  # load the sessions
+    def one(a: FaceAligner, ims: list[np.ndarray]) -> int:
+        for image in ims:
+            a.crop(image, a.find(image, "", "").points[0])
+        return len(ims)
+
+    def group(a: FaceAligner, ims: list[np.ndarray]) -> int:
+        for image, found in zip(ims, a.find_many(ims, [""] * len(ims), [""] * len(ims)),
+                                strict=True):
+            a.crop(image, found.points[0])
+        return len(ims)
+
+    kinds = {"per-image": (aligner("onnxruntime"), one, 1),
+             "batched onnxruntime": (aligner("onnxruntime"), group, batch)}
+    if auto != "onnxruntime":
+        kinds[f"batched {auto}"] = (aligner(auto), group, batch)
+    for a, fn, _ in kinds.values():
+        fn(a, images[:2])  # load the nets
     bounds = np.linspace(0, len(images), segments + 1).astype(int)
-    rates: dict[str, list[float]] = {k: [] for k in aligners}
-    cpu: dict[str, list[float]] = {k: [] for k in aligners}  # process CPU s per image
+    rates: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}  # process CPU s per image
+    loads: list[float] = []
+    names = list(kinds)
     with ThreadPoolExecutor(workers) as pool:
         for i in range(segments):
             part = images[bounds[i]:bounds[i + 1]]
-            order = list(aligners) if i % 2 == 0 else list(aligners)[::-1]
-            for kind in order:
+            for kind in names[i % len(names):] + names[:i % len(names)]:
+                a, fn, step = kinds[kind]
+                tasks = [part[j:j + step] for j in range(0, len(part), step)]
                 t, c = time.perf_counter(), time.process_time()
-                list(pool.map(lambda im, a=aligners[kind]: work(a, im), part))
+                list(pool.map(lambda ims, a=a, fn=fn: fn(a, ims), tasks))
                 rates[kind].append(len(part) / (time.perf_counter() - t))
                 cpu[kind].append((time.process_time() - c) / len(part))
-    ratios = [b / o for b, o in zip(rates["batched"], rates["one-at-a-time"], strict=True)]
-    return {"images": len(images), "workers": workers, "segments": segments,
+            loads.append(round(os.getloadavg()[0], 1))
+            print(f"segment {i} (load {loads[-1]}): " + ", ".join(
+                f"{k} {v[-1]:.1f}" for k, v in rates.items()) + " img/s", flush=True)
+    ratios = {k: round(float(np.median([x / y for x, y in zip(v, rates["per-image"],
+                                                                strict=True)])), 3)
+              for k, v in rates.items() if k != "per-image"}
+    cpu_ratios = {k: round(float(np.median([y / x for x, y in zip(v, cpu["per-image"],
+                                                                    strict=True)])), 3)
+                  for k, v in cpu.items() if k != "per-image"}
+    return {"images": len(images), "workers": workers, "batch": batch, "segments": segments,
+            "auto_engine": auto, "load_average_per_segment": loads,
             "img_per_s_median": {k: round(float(np.median(v)), 1) for k, v in rates.items()},
             "img_per_s_segments": {k: [round(x, 1) for x in v] for k, v in rates.items()},
             # what 2 busy cores would give: 2 / (CPU seconds per image); load-independent-ish
@@ -91,7 +121,8 @@ def speed(limit: int, segments: int, workers: int) -> dict:
                 k: round(2.0 / float(np.median(v)), 1) for k, v in cpu.items()},
             "cpu_ms_per_image_median": {k: round(1000 * float(np.median(v)), 1)
                                         for k, v in cpu.items()},
-            "batched_over_one_at_a_time_median": round(float(np.median(ratios)), 3)}
+            "wall_over_per_image_median": ratios,
+            "cpu_per_image_over_per_image_median": cpu_ratios}
 
 
 def _interleaved_set1(path: Path) -> None:
@@ -220,6 +251,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=807)
     ap.add_argument("--segments", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=8, help="images per detection group")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -228,7 +260,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         if args.mode in ("speed", "all"):
-            result["speed"] = speed(args.limit, args.segments, args.workers)
+            result["speed"] = speed(args.limit, args.segments, args.workers, args.batch)
             print(json.dumps(result["speed"], indent=2), flush=True)
         if args.mode in ("lfw-set1", "all"):
             result["lfw_set1"] = lfw_set1(work)

@@ -14,8 +14,9 @@ trial: VR@FAR=0.1%, DIR@FAR=1% rank 1, triplets mined per batch, fraction of the
 positive loss, wall times; and per strategy the difference to the baseline paired by
 trial (mean, sample std, n, t = mean / (std / sqrt n)).
 
-``batch_min_min`` is not run: it selects the same triplets as ``batch_min_max`` (pinned by
-``tests/train/test_mining.py``).
+``bn_only`` (a control, ``--strategies ...,bn_only``) runs the same fine-tune at learning
+rate 0: only BatchNorm's moving statistics change. ``batch_min_min`` is not run: it
+selects the same triplets as ``batch_min_max`` (pinned by ``tests/train/test_mining.py``).
 
 Resumable: everything lives under ``--study`` (default ``/work/mining-study``, outside
 the repository so it outlives a checkout); a row whose ``result.json`` exists is never
@@ -49,6 +50,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("batch_all", "batch_random", "batch_min_max", "batch_hardest")
+#: A control, not a miner: the same fine-tune at learning rate 0. No weight moves, but
+#: training-mode BatchNorm still updates its moving statistics from the split's batches,
+#: so this row shows what the statistics alone do to the score.
+BN_ONLY = "bn_only"
 DEFAULT_STUDY = Path("/work/mining-study")
 
 from massface.io import read_json, write_json, write_text  # noqa: E402
@@ -161,11 +166,12 @@ def finetune_row(study: Path, settings: dict[str, Any], model: Path, trial: int,
     if (folder / "result.json").is_file():
         return read_json(folder / "result.json", "study row")
     train_tree, before = split_tree(study, trial, "train"), conditions()
+    mining, lr = ("batch_min_max", 0.0) if strategy == BN_ONLY else (strategy, settings["lr"])
     cli("massface-train", ROOT / "configs" / "massface_finetune.yaml", "--pretrained", model,
         "--work-dir", folder, "--name", "run", "--no-progress",
-        "--set", f"data.train_dir={train_tree}", "--set", f"loss.mining={strategy}",
+        "--set", f"data.train_dir={train_tree}", "--set", f"loss.mining={mining}",
         "--set", f"train.max_steps={settings['steps']}",
-        "--set", f"optimizer.learning_rate={settings['lr']}")
+        "--set", f"optimizer.learning_rate={lr}")
     run = folder / "run"
     summary = read_json(run / "summary.json", "massface-train summary")
     if summary["status"] != "completed":
@@ -174,7 +180,7 @@ def finetune_row(study: Path, settings: dict[str, Any], model: Path, trial: int,
     row = {"trial": trial, "strategy": strategy, **settings,
            **score(folder / "embeddings", trial, run), **mining_stats(run),
            "train_wall_s": summary["wall_s"], "images_per_s": summary["images_per_s"],
-           "embed_wall_s": embed_s, "before": before, "after": conditions()}
+           "embed_wall_s": embed_s, "before": before, "after": conditions(), "lr": lr}
     write_json(folder / "result.json", row)
     return row
 
@@ -189,6 +195,10 @@ def paired(rows: list[dict], base: dict[int, dict], key: str) -> dict[str, float
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     t = float(d.mean() / (sd / math.sqrt(n))) if n > 1 and sd > 0 else math.nan
     return {"mean": float(d.mean()) if n else math.nan, "std": sd, "n": n, "t": t}
+
+
+def _label(strategy: str) -> str:
+    return f"{strategy} (control: lr 0)" if strategy == BN_ONLY else strategy
 
 
 def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
@@ -211,7 +221,7 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
                      f"{b['before']['load_average'][0]:.1f} |")
         for r in (r for r in rows if r["trial"] == t):
             lines.append(
-                f"| {t} | {r['strategy']} | {r['vr'] * 100:.2f} | "
+                f"| {t} | {_label(r['strategy'])} | {r['vr'] * 100:.2f} | "
                 f"{(r['vr'] - b['vr']) * 100:+.2f} | {r['dir'] * 100:.2f} | "
                 f"{(r['dir'] - b['dir']) * 100:+.2f} | {r['triplets_per_batch']:.1f} "
                 f"({r['triplets_first']:.0f} → {r['triplets_last']:.0f}) | "
@@ -228,8 +238,8 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
             continue
         v, d = paired(mine, base, "vr"), paired(mine, base, "dir")
         summary[s] = {"vr": v, "dir": d}
-        lines.append(f"| {s} | {v['n']} | {v['mean']:+.2f} ± {v['std']:.2f} | {v['t']:.1f} | "
-                     f"{d['mean']:+.2f} ± {d['std']:.2f} | {d['t']:.1f} |")
+        lines.append(f"| {_label(s)} | {v['n']} | {v['mean']:+.2f} ± {v['std']:.2f} | "
+                     f"{v['t']:.1f} | {d['mean']:+.2f} ± {d['std']:.2f} | {d['t']:.1f} |")
     text = "\n".join(lines) + "\n"
     write_text(study / settings["tag"] / "table.md", text)
     write_json(study / settings["tag"] / "table.json",
@@ -251,7 +261,7 @@ def main() -> None:
 
     trials = parse_trials(args.trials, 10)
     strategies = [s for s in args.strategies.split(",") if s]
-    unknown = [s for s in strategies if s not in (*STRATEGIES, "batch_min_min")]
+    unknown = [s for s in strategies if s not in (*STRATEGIES, "batch_min_min", BN_ONLY)]
     if unknown:
         raise SystemExit(f"--strategies: unknown {unknown}")
     settings = {"steps": args.steps, "lr": args.lr,

@@ -80,7 +80,7 @@ def embed(model: Path, root: Path, pairs: Path, out: Path, *extra: str) -> float
 
     t = time.perf_counter()
     r = CliRunner().invoke(app, ["--model", str(model), "--lfw", str(root), "--pairs",
-                                 str(pairs), "--out", str(out), "--quiet", *extra])
+                                 str(pairs), "--out", str(out), "--quiet", "--overwrite", *extra])
     if r.exit_code != 0:
         raise SystemExit(r.output)
     return time.perf_counter() - t

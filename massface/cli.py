@@ -67,7 +67,8 @@ def _os_error(exc: OSError, resume: str) -> InputError:
         fix = (f"free some space and {resume} (nothing complete-looking was left; finished "
                "parts are kept)")
     else:
-        fix = "choose a place you can write to (an existing folder, writable by you)"
+        fix = ("check the path and its permissions; an output needs a folder you can "
+               "write to")
     return WriteError(f"{where}: {what}; {fix}")
 
 

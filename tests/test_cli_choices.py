@@ -4,11 +4,12 @@ so a registration is all it takes to offer one (and an unknown name lists the ch
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
+
+from tests.helpers.cli import run_cli
 
 
 def _help(app) -> str:
-    result = CliRunner().invoke(app, ["--help"], terminal_width=400)
+    result = run_cli(app, ["--help"], terminal_width=400)
     assert result.exit_code == 0, result.output
     return " ".join(result.output.split())
 
@@ -66,16 +67,15 @@ def test_subcommands_are_typer_commands_of_the_main_app(tmp_path):
     from massface.evaluate.cli import app as eval_app
     from massface.tools.pairs_generate import app as pairs_app
 
-    runner = CliRunner()
-    main_help = runner.invoke(eval_app, ["--help"], prog_name="massface-eval")
+    main_help = run_cli(eval_app, ["--help"], prog_name="massface-eval")
     assert main_help.exit_code == 0 and "INPUTS" in main_help.output.upper()
     assert "massface-eval compare ... (massface-eval compare --help)" in " ".join(
         main_help.output.split())
-    compare_help = runner.invoke(eval_app, ["compare", "--help"], prog_name="massface-eval")
+    compare_help = run_cli(eval_app, ["compare", "--help"], prog_name="massface-eval")
     assert compare_help.exit_code == 0 and "REFERENCE" in compare_help.output.upper()
-    split_help = runner.invoke(pairs_app, ["blufr-split", "--help"], prog_name="massface-pairs")
+    split_help = run_cli(pairs_app, ["blufr-split", "--help"], prog_name="massface-pairs")
     assert split_help.exit_code == 0 and "--trial" in split_help.output
-    missing = runner.invoke(pairs_app, [str(tmp_path / "nowhere"), "--out",
+    missing = run_cli(pairs_app, [str(tmp_path / "nowhere"), "--out",
                                         str(tmp_path / "p.txt")], prog_name="massface-pairs")
     assert missing.exit_code == 2  # ROOT reached the main command, not a subcommand
 
@@ -97,3 +97,15 @@ def test_no_stage_module_reads_sys_argv():
                     and isinstance(node.value, ast.Name) and node.value.id == "sys"):
                 readers.append(str(path.relative_to(root)))
     assert readers == []
+
+
+def test_tests_run_commands_through_the_one_helper():
+    """One CLI runner for every command: tests/helpers/cli.py is the only place that
+    builds typer's runner."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    needle = "CliRunner" + "("  # spelled so that this file does not match itself
+    own = [str(p.relative_to(tests)) for p in tests.rglob("*.py")
+           if needle in p.read_text(encoding="utf-8")]
+    assert own == ["helpers/cli.py"], own

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.align.cli import app as align_app
 from massface.align.templates import ARCFACE_POINTS
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app as infer_app
+from tests.helpers.cli import run_cli
 from tests.helpers.faults import full_disk_after
 from tests.helpers.models import make_linear_onnx
 
@@ -43,7 +43,7 @@ def _landmarks(path: Path, keys: list[str]) -> Path:
 
 
 def _invoke(app, *args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def _one_line_exit_2(result, *words: str) -> None:
@@ -145,3 +145,25 @@ def test_sigterm_ends_infer_and_align_with_130_and_says_how_to_resume(tmp_path):
     assert f"({aligned}/.align-partial); rerun the same command" in err
     result = _invoke(align_app, *args)
     assert result.exit_code == 0 and "resumed after" in result.output, result.output
+
+
+def test_only_unwritable_output_oserrors_become_one_line():
+    """EACCES / EROFS ... name the path (exit 2); any other OSError is a bug: traceback."""
+    import errno
+
+    import typer
+
+    from massface.cli import command
+
+    app = typer.Typer()
+
+    @app.command()
+    @command("massface-test")
+    def fails(code: int) -> None:
+        raise OSError(code, os.strerror(code), "/data/out/x.npy")
+
+    r = run_cli(app, [str(errno.EROFS)])
+    _one_line_exit_2(r, "massface-test: /data/out/x.npy: read-only file system",
+                     "check the path")
+    r = run_cli(app, [str(errno.EIO)])
+    assert r.exit_code != 2 and isinstance(r.exception, OSError)

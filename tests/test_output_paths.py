@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.io import check_output_dir, check_output_file
+from tests.helpers.cli import run_cli
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_eval_refuses_unwritable_reports_before_scoring(tmp_path, blocker, optio
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "r.npz", embeddings=rng.standard_normal((40, 4)),
              issame=np.array([1, 0] * 10))
-    result = CliRunner().invoke(app, [str(tmp_path / "r.npz"), "--folds", "2", option,
+    result = run_cli(app, [str(tmp_path / "r.npz"), "--folds", "2", option,
                                       str(blocker / "report")])
     assert result.exit_code == 2, result.output
     assert "is a file" in result.output and "accuracy" not in result.output
@@ -71,6 +71,6 @@ def test_infer_refuses_out_under_a_file(tmp_path, blocker):
     from PIL import Image
 
     Image.new("RGB", (8, 8)).save(tmp_path / "ds" / "p" / "0.png")
-    result = CliRunner().invoke(app, ["--model", str(model), "--images", str(tmp_path / "ds"),
+    result = run_cli(app, ["--model", str(model), "--images", str(tmp_path / "ds"),
                                       "--out", str(blocker / "out"), "--quiet"])
     assert result.exit_code == 2 and "is a file, not a folder" in result.output, result.output

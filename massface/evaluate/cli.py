@@ -2,7 +2,7 @@
 
 Reads massface embedding folders, msame/ais_bench output folders and ``.npy``/``.npz``
 arrays (see :mod:`massface.evaluate.inputs`), scores each with
-:func:`massface.evaluate.verify` and prints one comparison table; ``--json``,
+:func:`massface.scoring.verify` and prints one comparison table; ``--json``,
 ``--markdown`` and ``--roc`` write reports atomically. Bad input exits with status 2 and
 a message naming the file. ``--protocol blufr | identification | all-pairs`` score an
 embedding folder as a labelled set instead (:mod:`massface.evaluate.protocols`).
@@ -10,7 +10,6 @@ embedding folder as a labelled set instead (:mod:`massface.evaluate.protocols`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,9 +19,11 @@ from rich.console import Console
 from massface.cli import MAIN, MainAndSubcommands, command, exit_help
 from massface.errors import InputError
 from massface.evaluate.compare_cli import compare_cmd
-from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, PairInput, load_input
+from massface.evaluate.inputs import INPUT_KINDS, LoadOptions, load_input
 from massface.evaluate.protocols import (
     PROTOCOLS,
+    PairOptions,
+    ProtocolEntry,
     ScaleOptions,
     SearchOptions,
     SplitOptions,
@@ -47,7 +48,7 @@ from massface.io import check_output_file
 from massface.report.html import HtmlReport
 from massface.scoring.distances import DISTANCES
 from massface.scoring.embeddings import FLIPS, NORMALIZATIONS
-from massface.scoring.verification import verify
+from massface.scoring.folds import FOLDINGS
 
 app = typer.Typer(cls=MainAndSubcommands, add_completion=False,
                   help="Score face embeddings with the LFW k-fold verification protocol.")
@@ -84,7 +85,9 @@ def evaluate(
     subtract_mean: Annotated[bool, typer.Option(
         "--subtract-mean", help="Subtract the training folds' mean embedding per fold.")
     ] = False,
-    folds: Annotated[int, typer.Option(help="Number of contiguous folds.")] = 10,
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 10,
+    folds_by: Annotated[str, typer.Option(
+        help=f"How pairs are dealt into folds: {FOLDINGS.choices()}.")] = "position",
     step: Annotated[float, typer.Option(
         help="Accuracy threshold step (thresholds arange(0, 4, step)).")] = 0.01,
     far: Annotated[float, typer.Option(help="FAR target of VAL@FAR.")] = 1e-3,
@@ -158,56 +161,54 @@ def evaluate(
                                                     "html_worst")}
     entry = check_options(protocol, given)
     if entry.pairs is not None:
-        _evaluate_pair_protocol(ctx, inputs, protocol, entry.pairs, LoadOptions(
+        if entry.report != "pairs":
+            _check_fixed_preparation(ctx, protocol)
+        DISTANCES.get(distance, "--distance")
+        if dtype not in ("auto", *DTYPES):
+            raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
+        if kind != "auto":
+            INPUT_KINDS.get(kind, "--kind")
+        runs = _score_pairs(inputs, entry, LoadOptions(
             labels=labels, kind=kind, dtype=dtype, dim=dim, output_index=output_index,
-            allow_missing=allow_missing), json_path, markdown, html)
+            allow_missing=allow_missing, n_folds=folds), PairOptions(
+            flip=flip, normalization=normalization, distance=distance,
+            subtract_mean=subtract_mean, n_folds=folds, threshold_step=step, far_target=far,
+            folds_by=folds_by))
+        if entry.report == "pairs":
+            _write_pairs([Run(*run) for run in runs], json_path, markdown, roc, report)
+        else:
+            _write_protocol([ProtocolRun(*run) for run in runs], json_path, markdown, report)
         return
-    if entry.evaluate is not None:
-        if search != "auto":
-            SEARCHES.get(search, "--search")
-        opts = ScaleOptions(
-            FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
-            SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
-            SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
-            progress=True, trials=trials, trained_on=trained_on)
-        _evaluate_labelled(inputs, protocol, opts, json_path, markdown, Console(), report)
-        return
-    DISTANCES.get(distance, "--distance")
-    if dtype not in ("auto", *DTYPES):
-        raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
-    if kind != "auto":
-        INPUT_KINDS.get(kind, "--kind")
-    _evaluate(inputs, LoadOptions(labels=labels, kind=kind, dtype=dtype, dim=dim,
-                                  output_index=output_index, allow_missing=allow_missing,
-                                  n_folds=folds),
-              dict(flip=flip, normalization=normalization, distance=distance,
-                   subtract_mean=subtract_mean, n_folds=folds, threshold_step=step,
-                   far_target=far),
-              json_path, markdown, roc, Console(), report)
+    if search != "auto":
+        SEARCHES.get(search, "--search")
+    opts = ScaleOptions(
+        FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
+        SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
+        SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
+        progress=True, trials=trials, trained_on=trained_on)
+    runs = [ProtocolRun(*evaluate_path(path, protocol, opts)) for path in inputs]
+    _write_protocol(runs, json_path, markdown, report)
 
 
-def _evaluate_pair_protocol(ctx: typer.Context, inputs: list[Path], protocol: str,
-                            score: Callable[[PairInput], Any], opts: LoadOptions,
-                            json_path: Path | None, markdown: Path | None,
-                            html: Path | None) -> None:
-    """A published pair protocol (``sphereface``): it fixes normalisation and flip."""
+def _check_fixed_preparation(ctx: typer.Context, protocol: str) -> None:
+    """A published pair protocol (``sphereface``) fixes normalisation and flip."""
     for name in ("normalization", "flip", "html"):
         if _source(ctx, name) != "DEFAULT":
             raise InputError(f"--{name}: not an option of --protocol {protocol} (the protocol "
                              "fixes how features are prepared, and has no HTML page)")
+
+
+def _score_pairs(inputs: list[Path], entry: ProtocolEntry, opts: LoadOptions,
+                 pair_opts: PairOptions) -> list[tuple[Any, Any]]:
+    """Each input's pairs scored by the protocol: the one scoring path of pair inputs."""
     runs = []
     for path in inputs:
         data = load_input(path, opts)
         try:
-            runs.append(ProtocolRun(data, score(data)))
+            runs.append((data, entry.pairs(data, pair_opts)))  # type: ignore[misc]
         except InputError as exc:
             raise InputError(f"{path}: {exc}") from exc
-    console = Console()
-    print_protocol_report(runs, console)
-    if json_path is not None:
-        write_protocol_json(json_path, runs)
-    if markdown is not None:
-        write_protocol_markdown(markdown, runs)
+    return runs
 
 
 def _source(ctx: typer.Context, name: str) -> str:
@@ -216,18 +217,10 @@ def _source(ctx: typer.Context, name: str) -> str:
     return "DEFAULT" if source is None else source.name
 
 
-def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: Path | None,
-              markdown: Path | None, roc: Path | None, console: Console,
-              html: HtmlReport | None = None) -> None:
-    runs = []
-    for path in inputs:
-        data = load_input(path, opts)
-        try:
-            result = verify(data.embeddings, data.issame, flip_embeddings=data.flip_embeddings,
-                            fold_ids=data.fold_ids, **protocol)
-        except InputError as exc:
-            raise InputError(f"{path}: {exc}") from exc
-        runs.append(Run(data, result))
+def _write_pairs(runs: list[Run], json_path: Path | None, markdown: Path | None,
+                 roc: Path | None, html: HtmlReport | None) -> None:
+    """The LFW report of ``runs``: console, then each file asked for."""
+    console = Console()
     print_report(runs, console)
     if json_path is not None:
         write_json(json_path, runs)
@@ -239,10 +232,10 @@ def _evaluate(inputs: list[Path], opts: LoadOptions, protocol: dict, json_path: 
         html.write_pairs(runs, console)
 
 
-def _evaluate_labelled(inputs: list[Path], protocol: str, opts: ScaleOptions,
-                       json_path: Path | None, markdown: Path | None, console: Console,
-                       html: HtmlReport | None = None) -> None:
-    runs = [ProtocolRun(*evaluate_path(path, protocol, opts)) for path in inputs]
+def _write_protocol(runs: list[ProtocolRun], json_path: Path | None, markdown: Path | None,
+                    html: HtmlReport | None) -> None:
+    """A protocol result's report of ``runs``: console, then each file asked for."""
+    console = Console()
     print_protocol_report(runs, console)
     if json_path is not None:
         write_protocol_json(json_path, runs)

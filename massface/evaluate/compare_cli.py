@@ -27,8 +27,10 @@ def compare_cmd(
     reference: Annotated[Path, typer.Argument(
         help="The trusted run (e.g. the CPU's embedding folder).", show_default=False)],
     candidate: Annotated[Path, typer.Argument(
-        help="The run to explain (e.g. the device's msame/ais_bench output folder), same "
-             "images in the same order.", show_default=False)],
+        help="The run to explain (e.g. the device's msame/ais_bench output folder) of the "
+             "same images: as pairs when both have labels, else image by image (matched by "
+             "name, with or without the extension, when both name them).",
+        show_default=False)],
     model: Annotated[Path | None, typer.Option(
         help="The reference model (.onnx or .pb): re-embeds a sample under each common "
              "deployment mistake to name the cause.")] = None,
@@ -110,12 +112,26 @@ def print_report(r: dict[str, Any], console: Console) -> None:
         worst.add_row(w["path"], f"{w['cosine']:.9f}")
     console.print(worst)
     a = r["accuracy"]
+    console.print(f"images matched by {r['matched_by']}", highlight=False)
+    if a is None:
+        console.print("accuracy: not compared (no pair labels: give --labels with the pairs "
+                      "file both runs embedded to compare accuracies)", highlight=False)
+    else:
+        _print_accuracy(a, console)
+    _print_evidence(r, console)
+    console.print(f"cause: {r['cause']} ({r['verdict']})", style="bold", highlight=False)
+
+
+def _print_accuracy(a: dict[str, Any], console: Console) -> None:
     console.print(f"LFW accuracy: reference {100 * a['reference']:.3f}% ± "
                   f"{100 * a['reference_std']:.3f}, candidate {100 * a['candidate']:.3f}% ± "
                   f"{100 * a['candidate_std']:.3f}, difference {100 * a['difference']:+.3f} "
                   f"points (standard error {100 * a['standard_error']:.3f}): "
                   + ("beyond" if a["beyond_fold_noise"] else "within") + " the fold noise",
                   highlight=False)
+
+
+def _print_evidence(r: dict[str, Any], console: Console) -> None:
     if r["evidence"]:
         t = Table(title=f"hypotheses on {r['sample']['images']} images (reproduces: median "
                         f"cosine >= {r['thresholds']['reproduce_median_cosine']} and gap <= "
@@ -138,4 +154,3 @@ def print_report(r: dict[str, Any], console: Console) -> None:
                           f"sample (median cosine {r['reference_check']['median_cosine']:.6f}"
                           "): check --model, --images and the preprocessing", style="yellow",
                           highlight=False)
-    console.print(f"cause: {r['cause']} ({r['verdict']})", style="bold", highlight=False)

@@ -1,13 +1,17 @@
 """``massface-eval compare REF CANDIDATE``: where two runs' embeddings differ, and why.
 
 REF and CANDIDATE are any two inputs massface-eval reads (embedding folders, msame /
-ais_bench output folders, arrays) for the same images in the same order, typically the
-CPU run and the device run. The report:
+ais_bench output folders, arrays) for the same images, typically the CPU run and the
+device run. With pair labels on both sides (their own, or ``--labels``) they are compared
+pair slot by pair slot and their accuracies too; without (a gallery run over a plain
+image list) image by image, matched by name when both runs name their images
+(``a/b`` and ``a/b.jpg`` are one image: :func:`massface.formats.pairs.match_references`),
+else by order. The report:
 
 - per-image cosine of CANDIDATE to REF (min, 1st percentile, median) and the worst
   images by name (an image used by several pairs counts once when the names are known:
   from a pairs file or massface-infer's outputs; otherwise every pair slot counts);
-- both LFW accuracies and whether the difference is beyond the fold noise: the paired
+- with labels, both LFW accuracies and whether the difference is beyond the fold noise: the paired
   per-fold differences ``d_f`` give a standard error ``std(d_f, ddof=1) / sqrt(folds)``;
   the difference is beyond noise when ``|mean d_f| > 2 SE`` (or, with SE 0, when it is
   not 0);
@@ -45,9 +49,17 @@ import numpy as np
 
 from massface.errors import InputError
 from massface.evaluate.hypotheses import HYPOTHESES, ReferenceModel
-from massface.evaluate.inputs import LoadOptions, PairInput, load_input
+from massface.evaluate.inputs import (
+    ImageInput,
+    LoadOptions,
+    PairInput,
+    has_pair_labels,
+    load_images,
+    load_input,
+)
 from massface.evaluate.labels import read_labels
 from massface.formats import msame
+from massface.formats.pairs import match_references
 from massface.io import read_json
 from massface.scoring.distances import cosine_rows
 from massface.scoring.verification import verify
@@ -65,11 +77,13 @@ THRESHOLDS = {"none_min_cosine": NONE_COSINE, "reproduce_median_cosine": REPRODU
 class Aligned:
     """REF and CANDIDATE, one row per image (or pair slot), with names when known."""
 
-    ref: PairInput
-    cand: PairInput
+    ref: PairInput | ImageInput
+    cand: PairInput | ImageInput
     names: list[str] | None
     rows: np.ndarray  # pair-order row of each image
     cosines: np.ndarray  # per image
+    labelled: bool = True  # pairs with labels: the accuracies can be compared
+    matched_by: str = "pair order"
 
     def label(self, k: int) -> str:
         return self.names[self.rows[k]] if self.names else f"slot {int(self.rows[k])}"
@@ -93,10 +107,47 @@ def _row_names(data: PairInput) -> list[str] | None:
 
 
 def align(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
-    """Load both inputs and pair their rows up, refusing inputs that do not match.
+    """Load both inputs and pair their rows up, refusing inputs that do not match: as
+    pairs when both have labels (or ``--labels``), else image by image (a gallery run).
 
     Raw device outputs do not say their width: without ``--dim`` the other input's is
     used (768 bytes are 192 float32 or 384 float16 values)."""
+    if has_pair_labels(ref_path, opts) and has_pair_labels(cand_path, opts):
+        return _align_pairs(ref_path, cand_path, opts)
+    return _align_images(ref_path, cand_path, opts)
+
+
+def _align_images(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
+    """Two runs of the same images without labels: rows matched by name when both runs
+    name their images (:func:`massface.formats.pairs.match_references`), else by order."""
+    ref = load_images(ref_path, opts)
+    cand_opts = opts if opts.dim is not None else replace(opts, dim=ref.embeddings.shape[1])
+    cand = load_images(cand_path, cand_opts)
+    n_ref, n_cand = len(ref.embeddings), len(cand.embeddings)
+    if ref.embeddings.shape[1] != cand.embeddings.shape[1]:
+        raise InputError(f"{cand_path}: embeddings of width {cand.embeddings.shape[1]}, but "
+                         f"{ref_path}'s are {ref.embeddings.shape[1]} wide: not the same model "
+                         "output")
+    if ref.names and cand.names:
+        rows = match_references(ref.names, cand.names, cand_path)
+        if (rows < 0).any() or n_cand != n_ref:
+            k = int(np.argmax(rows < 0)) if (rows < 0).any() else None
+            first = f"; first missing: {ref.names[k]}" if k is not None else ""
+            raise InputError(f"{cand_path}: {n_cand} images, {int((rows >= 0).sum())} of "
+                             f"{ref_path}'s {n_ref} found by name{first}: compare runs of "
+                             "the same images")
+        cand, names, how = cand.reordered(rows), ref.names, "name"
+    else:
+        if n_cand != n_ref:
+            raise InputError(f"{cand_path}: {n_cand} rows but {ref_path} has {n_ref}: not "
+                             "the same images")
+        names, how = ref.names or cand.names, "order (a run does not name its images)"
+    cos = cosine_rows(ref.embeddings, cand.embeddings)
+    return Aligned(ref, cand, names, np.arange(n_ref), cos, labelled=False, matched_by=how)
+
+
+def _align_pairs(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
+    """Two runs scored as pairs: the same labels, the same images in one order."""
     ref = load_input(ref_path, opts)
     cand_opts = opts if opts.dim is not None else replace(opts, dim=ref.embeddings.shape[1])
     cand = load_input(cand_path, cand_opts)
@@ -109,8 +160,13 @@ def align(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
         raise InputError(f"{cand_path}: its pair labels differ from {ref_path}'s (first at "
                          f"pair {int(np.argmax(ref.issame != cand.issame))})")
     names_r, names_c = _row_names(ref), _row_names(cand)
-    if names_r and names_c and names_r != names_c:
-        k = next(i for i, (a, b) in enumerate(zip(names_r, names_c, strict=True)) if a != b)
+    if names_r and names_c:  # one row per pair slot on both sides (shapes are equal)
+        # slot k names one image on both sides: cand's slot k is the first slot of the
+        # image that REF's slot k names (match_references answers first slots)
+        rows = match_references(names_r, names_c, cand_path)
+        bad = np.flatnonzero(rows != match_references(names_c, names_c, cand_path))
+    if names_r and names_c and bad.size:
+        k = int(bad[0])
         raise InputError(f"{cand_path}: row {k} is {names_c[k]} but {ref_path}'s row {k} is "
                          f"{names_r[k]}: the inputs must list the same images in one order")
     names = names_r or names_c
@@ -122,7 +178,8 @@ def align(ref_path: Path, cand_path: Path, opts: LoadOptions) -> Aligned:
     else:
         rows = np.arange(len(ref.embeddings))
     cos = cosine_rows(ref.embeddings[rows], cand.embeddings[rows])
-    return Aligned(ref, cand, names, rows, cos)
+    return Aligned(ref, cand, names, rows, cos, matched_by="pair order, names checked"
+                   if names_r and names_c else "pair order")
 
 
 def accuracy_difference(ref: PairInput, cand: PairInput) -> dict[str, Any]:
@@ -223,7 +280,9 @@ def compare_aligned(aligned: Aligned, ref_path: Path, cand_path: Path, *,
         "min_cosine": float(cos.min()), "p1_cosine": float(np.percentile(cos, 1)),
         "median_cosine": float(np.median(cos)),
         "worst": [{"path": aligned.label(int(k)), "cosine": float(cos[k])} for k in order],
-        "accuracy": accuracy_difference(aligned.ref, aligned.cand),
+        "matched_by": aligned.matched_by,
+        "accuracy": (accuracy_difference(aligned.ref, aligned.cand)  # type: ignore[arg-type]
+                     if aligned.labelled else None),
         "thresholds": THRESHOLDS,
     }
     evidence = None

@@ -434,3 +434,77 @@ def load_input(path: str | Path, opts: LoadOptions) -> PairInput:
         msame.find_output_folder(p)  # raises with the reason
     raise InputError(f"{p}: not an embedding folder, .npy/.npz array or msame/ais_bench "
                      "output folder")
+
+
+# --- one row per image, no labels (massface-eval compare of any two runs) --------------
+
+
+@dataclass
+class ImageInput:
+    """One run's embeddings, one row per image in the run's order, named when the run
+    says (an embedding folder's ``index.txt``, massface-infer's msame ``order``)."""
+
+    name: str
+    kind: str
+    embeddings: np.ndarray
+    names: list[str] | None
+    source_meta: dict[str, Any] = field(default_factory=dict)
+
+    def reordered(self, rows: np.ndarray) -> ImageInput:
+        names = None if self.names is None else [self.names[int(r)] for r in rows]
+        return replace(self, embeddings=self.embeddings[rows], names=names)
+
+
+def has_pair_labels(path: str | Path, opts: LoadOptions) -> bool:
+    """Whether ``path`` can be scored as pairs: ``--labels``, or labels of its own."""
+    p = Path(path)
+    if opts.labels is not None:
+        return True
+    if _is_embedding_dir(p):
+        return (p / embedding_dir.PAIRS).is_file()
+    if p.is_file() and p.suffix == ".npz":
+        return "issame" in load_arrays(p, "embeddings archive")
+    if _is_output_folder(p):
+        folder = msame.find_output_folder(p)
+        return any((d / msame.LABELS_FILE).is_file() for d in (p, folder))
+    return False
+
+
+def load_images(path: str | Path, opts: LoadOptions) -> ImageInput:
+    """Every row of an input, one per image (no pairs needed)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    if _is_embedding_dir(p):
+        es = embedding_dir.read_embedding_dir(p)
+        check_rows(es.embeddings, p / embedding_dir.EMBEDDINGS, lambda r: es.paths[r])
+        return ImageInput(str(p), "embeddings", es.embeddings, list(es.paths), es.meta)
+    if p.is_file() and p.suffix in (".npy", ".npz"):
+        arrays = {"embeddings": load_array(p, "embeddings array")} if p.suffix == ".npy" \
+            else load_arrays(p, "embeddings archive")
+        emb = _as_matrix(arrays.get("embeddings", next(iter(arrays.values()))), p,
+                         "embeddings")
+        check_rows(emb, p)
+        return ImageInput(str(p), p.suffix[1:], emb, None)
+    if _is_output_folder(p):
+        meta = _writer_meta(p)
+        opts = _writer_hints(meta, opts)
+        outputs = msame.scan_output_folder(p, opts.output_index)
+        n = max(outputs.files) + 1
+        missing = outputs.missing(n)
+        if missing:
+            raise InputError(f"{outputs.folder}: {len(missing)} of {n} output files missing "
+                             f"(first: {outputs.expected_name(missing[0])})")
+        emb = _read_with_progress(outputs, list(range(n)), opts)
+        check_rows(emb, outputs.folder, lambda r: outputs.files[r].name)
+        order = meta.get("order")
+        names = [str(o) for o in order] if isinstance(order, list) and len(order) == n else None
+        return ImageInput(str(p), "outputs", emb, names, meta)
+    return _unreadable(p)
+
+
+def _unreadable(p: Path) -> ImageInput:
+    if p.is_dir():
+        msame.find_output_folder(p)  # raises with the reason
+    raise InputError(f"{p}: not an embedding folder, .npy/.npz array or msame/ais_bench "
+                     "output folder")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from massface import shared_data
 from massface.errors import InputError
 from massface.formats.pairs import IMAGE_EXTENSIONS, pair_references, read_pairs, require_reference
 from massface.formats.preprocessing import Preprocessing
-from massface.tools import shared_data
 
 DEFAULT_COUNT = 16
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from massface import shared_data
 from massface.errors import InputError
 from massface.export import budget as budget_mod
 from massface.export.aipp import CONFIG_NAME, AippConfig
@@ -38,7 +39,6 @@ from massface.export.precision import PRECISION_TARGETS, TargetContext, parse_ta
 from massface.formats.preprocessing import Preprocessing
 from massface.io import write_bytes, write_text
 from massface.scoring.distances import cosine_rows
-from massface.tools import shared_data
 
 Log = Callable[[str], None]
 AIPP_ROW = "aipp"

@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from massface import shared_data
 from massface.errors import InputError
 from massface.export.faces import FaceBatch, images_under, load_face
 from massface.formats.pairs import pair_references, read_pairs
 from massface.formats.preprocessing import Preprocessing
-from massface.tools import shared_data
 
 _CONV = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise"}
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from massface.errors import InputError, excerpt
 
 PATH_PAIRS_HEADER = "# massface-pairs v1"
@@ -226,6 +228,31 @@ class ReferenceIndex:
 
     def __contains__(self, ref: object) -> bool:
         return isinstance(ref, str) and self.get(ref) is not None
+
+
+def match_references(refs: Sequence[str], others: Sequence[str],
+                     where: str | os.PathLike[str] = "images") -> np.ndarray:
+    """For each name of ``refs``, the row of ``others`` naming the same image, -1 where
+    none does: the one rule for two runs' names. Equal names match, and so do names that
+    differ only by an image extension on one side (``a/b`` and ``a/b.jpg``: an embedding
+    folder keeps the extension, a run fed LFW pairs may not); two different extensions
+    never match, and a bare name two images answer is refused (:class:`ReferenceIndex`).
+    A name listed several times in ``others`` (pair slots) answers with its first row."""
+    first: dict[str, int] = {}
+    for i, name in enumerate(others):
+        first.setdefault(name, i)
+    distinct = list(first)
+    index = ReferenceIndex(distinct, where)
+    out = np.full(len(refs), -1, dtype=np.int64)
+    for k, ref in enumerate(refs):
+        row = index.get(ref)  # exact, or ref bare and the other with an extension
+        if row is None:
+            row = index.get(strip_extension(ref))  # ref with an extension, the other bare
+            if row is not None and distinct[row] != strip_extension(ref):
+                row = None  # a/b.png does not name a/b.jpg
+        if row is not None:
+            out[k] = first[distinct[row]]
+    return out
 
 
 def resolve_reference(root: str | os.PathLike[str], ref: str) -> Path | None:

@@ -27,6 +27,7 @@ from rich.console import Console
 
 from massface.cli import command, exit_help
 from massface.errors import InputError, NonFiniteEmbeddingError, ToolError
+from massface.imaging import FITS
 from massface.infer.outputs import WRITERS
 from massface.infer.runner import EXECUTION_ENGINES
 from massface.runtime.backends import BACKENDS, DEVICES, PRECISIONS
@@ -58,10 +59,9 @@ Mean = Annotated[float | None, typer.Option(help="x' = (x - mean) / std")]
 Std = Annotated[float | None, typer.Option()]
 Size = Annotated[str | None, typer.Option(help="HxW (default: the model's)")]
 Fit = Annotated[str | None, typer.Option(
-    help="images of another size than the model's input: center (cut the centre to the "
-         "model's aspect ratio, then resize if needed: a 112x112 crop for a 112x96 model "
-         "keeps columns 8..103) | squash (resize, aspect ratio lost) | error (refuse); "
-         "default: export.json's, else center. Recorded in meta.json (fit)")]
+    help=f"images of another size than the model's input: {FITS.choices()}; default: "
+         "export.json's, else center (a 112x112 crop for a 112x96 model keeps columns "
+         "8..103). Recorded in meta.json (fit)")]
 BatchSize = Annotated[int, typer.Option(help="images per model call")]
 Workers = Annotated[int, typer.Option(help="decode threads (--engine ray: model replicas, "
                                             "one Ray actor each)")]
@@ -253,8 +253,6 @@ def _report(result: Any, out: Path) -> None:
 def _fit_name(fit: str | None) -> str | None:
     """``--fit`` checked against the fit modes before any work."""
     if fit is not None:
-        from massface.imaging import FITS
-
         FITS.get(fit, "--fit")
     return fit
 

@@ -22,6 +22,7 @@ from massface.infer.outputs import (
     existing_outputs,
     remove_outputs,
 )
+from massface.infer.resume import add_counts
 from massface.io import check_output_dir, read_json
 from massface.lock import folder_lock
 from massface.runtime.sources import Dataset, slots_for
@@ -31,9 +32,9 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
                  output_format: str = "embeddings", overwrite: bool = False) -> Path:
     """Merge shard folders (any order) into ``out``; returns ``out``.
 
-    ``out`` may not be (or lie inside, or hold) one of the shards: writing there would
-    replace an input. A finished result already in ``out`` is replaced only with
-    ``overwrite``, as massface-infer does.
+    ``out`` may not be one of the shards: writing there would replace an input. A
+    finished result already in ``out`` is replaced only with ``overwrite``, as
+    massface-infer does.
     """
     writer = WRITERS.get(output_format, "--format")
     check_output_dir(out, "--out")
@@ -53,14 +54,13 @@ def merge_shards(shard_dirs: list[str | os.PathLike[str]], out: str | os.PathLik
 
 
 def _refuse_shard_as_out(shard_dirs: list[str | os.PathLike[str]], out: Path) -> None:
-    """``--out`` that is, contains or lies inside a shard folder would overwrite an input."""
+    """``--out`` that is a shard folder (by any path: links resolved) would overwrite an
+    input. (A folder around the shards, or inside one, shares no file name with them.)"""
     target = out.resolve()
     for d in shard_dirs:
-        shard = Path(d).resolve()
-        if target == shard or target.is_relative_to(shard) or shard.is_relative_to(target):
-            raise InputError(f"--out {out}: is (or overlaps) the shard folder {d} being "
-                             "merged; writing there would replace an input. Choose another "
-                             "--out")
+        if Path(d).resolve() == target:
+            raise InputError(f"--out {out}: is the shard folder {d} being merged; writing "
+                             "there would replace an input. Choose another --out")
 
 
 def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> FinalResult:
@@ -132,6 +132,14 @@ def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> Fin
     fp["format"] = output_format
     result.meta["fingerprint"] = fp
     result.meta["merged_from"] = [str(d) for d, _, _ in sets]
+    fits = [es.meta.get("fit") for _, es, _ in sets]
+    if all(isinstance(f, dict) and "fitted_from" in f for f in fits):  # counts of all shards
+        fitted = add_counts(f["fitted_from"] for f in fits)  # type: ignore[index]
+        result.meta["fit"] = {**fits[0],  # type: ignore[dict-item]
+                              "images_fitted": sum(fitted.values()), "fitted_from": fitted}
+    elif isinstance(fits[0], dict):  # shards of an older massface: no counts to add up
+        result.meta["fit"] = {k: v for k, v in fits[0].items()
+                              if k not in ("images_fitted", "fitted_from")}
     return result
 
 

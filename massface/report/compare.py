@@ -96,7 +96,8 @@ def compare_page(report: dict[str, Any], cosines: np.ndarray,
         ("cosine min", f"{report['min_cosine']:.9f}"),
         ("cosine 1st percentile", f"{report['p1_cosine']:.9f}"),
         ("cosine median", f"{report['median_cosine']:.9f}")])
-    blocks: list = [overview, _accuracy_table(report["accuracy"]),
+    accuracy = [] if report.get("accuracy") is None else [_accuracy_table(report["accuracy"])]
+    blocks: list = [overview, *accuracy,
                     Notes([f"Cause: {report['cause']} ({report['verdict']})"],
                           warning=report["cause"] != "none")]
     sections = [Section("Verdict", blocks, "verdict"),

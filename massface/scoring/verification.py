@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from massface.errors import InputError
 from massface.scoring.distances import BLOCK_ROWS, DISTANCES, pair_distances
 from massface.scoring.embeddings import check_embeddings, check_names, prepare_embeddings
-from massface.scoring.folds import contiguous_fold_ids, fold_ranges
+from massface.scoring.folds import FOLDINGS, fold_ranges
 from massface.scoring.result import NOT_ENOUGH_NEGATIVES, Protocol, TprAtFar, VerificationResult
 
 DEFAULT_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -196,6 +197,11 @@ def _check_pairs(embeddings: np.ndarray, labels: np.ndarray) -> None:
                          f"{labels.size} labels: need 2 embedding rows per label")
 
 
+UNMIXED = ("The pairs are not mixed in file order (one LFW set is 300 same-person, then 300 "
+           "different-person pairs): pass --folds-by label (each fold gets a share of both "
+           "kinds, in file order), or write mixed folds with massface-pairs")
+
+
 def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.ndarray:
     if fold_ids.shape != same.shape:
         raise InputError(f"fold_ids has shape {fold_ids.shape}, labels {same.shape}")
@@ -209,10 +215,10 @@ def _check_folds(fold_ids: np.ndarray, same: np.ndarray, n_folds: int) -> np.nda
             raise InputError(f"fold {f + 1} of {n_folds} has no pairs")
         if pos[f] == 0:
             raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no same-person "
-                             "pairs (positives): TPR and VAL are undefined")
+                             f"pairs (positives): TPR and VAL are undefined. {UNMIXED}")
         if pos[f] == sizes[f]:
             raise InputError(f"fold {f + 1} of {n_folds} ({ranges[f]}) has no different-person "
-                             "pairs (negatives): FAR is undefined")
+                             f"pairs (negatives): FAR is undefined. {UNMIXED}")
     return sizes
 
 
@@ -246,6 +252,88 @@ def _fold_distances(emb: np.ndarray, flip_emb: np.ndarray | None, fold_ids: np.n
     return out
 
 
+@dataclass
+class _FoldScore:
+    """One test fold: ROC on the grid, accuracy at the training-best threshold, and
+    VAL / FAR at each FAR target's training threshold."""
+
+    tpr: np.ndarray
+    fpr: np.ndarray
+    accuracy: float
+    threshold: float
+    val: np.ndarray  # per FAR target
+    far: np.ndarray
+    val_threshold: np.ndarray
+
+
+def _checked(emb: np.ndarray, same: np.ndarray, distance: str, steps: tuple[float, float],
+             targets: list[float]) -> None:
+    """Refuse what the protocol cannot score honestly (bad rows named at once)."""
+    if emb.ndim != 2:
+        raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
+    _check_pairs(emb, same)
+    DISTANCES.get(distance)
+    _check_step(steps[0], "threshold step (--step)", distance)
+    _check_step(steps[1], "VAL threshold step", distance)
+    for t in targets:
+        if not 0 < t <= 1:
+            raise InputError(f"FAR target {t} is not in (0, 1]")
+
+
+def _checked_rows(emb: np.ndarray, flip_embeddings: np.ndarray | None, flip: str,
+                  normalization: str) -> None:
+    check_names(normalization, flip)
+    if flip != "none" and flip_embeddings is not None and np.shape(flip_embeddings) != emb.shape:
+        raise InputError(f"flip embeddings have shape {np.shape(flip_embeddings)}, embeddings "
+                         f"{emb.shape}")
+    check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
+    if flip != "none" and flip_embeddings is not None:
+        check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
+
+
+def _score_fold(dist: np.ndarray, test: np.ndarray, same: np.ndarray, size: int,
+                thresholds: np.ndarray, targets: list[float], val_step: float,
+                n_val: int) -> _FoldScore:
+    """Train on the other folds' pairs, score this one (the reference's per-fold body)."""
+    train = ~test
+    tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
+    te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
+    # Accuracy: the first threshold with the most correct training pairs.
+    tp_tr, fp_tr = _count_below(tr_pos, thresholds), _count_below(tr_neg, thresholds)
+    best = int(np.argmax(tp_tr + (tr_neg.size - fp_tr)))
+    tp_te, fp_te = _count_below(te_pos, thresholds), _count_below(te_neg, thresholds)
+    correct = int(tp_te[best]) + te_neg.size - int(fp_te[best])
+    # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
+    val_thr = np.array([val_threshold(tr_neg, val_step, n_val, t) for t in targets])
+    val = np.array([int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size for t in val_thr])
+    far = np.array([int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size for t in val_thr])
+    return _FoldScore(_rate(tp_te, te_pos.size), _rate(fp_te, te_neg.size), correct / size,
+                      float(thresholds[best]), val, far, val_thr)
+
+
+def _tpr_at_far(folds: list[_FoldScore], targets: list[float], n_diff: int
+                ) -> list[TprAtFar]:
+    """TPR at each extra FAR target; None where too few negatives resolve it."""
+    out = []
+    for i, target in enumerate(targets[1:], start=1):
+        if target * n_diff < 1:
+            out.append(TprAtFar(target, None, None, None, NOT_ENOUGH_NEGATIVES))
+            continue
+        val, far = [f.val[i] for f in folds], [f.far[i] for f in folds]
+        out.append(TprAtFar(target, float(np.mean(val)), float(np.std(val)),
+                            float(np.mean(far))))
+    return out
+
+
+def _fold_ids(same: np.ndarray, n_folds: int, fold_ids: np.ndarray | None,
+              folds_by: str) -> tuple[np.ndarray, str]:
+    """Each pair's fold and how the folds were made (for the report)."""
+    split = FOLDINGS.get(folds_by, "--folds-by")
+    if fold_ids is not None:
+        return np.asarray(fold_ids, dtype=np.int64), "given"
+    return split(same, n_folds), {"position": "contiguous"}.get(folds_by, f"by {folds_by}")
+
+
 def verify(
     embeddings: np.ndarray,
     issame: np.ndarray | Sequence,
@@ -261,120 +349,58 @@ def verify(
     far_targets: Sequence[float] = DEFAULT_FAR_TARGETS,
     val_threshold_step: float = 0.001,
     fold_ids: np.ndarray | None = None,
+    folds_by: str = "position",
 ) -> VerificationResult:
     """Score pair-ordered embeddings ``[p0a, p0b, p1a, p1b, ...]`` with the LFW protocol.
 
     ``fold_ids`` (one fold number per pair) replaces the contiguous split; it is how
     ``--allow-missing`` keeps each surviving pair in the fold of its original index.
+    ``folds_by="label"`` (without ``fold_ids``) folds the same-person and the
+    different-person pairs separately, so every fold has both
+    (:data:`massface.scoring.folds.FOLDINGS`).
     Raises :class:`InputError` for inputs the protocol cannot score honestly.
     """
-    same = as_labels(issame)
-    emb = np.asarray(embeddings)
-    if emb.ndim != 2:
-        raise InputError(f"embeddings must be a 2-D array [rows, dim], got shape {emb.shape}")
-    _check_pairs(emb, same)
-    DISTANCES.get(distance)
-    _check_step(threshold_step, "threshold step (--step)", distance)
-    _check_step(val_threshold_step, "VAL threshold step", distance)
-    for t in (far_target, *far_targets):
-        if not 0 < t <= 1:
-            raise InputError(f"FAR target {t} is not in (0, 1]")
-    folds_kind = "contiguous"
-    if fold_ids is None:
-        fold_ids = contiguous_fold_ids(same.size, n_folds)
-    else:
-        fold_ids = np.asarray(fold_ids, dtype=np.int64)
-        folds_kind = "given"
+    same, emb = as_labels(issame), np.asarray(embeddings)
+    targets = [float(far_target), *[float(t) for t in far_targets]]
+    _checked(emb, same, distance, (threshold_step, val_threshold_step), targets)
+    fold_ids, folds_kind = _fold_ids(same, n_folds, fold_ids, folds_by)
     sizes = _check_folds(fold_ids, same, n_folds)
-
-    check_names(normalization, flip)
-    if flip != "none" and flip_embeddings is not None and np.shape(flip_embeddings) != emb.shape:
-        raise InputError(f"flip embeddings have shape {np.shape(flip_embeddings)}, embeddings "
-                         f"{emb.shape}")
-    check_embeddings(emb)  # all bad rows named at once, before block-wise preparation
-    if flip != "none" and flip_embeddings is not None:
-        check_embeddings(np.asarray(flip_embeddings), "flip embeddings")
+    _checked_rows(emb, flip_embeddings, flip, normalization)
     fold_dist = _fold_distances(emb, flip_embeddings, fold_ids, n_folds, distance,
                                 subtract_mean, dict(normalization=normalization, flip=flip))
     max_dist = max(float(d.max()) for d in fold_dist)
     thresholds = threshold_grid(threshold_step, max_dist)
     n_val = grid_size(val_threshold_step, max_dist)
-    n_diff_total = int(same.size - same.sum())
-    targets = [float(far_target), *[float(t) for t in far_targets]]
-
-    tprs = np.zeros((n_folds, thresholds.size))
-    fprs = np.zeros((n_folds, thresholds.size))
-    fold_acc = np.zeros(n_folds)
-    fold_thr = np.zeros(n_folds)
-    val = np.zeros((len(targets), n_folds))
-    far = np.zeros((len(targets), n_folds))
-    val_thr = np.zeros((len(targets), n_folds))
+    folds = [_score_fold(fold_dist[f], fold_ids == f, same, int(sizes[f]), thresholds,
+                         targets, val_threshold_step, n_val) for f in range(n_folds)]
     test_dist = np.zeros(same.size)
-
     for f in range(n_folds):
-        test = fold_ids == f
-        train = ~test
-        dist = fold_dist[f]
-        test_dist[test] = dist[test]
-        tr_pos, tr_neg = np.sort(dist[train & same]), np.sort(dist[train & ~same])
-        te_pos, te_neg = np.sort(dist[test & same]), np.sort(dist[test & ~same])
-
-        # Accuracy: the first threshold with the most correct training pairs.
-        tp_tr = _count_below(tr_pos, thresholds)
-        fp_tr = _count_below(tr_neg, thresholds)
-        best = int(np.argmax(tp_tr + (tr_neg.size - fp_tr)))
-        tp_te = _count_below(te_pos, thresholds)
-        fp_te = _count_below(te_neg, thresholds)
-        tprs[f] = _rate(tp_te, te_pos.size)
-        fprs[f] = _rate(fp_te, te_neg.size)
-        correct = int(tp_te[best]) + te_neg.size - int(fp_te[best])
-        fold_acc[f] = correct / int(sizes[f])
-        fold_thr[f] = thresholds[best]
-
-        # VAL@FAR: threshold interpolated on the training FAR, applied to the test fold.
-        for i, target in enumerate(targets):
-            t = val_threshold(tr_neg, val_threshold_step, n_val, target)
-            val_thr[i, f] = t
-            val[i, f] = int(_count_below(te_pos, np.array([t]))[0]) / te_pos.size
-            far[i, f] = int(_count_below(te_neg, np.array([t]))[0]) / te_neg.size
-
-    tpr, fpr = np.mean(tprs, 0), np.mean(fprs, 0)
-    roc_fpr, roc_tpr = roc_all_pairs(test_dist[same], test_dist[~same])
-    tpr_at_far = []
-    for i, target in enumerate(targets[1:], start=1):
-        if target * n_diff_total < 1:
-            tpr_at_far.append(TprAtFar(target, None, None, None, NOT_ENOUGH_NEGATIVES))
-        else:
-            tpr_at_far.append(TprAtFar(target, float(np.mean(val[i])), float(np.std(val[i])),
-                                       float(np.mean(far[i]))))
+        test_dist[fold_ids == f] = fold_dist[f][fold_ids == f]
     protocol = Protocol(normalization=normalization, flip=flip, distance=distance,
                         subtract_mean=bool(subtract_mean), n_folds=n_folds,
                         threshold_step=float(threshold_step), far_target=float(far_target),
                         val_threshold_step=float(val_threshold_step), folds=folds_kind)
+    return _result(folds, same, test_dist, thresholds, targets, protocol, sizes, fold_ids)
+
+
+def _result(folds: list[_FoldScore], same: np.ndarray, test_dist: np.ndarray,
+            thresholds: np.ndarray, targets: list[float], protocol: Protocol,
+            sizes: np.ndarray, fold_ids: np.ndarray) -> VerificationResult:
+    """The folds' scores as one result (means and spreads over folds, ROC, AUC, EER)."""
+    acc = np.array([f.accuracy for f in folds])
+    val, far = np.array([f.val[0] for f in folds]), np.array([f.far[0] for f in folds])
+    tpr, fpr = np.mean([f.tpr for f in folds], 0), np.mean([f.fpr for f in folds], 0)
+    roc_fpr, roc_tpr = roc_all_pairs(test_dist[same], test_dist[~same])
+    n_diff = int(same.size - same.sum())
     return VerificationResult(
-        accuracy=float(np.mean(fold_acc)),
-        accuracy_std=float(np.std(fold_acc)),
-        fold_accuracy=fold_acc,
-        fold_threshold=fold_thr,
-        val=float(np.mean(val[0])),
-        val_std=float(np.std(val[0])),
-        far=float(np.mean(far[0])),
-        fold_val=val[0],
-        fold_far=far[0],
-        fold_val_threshold=val_thr[0],
+        accuracy=float(np.mean(acc)), accuracy_std=float(np.std(acc)), fold_accuracy=acc,
+        fold_threshold=np.array([f.threshold for f in folds]),
+        val=float(np.mean(val)), val_std=float(np.std(val)), far=float(np.mean(far)),
+        fold_val=val, fold_far=far,
+        fold_val_threshold=np.array([f.val_threshold[0] for f in folds]),
         auc=auc_all_pairs(test_dist[same], test_dist[~same]),
-        eer=equal_error_rate(roc_fpr, roc_tpr),
-        auc_grid=float(_trapezoid(tpr, fpr)),
-        eer_grid=equal_error_rate(fpr, tpr),
-        thresholds=thresholds,
-        tpr=tpr,
-        fpr=fpr,
-        tpr_at_far=tpr_at_far,
-        protocol=protocol,
-        n_pairs=int(same.size),
-        n_same=int(same.sum()),
-        n_diff=n_diff_total,
-        fold_sizes=sizes,
-        pair_distances=test_dist,
-        pair_folds=fold_ids,
-    )
+        eer=equal_error_rate(roc_fpr, roc_tpr), auc_grid=float(_trapezoid(tpr, fpr)),
+        eer_grid=equal_error_rate(fpr, tpr), thresholds=thresholds, tpr=tpr, fpr=fpr,
+        tpr_at_far=_tpr_at_far(folds, targets, n_diff), protocol=protocol,
+        n_pairs=int(same.size), n_same=int(same.sum()), n_diff=n_diff, fold_sizes=sizes,
+        pair_distances=test_dist, pair_folds=fold_ids)

@@ -36,28 +36,28 @@ import os
 from typing import Any
 
 from massface.errors import InputError
+from massface.registry import Registry
 from massface.train.config import ExperimentConfig
 
-#: the plugin's precision modes (CANN TF2 adapter, global_options().precision_mode)
-NPU_PRECISION_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
-                       "must_keep_origin_dtype", "force_fp32", "allow_mix_precision_fp16",
-                       "allow_mix_precision_bf16", "allow_fp32_to_bf16")
-#: those in which (some) operators compute in float16: gradients need loss scaling
-NPU_FP16_MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
-                  "allow_mix_precision_fp16")
+#: the plugin's precision modes (CANN TF2 adapter, global_options().precision_mode); the
+#: value says whether (some) operators compute in float16, so gradients need loss scaling
+NPU_PRECISION_MODES: Registry[bool] = Registry("npu_device precision mode")
+for _mode, _fp16 in (("allow_mix_precision", True), ("allow_fp32_to_fp16", True),
+                     ("force_fp16", True), ("must_keep_origin_dtype", False),
+                     ("force_fp32", False), ("allow_mix_precision_fp16", True),
+                     ("allow_mix_precision_bf16", False), ("allow_fp32_to_bf16", False)):
+    NPU_PRECISION_MODES.register(_mode, _fp16)
 
 
 def npu_needs_loss_scaling(cfg: ExperimentConfig, npu: Any) -> bool:
     """Whether an opened NPU computes in float16 under ``cfg`` (loss scaling needed)."""
-    return npu is not None and cfg.train.npu_precision_mode in NPU_FP16_MODES
+    return npu is not None and NPU_PRECISION_MODES.get(cfg.train.npu_precision_mode)
 
 
 def check_npu_config(cfg: ExperimentConfig) -> None:
     """Refuse what the TF2 plugin would run wrongly or not at all (see the docstring)."""
     train = cfg.train
-    if train.npu_precision_mode not in NPU_PRECISION_MODES:
-        raise InputError(f"train.npu_precision_mode {train.npu_precision_mode!r} is not one "
-                         f"of the npu_device plugin's: {', '.join(NPU_PRECISION_MODES)}")
+    NPU_PRECISION_MODES.get(train.npu_precision_mode, "train.npu_precision_mode")
     if train.precision != "float32":
         raise InputError(f"train.precision {train.precision} with train.device npu: on "
                          "Ascend the precision is the plugin's train.npu_precision_mode "

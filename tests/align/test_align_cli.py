@@ -8,15 +8,15 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.align import run as align_run
 from massface.align.cli import app
 from massface.lock import folder_lock
+from tests.helpers.cli import run_cli
 
 
 def invoke(*args: object, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     assert result.exit_code == code, result.output
     return result
 
@@ -172,8 +172,8 @@ def test_groups_of_images_give_what_one_image_at_a_time_gives(small_tree, tmp_pa
         assert (outs[1] / key).read_bytes() == (outs[8] / key).read_bytes()
     done = json.loads((outs[8] / "align.json").read_text())
     assert done["fingerprint"]["settings"]["detector"]["engine"] == "onnxruntime"
-    r = CliRunner().invoke(app, [str(small_tree), "--out", str(tmp_path / "x"), "--batch", "0"])
+    r = run_cli(app, [str(small_tree), "--out", str(tmp_path / "x"), "--batch", "0"])
     assert r.exit_code == 2 and "--batch 0: must be at least 1" in r.output
-    r = CliRunner().invoke(app, [str(small_tree), "--out", str(tmp_path / "x"),
+    r = run_cli(app, [str(small_tree), "--out", str(tmp_path / "x"),
                                  "--detector-engine", "trt"])
     assert r.exit_code == 2 and "unknown MTCNN engine 'trt'" in r.output

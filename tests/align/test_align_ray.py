@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from massface.align.cli import app
+from tests.helpers.cli import run_cli
 
 pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip install "
                                        "'massface[ray]')")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # each run starts Ray actors (seconds); the Ray i
 
 
 def _invoke(*args: object):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     return result
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.align import run as align_run
 from massface.align.cli import app
 from massface.align.templates import ARCFACE_POINTS
+from tests.helpers.cli import run_cli
 
 GOOD = [list(p) for p in ARCFACE_POINTS]  # the arcface points: an identity warp at 112x112
 
 
 def invoke(*args: object, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     return result

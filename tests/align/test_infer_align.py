@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.align.cli import app as align_app
 from massface.infer.cli import app as infer_app
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 from tests.helpers.faults import failing_backend
 
 
@@ -28,7 +27,7 @@ def test_align_in_infer_equals_align_then_infer(small_tree, tmp_path, pretrained
     assert json.loads((out / "meta.json").read_text())["align"]["template"]["name"] == "arcface"
     # the same crops through massface-align (lossless PNG), then plain massface-infer
     aligned = tmp_path / "aligned"
-    result = CliRunner().invoke(align_app, [str(small_tree), "--out", str(aligned),
+    result = run_cli(align_app, [str(small_tree), "--out", str(aligned),
                                             "--format", "png", "--quiet"])
     assert result.exit_code == 0, result.output
     assert json.loads((aligned / "landmarks.json").read_text()) == landmarks
@@ -43,7 +42,7 @@ def test_align_in_infer_equals_align_then_infer(small_tree, tmp_path, pretrained
 
 
 def test_no_face_without_skip_bad_names_the_image(small_tree, tmp_path, pretrained_onnx):
-    result = CliRunner().invoke(infer_app, ["--model", str(pretrained_onnx), "--images",
+    result = run_cli(infer_app, ["--model", str(pretrained_onnx), "--images",
                                             str(small_tree), "--out", str(tmp_path / "o"),
                                             "--align", "arcface", "--quiet"])
     assert result.exit_code == 2
@@ -51,7 +50,7 @@ def test_no_face_without_skip_bad_names_the_image(small_tree, tmp_path, pretrain
 
 
 def test_template_must_fit_the_model(small_tree, tmp_path, pretrained_onnx):
-    result = CliRunner().invoke(infer_app, ["--model", str(pretrained_onnx), "--images",
+    result = run_cli(infer_app, ["--model", str(pretrained_onnx), "--images",
                                             str(small_tree), "--out", str(tmp_path / "o"),
                                             "--align", "sphereface", "--quiet"])
     assert result.exit_code == 2

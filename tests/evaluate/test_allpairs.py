@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.evaluate.protocols import pairs
@@ -16,6 +15,7 @@ from massface.evaluate.protocols.far import VERIFICATION_FARS
 from massface.evaluate.protocols.labelled import FeatureOptions, load_features, set_labels
 from massface.formats import embedding_dir
 from tests.helpers.blufr_reference import dyadic_vectors, naive_all_pairs, unit
+from tests.helpers.cli import run_cli
 
 
 def dense_reference(feats, labels, fars):
@@ -89,7 +89,7 @@ def test_block_scorer_covers_every_pair_once(block_rows):
 def test_cli_report_and_json(tmp_path):
     folder, _, _ = write_folder(tmp_path, 3)
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "all-pairs", "--json", str(out),
+    result = run_cli(app, [str(folder), "--protocol", "all-pairs", "--json", str(out),
                                       "--markdown", str(tmp_path / "r.md")])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
@@ -108,5 +108,5 @@ def test_needs_genuine_and_impostor_pairs(tmp_path):
     keys = [f"p{i}/0.jpg" for i in range(5)]  # one image per identity: no genuine pair
     folder = embedding_dir.write_embedding_dir(tmp_path / "emb", dyadic_vectors(5, 8, rng),
                                                keys)
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "all-pairs"])
+    result = run_cli(app, [str(folder), "--protocol", "all-pairs"])
     assert result.exit_code == 2 and "0 genuine" in result.output

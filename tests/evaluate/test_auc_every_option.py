@@ -78,44 +78,23 @@ def test_a_grid_too_large_is_refused_with_the_fix():
 
 
 @pytest.fixture(scope="module")
-def lfw_set1_flip(tmp_path_factory, pretrained_onnx, lfw_dir, lfw_pairs):
-    """The shared model's embeddings (and of the mirrored images) of LFW's first set."""
-    from massface.formats.embedding_dir import read_embedding_dir
-    from massface.formats.pairs import read_pairs
-    from tests.helpers.cli import invoke_ok
+def lfw_with_mirrors(lfw_flip_run):
+    """The shared model's embeddings of LFW's 7,701 pair images and of their mirrors."""
+    from massface.evaluate.inputs import LoadOptions, load_input
 
-    tmp = tmp_path_factory.mktemp("set1")
-    lines = lfw_pairs.read_text().splitlines()
-    (tmp / "pairs.txt").write_text("\n".join(lines[1:601]) + "\n")
-    invoke_ok("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", tmp / "pairs.txt",
-              "--out", tmp / "run", "--flip", "--quiet")
-    es = read_embedding_dir(tmp / "run")
-    rows = es.row_of()
-    pairs = read_pairs(tmp / "pairs.txt")
-    order = [rows[r] for p in pairs for r in (p.a, p.b)]
-    return es.embeddings[order], es.flip[order], np.array([p.issame for p in pairs])
+    data = load_input(lfw_flip_run, LoadOptions(progress=False))
+    return data.embeddings, data.flip_embeddings, data.issame
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("opts", [o for o in OPTIONS if o["normalization"] != "massface"],
                          ids=lambda o: "-".join(str(v) for v in o.values()))
-def test_real_lfw_auc_every_option(lfw_set1_flip, opts):
-    emb, flip, same = lfw_set1_flip
-    # LFW's first set is 300 same then 300 different pairs: fold by label so each of the
-    # 10 folds has both kinds
-    folds = np.r_[np.repeat(np.arange(10), 30), np.repeat(np.arange(10), 30)]
+def test_real_lfw_auc_every_option(lfw_with_mirrors, opts):
+    emb, flip, same = lfw_with_mirrors
     # raw embeddings: squared distances reach 7e4, a grid of step 0.1 has 7e5 thresholds
     step = 0.1 if opts["normalization"] == "none" else 0.01
-    result = verify(emb, same, flip_embeddings=flip, fold_ids=folds, threshold_step=step,
-                    **opts)
-    e = naive_prepare(emb, flip, opts["normalization"], opts["flip"])
-    e1, e2 = e[0::2], e[1::2]
-    pooled = np.zeros(same.size)
-    for f in range(10):
-        test = folds == f
-        m = np.mean(np.concatenate([e1[~test], e2[~test]]), 0) if opts["subtract_mean"] else 0
-        pooled[test] = naive_distance(e1 - m, e2 - m, opts["distance"])[test]
-    ref = naive_all_pairs(pooled, same)
+    result = verify(emb, same, flip_embeddings=flip, threshold_step=step, **opts)
+    ref = naive_all_pairs(_naive_pooled(emb, flip, same, opts), same)
     assert abs(result.auc - ref["auc"]) <= 1e-6
     assert abs(result.eer - ref["eer"]) <= 1e-6
 

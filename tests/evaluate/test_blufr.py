@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import scipy.io
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.evaluate.cli import app
@@ -25,6 +24,7 @@ from tests.helpers.blufr_reference import (
     unit,
     write_config,
 )
+from tests.helpers.cli import run_cli
 
 
 def make_world(tmp_path, seed, n_ids=40, n_trials=3, dim=8, distinct=None):
@@ -44,7 +44,7 @@ def make_world(tmp_path, seed, n_ids=40, n_trials=3, dim=8, distinct=None):
 
 
 def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     return result.exit_code, result.output
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.evaluate.diagnose import compare
 from massface.evaluate.hypotheses import CAUSES, HYPOTHESES, ReferenceModel
@@ -23,6 +22,7 @@ from massface.export.budget import select_pairs
 from massface.formats import msame
 from massface.formats.embedding_dir import write_embedding_dir
 from massface.formats.pairs import pair_references, read_pairs, resolve_reference, write_path_pairs
+from tests.helpers.cli import run_cli
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -197,7 +197,7 @@ def test_cli_refuses_inputs_of_different_images(tmp_path):
     rng = np.random.default_rng(1)
     np.savez(a, embeddings=rng.standard_normal((40, 4)), issame=np.tile([1, 0], 10))
     np.savez(b, embeddings=rng.standard_normal((40, 5)), issame=np.tile([1, 0], 10))
-    r = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    r = run_cli(app, ["compare", str(a), str(b)])
     assert r.exit_code == 2 and "not the same images" in r.output
-    r = CliRunner().invoke(app, ["compare", str(a), str(a), "--model", str(Path("m.onnx"))])
+    r = run_cli(app, ["compare", str(a), str(a), "--model", str(Path("m.onnx"))])
     assert r.exit_code == 2 and "--images" in r.output

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import Pair, write_path_pairs
 from massface.scoring import verify
 from massface.scoring.folds import contiguous_fold_ids
+from tests.helpers.cli import run_cli
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 N_PAIRS = 60
@@ -37,7 +37,7 @@ def data():
 
 
 def run(*args):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     return result.exit_code, result.output
 
 
@@ -441,3 +441,23 @@ def test_bad_option_values(tmp_path, data):
     assert code != 0 and "mirror" in out
     expect_error(tmp_path / "run.npz", "--flip", "concat",
                  contains=["run.npz", "needs the flipped images"])
+
+
+def test_every_protocol_is_a_registry_entry_lfw_included(data):
+    """massface-eval has one path: each protocol scores pairs or a labelled set through its
+    PROTOCOLS entry; lfw is a real entry (no None standing for it)."""
+    from types import SimpleNamespace
+
+    from massface.evaluate.protocols import PROTOCOLS, PairOptions
+
+    for name in PROTOCOLS:
+        entry = PROTOCOLS.get(name)
+        assert (entry.pairs is None) != (entry.evaluate is None), name
+    lfw = PROTOCOLS.get("lfw")
+    assert lfw.report == "pairs"
+    emb, same = data
+    pairs = SimpleNamespace(embeddings=emb, issame=same, flip_embeddings=None, fold_ids=None)
+    got = lfw.pairs(pairs, PairOptions(distance="cosine", threshold_step=0.001))
+    want = verify(emb, same, distance="cosine", threshold_step=0.001)
+    assert got.accuracy == want.accuracy and list(got.fold_threshold) == \
+        list(want.fold_threshold)

@@ -7,15 +7,15 @@ import importlib.util
 import numpy as np
 import pytest
 import scipy.io
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.formats import embedding_dir
 from tests.evaluate.test_blufr import make_world
+from tests.helpers.cli import run_cli
 
 
 def run(*args: object, code: int = 2) -> str:
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     return " ".join(result.output.split())

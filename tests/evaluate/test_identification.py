@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.evaluate.protocols import search as search_mod
@@ -23,6 +22,7 @@ from tests.helpers.blufr_reference import (
     naive_search,
     unit,
 )
+from tests.helpers.cli import run_cli
 
 needs_faiss = pytest.mark.skipif(importlib.util.find_spec("faiss") is None,
                                  reason="faiss-cpu not installed (pip install 'massface[faiss]')")
@@ -165,7 +165,7 @@ def test_gallery_and_probe_lists(tmp_path):
 def test_bad_lists(tmp_path, body, message):
     folder, _, _ = write_folder(tmp_path, np.random.default_rng(8))
     (tmp_path / "g.txt").write_text(body)
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification",
+    result = run_cli(app, [str(folder), "--protocol", "identification",
                                       "--gallery", str(tmp_path / "g.txt")])
     assert result.exit_code == 2 and message in result.output
 
@@ -174,7 +174,7 @@ def test_gallery_and_probe_overlap_is_refused(tmp_path):
     folder, keys, _ = write_folder(tmp_path, np.random.default_rng(9))
     (tmp_path / "g.txt").write_text(f"{keys[0]}\n{keys[1]}\n")
     (tmp_path / "p.txt").write_text(f"{keys[1]}\n{keys[2]}\n")
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification", "--gallery",
+    result = run_cli(app, [str(folder), "--protocol", "identification", "--gallery",
                                       str(tmp_path / "g.txt"), "--probe", str(tmp_path / "p.txt")])
     assert result.exit_code == 2 and "both gallery and probe" in result.output
 
@@ -211,7 +211,7 @@ def test_explicit_faiss_without_faiss_says_how_to_install(tmp_path, monkeypatch)
         return real(name, *a)
 
     monkeypatch.setattr(search_mod.importlib, "import_module", fake)
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification",
+    result = run_cli(app, [str(folder), "--protocol", "identification",
                                       "--search", "faiss-flat"])
     assert result.exit_code == 2 and "pip install 'massface[faiss]'" in result.output
 
@@ -219,7 +219,7 @@ def test_explicit_faiss_without_faiss_says_how_to_install(tmp_path, monkeypatch)
 def test_cli_report(tmp_path):
     folder, _, _ = write_folder(tmp_path, np.random.default_rng(13))
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification", "--seed",
+    result = run_cli(app, [str(folder), "--protocol", "identification", "--seed",
                                       "4", "--max-rank", "5", "--json", str(out), "--markdown",
                                       str(tmp_path / "r.md")])
     assert result.exit_code == 0, result.output
@@ -231,7 +231,7 @@ def test_cli_report(tmp_path):
     assert report["protocol"]["split"]["seed"] == 4
     assert "rank-1 %" in result.output and "search: dense" in result.output
     assert "closed-set CMC" in (tmp_path / "r.md").read_text()
-    bad = CliRunner().invoke(app, [str(folder), "--protocol", "identification", "--search",
+    bad = run_cli(app, [str(folder), "--protocol", "identification", "--search",
                                    "annoy"])
     assert bad.exit_code == 2 and "unknown search 'annoy'" in bad.output
 
@@ -241,10 +241,10 @@ def test_images_without_identity_folder_need_labels(tmp_path):
     keys = [f"img{i}.jpg" for i in range(6)]
     folder = embedding_dir.write_embedding_dir(tmp_path / "flat", dyadic_vectors(6, 8, rng),
                                                keys)
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification"])
+    result = run_cli(app, [str(folder), "--protocol", "identification"])
     assert result.exit_code == 2 and "--image-labels" in result.output
     (tmp_path / "labels.txt").write_text("".join(f"{k} p{i % 2}\n" for i, k in enumerate(keys)))
-    result = CliRunner().invoke(app, [str(folder), "--protocol", "identification",
+    result = run_cli(app, [str(folder), "--protocol", "identification",
                                       "--image-labels", str(tmp_path / "labels.txt")])
     assert result.exit_code == 0, result.output
 
@@ -263,6 +263,6 @@ def test_flip_fusion_applies_and_needs_flip_embeddings(tmp_path):
                                 SearchOptions()).to_dict()
     assert a["cmc"] == b["cmc"] and a["open_set"] == b["open_set"]
     assert b["protocol"]["flip"] == "sum"
-    result = CliRunner().invoke(app, [str(plain), "--protocol", "identification", "--flip",
+    result = run_cli(app, [str(plain), "--protocol", "identification", "--flip",
                                       "concat"])
     assert result.exit_code == 2 and "embeddings_flip.npy" in result.output

@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.evaluate.cli import app
 from massface.evaluate.labels import read_labels
+from tests.helpers.cli import run_cli
 
 
 @pytest.mark.parametrize("text", ["1 0 1 0", "True False true false", "same different SAME "
@@ -71,6 +71,6 @@ def test_words_labels_through_the_cli(tmp_path):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "e.npy", rng.standard_normal((40, 8)))
     (tmp_path / "issame.txt").write_text(" ".join(["same", "different"] * 10))
-    result = CliRunner().invoke(app, [str(tmp_path / "e.npy"), "--labels",
+    result = run_cli(app, [str(tmp_path / "e.npy"), "--labels",
                                       str(tmp_path / "issame.txt"), "--folds", "2"])
     assert result.exit_code == 0, result.output

@@ -12,14 +12,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.evaluate.protocols.blufr_config import read_blufr_config, trial_summary
 from massface.formats import embedding_dir
 from tests.helpers import shared
 from tests.helpers.blufr_reference import OSI_FARS, VER_FARS, spec_thresholds
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 
 SUBSET_IMAGES = 200
 
@@ -71,7 +70,7 @@ def lfw_subset(tmp_path_factory, lfw_dir, pretrained_onnx):
 
 def run_json(tmp_path, *args):
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(app, [str(a) for a in (*args, "--json", out)])
+    result = run_cli(app, [str(a) for a in (*args, "--json", out)])
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
 

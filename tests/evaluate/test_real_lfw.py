@@ -12,12 +12,12 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.formats import embedding_dir, msame
 from massface.formats.pairs import pair_references, read_pairs
 from massface.scoring import verify
+from tests.helpers.cli import run_cli
 from tests.helpers.naive_reference import assert_matches, naive_evaluate
 
 PUBLISHED_ACCURACY = 0.9925
@@ -73,7 +73,7 @@ def test_cli_on_real_embedding_folder_and_msame_outputs(lfw, tmp_path):
     labels = tmp_path / msame.LABELS_FILE
     msame.write_labels_file(labels, lfw["issame"])
     report = tmp_path / "eval.json"
-    res = CliRunner().invoke(app, [str(emb_dir), str(tmp_path / "msame"), "--labels",
+    res = run_cli(app, [str(emb_dir), str(tmp_path / "msame"), "--labels",
                                    str(labels), "--dtype", "float32", "--json", str(report)])
     # --labels applies to inputs without their own: the embedding folder keeps its pairs.txt
     assert res.exit_code == 0, res.output

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.export.cli import app
 from massface.io import sha256_file
+from tests.helpers.cli import run_cli
 from tests.helpers.models import make_training_run
 from tests.helpers.standin_atc import install_standin_atc
 
@@ -27,7 +27,7 @@ EMBEDDING = 128
 
 
 def _invoke(args: list[str]):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_cli(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result
@@ -87,6 +87,7 @@ def test_export_writes_every_artifact_with_its_proof(exported):
     assert {k: m["preprocessing"][k] for k in ("color", "mean", "std", "size", "layout")} == {
         "color": "RGB", "mean": 127.5, "std": 128.0, "size": [112, 112], "layout": "NHWC"}
     assert m["preprocessing"]["source"].startswith("run config.yaml")
+    assert m["preprocessing"]["fit"] == "squash"  # as massface-train fed the images
     for kind, art in m["artifacts"].items():
         assert art["sha256"] == sha256_file(out / art["file"]), kind
     for kind in ("pb", "onnx"):

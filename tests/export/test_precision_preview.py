@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.export.budget import select_pairs
 from massface.export.cli import app
@@ -20,7 +19,7 @@ from massface.formats.embedding_dir import read_embedding_dir
 from massface.formats.pairs import Pair, read_pairs, write_path_pairs
 from massface.infer.cli import app as infer_app
 from massface.scoring import verify
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
@@ -35,7 +34,7 @@ def exported(pretrained_onnx, lfw_dir, lfw_pairs, tmp_path_factory):
         empty = out.parent / "no-atc"
         empty.mkdir()
         mp.setenv("PATH", str(empty))  # no atc: the .om step is scripted
-        result = CliRunner().invoke(app, [
+        result = run_cli(app, [
             "--onnx", str(pretrained_onnx), "--out", str(out), "--precision-preview",
             "fp16,int8", "--aipp", "--precision-pairs", str(PAIRS), "--calibration-count",
             "16"])
@@ -161,7 +160,7 @@ def test_msame_input_bins_for_an_aipp_model_are_raw_pixels(exported, subset, lfw
     slots = [row[r] for p in pairs for r in (p.a, p.b)]
     np.testing.assert_array_equal(from_bins, from_images[slots])
     # the float model refuses pixel bins, naming both and the fix
-    wrong = CliRunner().invoke(infer_app, ["--model", str(out / "model.onnx"), "--input-bins",
+    wrong = run_cli(infer_app, ["--model", str(out / "model.onnx"), "--input-bins",
                                            str(bins), "--out", str(out.parent / "e-wrong")])
     assert wrong.exit_code == 2
     assert "holds uint8 input bins" in " ".join(wrong.output.split())
@@ -203,7 +202,7 @@ def test_config_file_and_overrides(pretrained_onnx, lfw_dir, tmp_path, no_atc):
     cfg = tmp_path / "export.yaml"
     cfg.write_text("precision_preview: [fp16]\nprecision_pairs: 0\naipp: true\n")
     out = tmp_path / "x"
-    result = CliRunner().invoke(app, ["--onnx", str(pretrained_onnx), "--out", str(out),
+    result = run_cli(app, ["--onnx", str(pretrained_onnx), "--out", str(out),
                                       "--config", str(cfg), "--no-aipp", "--no-om"])
     assert result.exit_code == 0, result.output
     m = json.loads((out / "export.json").read_text())
@@ -211,13 +210,13 @@ def test_config_file_and_overrides(pretrained_onnx, lfw_dir, tmp_path, no_atc):
     assert m["precision"]["fp16"]["lfw_accuracy"] is None  # precision_pairs: 0
     assert m["precision"]["fp16"]["images"] == 16  # the parity faces
     cfg.write_text("precision_preview: [fp16]\nbogus: 1\n")
-    bad = CliRunner().invoke(app, ["--onnx", str(pretrained_onnx), "--out",
+    bad = run_cli(app, ["--onnx", str(pretrained_onnx), "--out",
                                    str(tmp_path / "y"), "--config", str(cfg)])
     assert bad.exit_code == 2 and "bogus" in bad.output
 
 
 def test_unknown_target_is_refused_before_any_work(pretrained_onnx, tmp_path):
-    result = CliRunner().invoke(app, ["--onnx", str(pretrained_onnx), "--out",
+    result = run_cli(app, ["--onnx", str(pretrained_onnx), "--out",
                                       str(tmp_path / "x"), "--precision-preview", "fp8"])
     assert result.exit_code == 2
     assert "fp8" in result.output and "fp16" in result.output and "int8" in result.output

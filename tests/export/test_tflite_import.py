@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.export.cli import app
 from massface.io import sha256_file
+from tests.helpers.cli import run_cli
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -28,7 +28,7 @@ def imported(pretrained_tflite, lfw_dir, tmp_path_factory):
         empty = out.parent / "empty-bin"
         empty.mkdir()
         mp.setenv("PATH", str(empty))  # no atc: the .om step is scripted
-        result = CliRunner().invoke(app, [
+        result = run_cli(app, [
             "--tflite", str(pretrained_tflite), "--out", str(out),
             "--to-checkpoint", str(out.parent / "sirius-run"), "--calibration-count", "64"])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -86,7 +86,7 @@ def test_missing_or_broken_tflite(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
     for path, message in ((tmp_path / "none.tflite", "not found"), (bad, "TFLite")):
-        result = CliRunner().invoke(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
+        result = run_cli(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
                                           "--parity-images", str(tmp_path)])
         assert result.exit_code == 2, result.output
         assert message in result.output
@@ -94,7 +94,7 @@ def test_missing_or_broken_tflite(tmp_path):
 
 
 def test_normalize_is_refused_for_tflite(pretrained_tflite, tmp_path):
-    result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite), "--out",
+    result = run_cli(app, ["--tflite", str(pretrained_tflite), "--out",
                                       str(tmp_path / "o"), "--normalize"])
     assert result.exit_code == 2 and "--normalize is not available" in result.output
 
@@ -142,7 +142,7 @@ def test_a_tflite_that_is_not_mobilefacenet_imports_but_does_not_map(tmp_path, f
     with pytest.raises(InputError, match="1 convolutions; massface's MobileFaceNet has 52"):
         map_weights(path, calibration=faces, check=faces, min_cosine=0.9999)
     # ... but it imports to ONNX (batch 1 made dynamic) with parity proven
-    result = CliRunner().invoke(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
+    result = run_cli(app, ["--tflite", str(path), "--out", str(tmp_path / "o"),
                                       "--no-om"])
     assert result.exit_code == 0, result.output
     m = json.loads((tmp_path / "o" / "export.json").read_text())
@@ -167,7 +167,7 @@ def test_truncated_tflite_is_a_clear_error_not_a_crash(tmp_path, pretrained_tfli
 
 
 def test_out_is_required_without_a_run_folder(pretrained_tflite, tmp_path):
-    result = CliRunner().invoke(app, ["--tflite", str(pretrained_tflite)])
+    result = run_cli(app, ["--tflite", str(pretrained_tflite)])
     assert result.exit_code == 2, result.output
     assert "--out is required with --tflite" in " ".join(result.output.split())
 
@@ -176,11 +176,11 @@ def test_out_is_required_without_a_run_folder(pretrained_tflite, tmp_path):
 def test_imports_refuse_normalize_and_a_missing_model_alike(option, tmp_path):
     model = tmp_path / "m.bin"
     model.write_bytes(b"x")
-    normalized = CliRunner().invoke(app, [option, str(model), "--out", str(tmp_path / "o"),
+    normalized = run_cli(app, [option, str(model), "--out", str(tmp_path / "o"),
                                           "--normalize"])
     assert normalized.exit_code == 2
     assert f"--normalize is not available with {option}" in " ".join(normalized.output.split())
-    missing = CliRunner().invoke(app, [option, str(tmp_path / "none"), "--out",
+    missing = run_cli(app, [option, str(tmp_path / "none"), "--out",
                                        str(tmp_path / "o")])
     assert missing.exit_code == 2 and "file not found" in missing.output
     assert not (tmp_path / "o").exists()

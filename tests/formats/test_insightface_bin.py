@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.formats.insightface_bin import (
@@ -16,6 +15,7 @@ from massface.formats.insightface_bin import (
     write_insightface_bin,
 )
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 
 
 def test_roundtrip_and_protocols(tmp_path):
@@ -48,7 +48,7 @@ def test_reduce_exploit_is_refused_without_running(tmp_path):
     assert not marker.exists()
     # through the CLI: exit 2, the file named, nothing executed, no output
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["--model", str(path), "--bin", str(path), "--out",
+    result = run_cli(app, ["--model", str(path), "--bin", str(path), "--out",
                                       str(out)])
     assert result.exit_code == 2 and "evil.bin" in result.output
     assert not marker.exists() and not (out / "meta.json").exists()

@@ -96,11 +96,11 @@ def test_infer_and_eval_find_the_same_images(tmp_path):
     massface-infer, nor (as it did before) in massface-eval; ``x`` finds it in both."""
     import numpy as np
     from PIL import Image
-    from typer.testing import CliRunner
 
     from massface.evaluate.cli import app
     from massface.formats.embedding_dir import write_embedding_dir
     from massface.runtime.sources import images_dataset
+    from tests.helpers.cli import run_cli
 
     root = tmp_path / "imgs"
     keys = [f"p{i}/{j}.jpg" for i in range(2) for j in range(2)]
@@ -113,7 +113,7 @@ def test_infer_and_eval_find_the_same_images(tmp_path):
         write_path_pairs(pairs, [Pair("p0/0" + suffix, "p0/1" + suffix, True),
                                  Pair("p0/0" + suffix, "p1/0" + suffix, False)] * 10)
         folder = write_embedding_dir(tmp_path / f"emb-{name}", emb, keys, pairs_file=pairs)
-        result = CliRunner().invoke(app, [str(folder)])
+        result = run_cli(app, [str(folder)])
         try:
             images_dataset(root, pairs)
             infer_found = True

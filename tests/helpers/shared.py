@@ -1,13 +1,13 @@
 """Where the real data lives for tests and benchmarks: ``$MASSFACE_SHARED``, else
 ``../shared`` beside the checkout (the library itself never guesses: see
-``massface.tools.shared_data``)."""
+``massface.shared_data``)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from massface.tools.shared_data import ENV_VAR
+from massface.shared_data import ENV_VAR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -156,11 +156,10 @@ def test_tensorflow_pb_matches_onnx(frozen_pb, pretrained_onnx):
 def test_info_command(pretrained_onnx):
     import json
 
-    from typer.testing import CliRunner
-
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
-    r = CliRunner().invoke(app, ["info", str(pretrained_onnx), "--json"])
+    r = run_cli(app, ["info", str(pretrained_onnx), "--json"])
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["layout"] == "NHWC" and info["output_dim"] == 192
@@ -189,9 +188,8 @@ def test_every_backend_declares_the_options_it_honours():
 def test_cli_refuses_an_option_the_backend_would_ignore(monkeypatch, tmp_path, flag, value,
                                                         backend):
     """Exit 2 naming the option and the backends that take it, before any model loads."""
-    from typer.testing import CliRunner
-
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
     suffix = {"acl": ".om", "onnxruntime": ".onnx", "tensorflow": ".pb"}[backend]
     model = tmp_path / f"m{suffix}"
@@ -201,7 +199,7 @@ def test_cli_refuses_an_option_the_backend_would_ignore(monkeypatch, tmp_path, f
     monkeypatch.setattr(cls, "__init__", lambda self, *a, **k: loaded.append(a))
     (tmp_path / "imgs" / "p").mkdir(parents=True)
     (tmp_path / "imgs" / "p" / "a.png").write_bytes(b"")
-    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(tmp_path / "imgs"),
+    r = run_cli(app, ["--model", str(model), "--images", str(tmp_path / "imgs"),
                                  "--out", str(tmp_path / "out"), "--backend", backend, flag,
                                  value, "--quiet"])
     takers = [n for n in BACKENDS if flag.lstrip("-").replace("-", "_") in

@@ -9,18 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 from tests.helpers.models import make_linear_onnx
 
-runner = CliRunner()
 SIZE = (16, 16)
 
 
 def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def failed(result, *names: str) -> None:

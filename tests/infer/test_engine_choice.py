@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import sys
 
-from typer.testing import CliRunner
-
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 
 
 def _invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def test_missing_ray_names_the_extra(tmp_path, monkeypatch, pretrained_onnx, lfw_dir,
@@ -40,7 +39,7 @@ def test_help_offers_every_execution_engine():
     from massface.infer.runner import EXECUTION_ENGINES
 
     for cli, registry in ((app, EXECUTION_ENGINES), (align_app, ALIGN_ENGINES)):
-        text = " ".join(CliRunner().invoke(cli, ["--help"], terminal_width=400).output.split())
+        text = " ".join(run_cli(cli, ["--help"], terminal_width=400).output.split())
         assert registry.names() == ["local", "ray"]
         for name in registry:
             assert f"{name} ({registry.description(name)})" in text, name

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer import InferOptions, run_inference
@@ -17,11 +16,10 @@ from massface.infer.cli import app
 from massface.lock import LOCK_FILE, folder_lock
 from massface.runtime import open_backend
 from massface.runtime.sources import images_dataset
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 from tests.helpers.faults import failing_backend
 from tests.helpers.models import make_linear_onnx
 
-runner = CliRunner()
 SIZE = (8, 8)
 STALE = "999999 massface-infer\n"  # the PID of a process that is gone
 
@@ -43,7 +41,7 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
 def refused_in_use(args: list[object], folder: Path) -> None:
     """Run the CLI while this process holds ``folder``'s lock: exit 2 naming our PID."""
     with folder_lock(folder, "holder"):
-        r = runner.invoke(app, [str(a) for a in args])
+        r = run_cli(app, [str(a) for a in args])
     assert r.exit_code == 2, r.output
     assert f"in use by PID {os.getpid()} (holder)" in " ".join(r.output.split())
     assert "Traceback" not in r.output

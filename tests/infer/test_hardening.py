@@ -9,18 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 from tests.helpers.models import make_linear_onnx
 
-runner = CliRunner()
 SIZE = (8, 8)
 
 
 def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def refused(result, *words: str) -> str:
@@ -59,9 +58,10 @@ def test_merge_never_replaces_a_result_or_a_shard_without_overwrite(tmp_path, wo
     model, ds = world
     shards = _shards(tmp_path, world)
     before = [(d / "embeddings.npy").read_bytes() for d in shards]
-    # --out one of its own inputs (or a folder around it): refused, even with --overwrite
+    # --out one of its own inputs (by any path): refused, even with --overwrite
     refused(run("merge", *shards, "--out", shards[0]), "shard folder", "another --out")
-    refused(run("merge", *shards, "--out", tmp_path, "--overwrite"), "shard folder")
+    (tmp_path / "link").symlink_to(shards[1])
+    refused(run("merge", *shards, "--out", tmp_path / "link", "--overwrite"), "shard folder")
     assert [(d / "embeddings.npy").read_bytes() for d in shards] == before
     # a finished result in --out: kept unless --overwrite
     done = tmp_path / "done"

@@ -9,13 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 from tests.helpers.scoring import lfw_accuracy_of
 
 pytestmark = pytest.mark.slow
-runner = CliRunner()
 PUBLISHED = 0.9925
 MEASURED = 0.992667  # 5956 / 6000, ONNX Runtime and OpenVINO fp32 alike
 
@@ -79,7 +78,7 @@ def test_tensorflow_pb_gives_the_same_embeddings(tmp_path, frozen_pb, lfw_onnx_r
     from massface.formats.embedding_dir import read_embedding_dir
 
     out = tmp_path / "pb"
-    r = runner.invoke(app, ["--model", str(frozen_pb), "--lfw", str(lfw_dir), "--pairs",
+    r = run_cli(app, ["--model", str(frozen_pb), "--lfw", str(lfw_dir), "--pairs",
                             str(subset_pairs), "--out", str(out), "--threads", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     tf_run, ort_run = read_embedding_dir(out), read_embedding_dir(lfw_onnx_run)
@@ -101,7 +100,7 @@ def test_the_other_exact_engine_gives_the_same_accuracy(tmp_path, onnx_accuracy,
     if other == "openvino":
         pytest.importorskip("openvino")
     out = tmp_path / other
-    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+    r = run_cli(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
                             str(lfw_pairs), "--out", str(out), "--backend", other,
                             "--threads", "2", "--quiet"])
     assert r.exit_code == 0, r.output
@@ -121,12 +120,12 @@ def test_openvino_bf16_through_massface_eval(tmp_path, pretrained_onnx, lfw_dir,
     from massface.evaluate.cli import app as eval_app
 
     out = tmp_path / "bf16"
-    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+    r = run_cli(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
                             str(lfw_pairs), "--out", str(out), "--backend", "openvino",
                             "--precision", "bf16", "--threads", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "meta.json").read_text())["precision"] == "bf16"
-    r = runner.invoke(eval_app, [str(out), "--json", str(tmp_path / "eval.json")])
+    r = run_cli(eval_app, [str(out), "--json", str(tmp_path / "eval.json")])
     assert r.exit_code == 0, r.output
     acc = json.loads((tmp_path / "eval.json").read_text())["accuracy"]
     print(f"LFW accuracy (OpenVINO bf16, massface-eval): {acc:.6f}")

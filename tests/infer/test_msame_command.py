@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.formats.msame import msame_command
+from tests.helpers.cli import run_cli
 from tests.helpers.fake_acl import FakeAcl, write_fake_om
 from tests.helpers.standin_msame import install_standin_msame
 
@@ -29,7 +29,7 @@ def _prepare(monkeypatch, tmp_path, onnx, lfw_args, name="bins"):
     om = write_fake_om(tmp_path / "model.om", onnx=onnx, gears=list(GEARS))
     monkeypatch.setitem(sys.modules, "acl", FakeAcl.from_om(om))
     dest = tmp_path / name
-    r = CliRunner().invoke(app, ["prepare-bins", "--model", str(om), *map(str, lfw_args),
+    r = run_cli(app, ["prepare-bins", "--model", str(om), *map(str, lfw_args),
                                  "--out", str(dest)])
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
@@ -51,7 +51,7 @@ def _evaluate(evaluate, tmp_path):
     from massface.evaluate.cli import app as eval_app
 
     out = tmp_path / "eval.json"
-    r = CliRunner().invoke(eval_app, [*evaluate[1:], "--json", str(out)])
+    r = run_cli(eval_app, [*evaluate[1:], "--json", str(out)])
     assert r.exit_code == 0, r.output
     return json.loads(out.read_text())
 
@@ -73,7 +73,7 @@ def test_printed_command_runs_through_the_standin_msame(monkeypatch, tmp_path,
     assert outputs.tool == "msame" and len(outputs.files) == 120
     assert outputs.folder.parent == dest / "msame"  # msame's timestamp folder
     got = np.stack([np.fromfile(outputs.files[i], np.float32) for i in range(120)])
-    r = CliRunner().invoke(__import__("massface.infer.cli", fromlist=["app"]).app, [
+    r = run_cli(__import__("massface.infer.cli", fromlist=["app"]).app, [
         "--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
         str(subset_pairs), "--out", str(tmp_path / "ref"), "--quiet"])
     assert r.exit_code == 0, r.output
@@ -158,7 +158,7 @@ def test_msame_command_refuses_what_msame_gets_wrong(tmp_path):
 def test_prepare_bins_refuses_a_dot_bin_folder(tmp_path, lfw_dir, subset_pairs):
     from massface.infer.cli import app
 
-    r = CliRunner().invoke(app, ["prepare-bins", "--lfw", str(lfw_dir), "--pairs",
+    r = run_cli(app, ["prepare-bins", "--lfw", str(lfw_dir), "--pairs",
                                  str(subset_pairs), "--out", str(tmp_path / "lfw.bins")])
     assert r.exit_code == 2 and "containing '.bin'" in r.output
     assert not (tmp_path / "lfw.bins").exists()
@@ -200,7 +200,7 @@ def test_fp16_input_om_gets_float16_bins_that_msame_feeds(monkeypatch, tmp_path,
     dest = tmp_path / "bins"
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("\n".join(subset_pairs.read_text().splitlines()[:4]) + "\n")
-    r = CliRunner().invoke(app, ["prepare-bins", "--model", str(om), "--lfw", str(lfw_dir),
+    r = run_cli(app, ["prepare-bins", "--model", str(om), "--lfw", str(lfw_dir),
                                  "--pairs", str(pairs), "--out", str(dest)])
     assert r.exit_code == 0, r.output
     info = json.loads((dest / "inputs.json").read_text())

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app
+from tests.helpers.cli import run_cli
 
-runner = CliRunner()
 SIZE = (8, 8)
 DIM = 4
 DARK = {"a/1.png", "b/4.png"}  # these hold pixels below the mean: normalised < 0
@@ -62,7 +61,7 @@ def world(tmp_path) -> tuple[Path, Path]:
 def test_nan_embeddings_fail_naming_the_images_and_the_model(tmp_path, world):
     model, ds = world
     out = tmp_path / "out"
-    r = runner.invoke(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
+    r = run_cli(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
                             "--batch-size", "4", "--quiet"])
     assert r.exit_code == 3, r.output
     text = " ".join(r.output.split())
@@ -74,7 +73,7 @@ def test_nan_embeddings_fail_naming_the_images_and_the_model(tmp_path, world):
 def test_skip_bad_lists_the_nan_rows_like_bad_images(tmp_path, world):
     model, ds = world
     out = tmp_path / "out"
-    r = runner.invoke(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
+    r = run_cli(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
                             "--batch-size", "4", "--flip", "--skip-bad", "--quiet"])
     assert r.exit_code == 0, r.output
     es = read_embedding_dir(out)

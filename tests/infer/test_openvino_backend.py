@@ -14,14 +14,13 @@ import sys
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.infer.cli import app
 from massface.runtime.backends import open_backend
+from tests.helpers.cli import run_cli
 from tests.helpers.models import make_conv_onnx, make_linear_onnx
 
-runner = CliRunner()
 FP32_COSINE = 0.99999
 HALF_COSINE = 0.995  # bf16/fp16 vs fp32, real faces
 
@@ -56,7 +55,7 @@ def test_missing_openvino_says_how_to_install(tmp_path, monkeypatch):
     model = tmp_path / "m.onnx"
     make_linear_onnx(model, size=(8, 8), dim=4)
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
-    r = runner.invoke(app, ["info", str(model), "--backend", "openvino"])
+    r = run_cli(app, ["info", str(model), "--backend", "openvino"])
     assert r.exit_code == 2, r.output
     assert "pip install 'massface[openvino]'" in r.output
     xml = tmp_path / "m.xml"
@@ -143,7 +142,7 @@ def test_openvino_ir_runs_by_suffix(ov, tmp_path):
     with open_backend(xml) as b:  # auto: .xml -> openvino
         assert b.info.backend == "openvino" and b.info.layout == "NHWC"
         assert _min_cosine(b.embed(x), want) >= FP32_COSINE
-    r = runner.invoke(app, ["info", str(xml), "--json"])
+    r = run_cli(app, ["info", str(xml), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["backend"] == "openvino"
     xml.with_suffix(".bin").unlink()
@@ -174,7 +173,7 @@ def test_bad_models_and_options_are_input_errors(ov, tmp_path, pretrained_onnx):
 def test_half_precision_is_native_or_refused(ov, tmp_path, pretrained_onnx, lfw_dir, precision):
     if not _native(precision):
         out = tmp_path / "out"
-        r = runner.invoke(app, ["--model", str(pretrained_onnx), "--images", str(lfw_dir),
+        r = run_cli(app, ["--model", str(pretrained_onnx), "--images", str(lfw_dir),
                                 "--out", str(out), "--backend", "openvino", "--precision",
                                 precision, "--quiet"])
         assert r.exit_code == 2, r.output
@@ -203,10 +202,10 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     base = ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
             str(subset_pairs), "--batch-size", "16", "--quiet"]
     out, ref = tmp_path / "ov", tmp_path / "ort"
-    r = runner.invoke(app, [*base, "--out", str(out), "--backend", "openvino", "--threads", "2",
+    r = run_cli(app, [*base, "--out", str(out), "--backend", "openvino", "--threads", "2",
                             "--streams", "2"])
     assert r.exit_code == 0, r.output
-    assert runner.invoke(app, [*base, "--out", str(ref), "--backend", "onnxruntime"]
+    assert run_cli(app, [*base, "--out", str(ref), "--backend", "onnxruntime"]
                          ).exit_code == 0
     got, want = read_embedding_dir(out), read_embedding_dir(ref)
     assert got.paths == want.paths
@@ -228,11 +227,11 @@ def test_cli_run_records_backend_and_precision(ov, tmp_path, pretrained_onnx, lf
     assert flips is not None and flips.shape == emb.shape
     np.testing.assert_allclose(emb, got.embeddings, rtol=1e-5, atol=1e-5)
     report = tmp_path / "r.md"
-    r = runner.invoke(eval_app, [str(out), "--markdown", str(report)])
+    r = run_cli(eval_app, [str(out), "--markdown", str(report)])
     assert r.exit_code == 0, r.output
     assert f"{out}: embedded by openvino in fp32" in report.read_text().split("| run")[0]
     # the same folder with another backend is another run: refused, not mixed
-    r = runner.invoke(app, [*base, "--out", str(out), "--backend", "onnxruntime"])
+    r = run_cli(app, [*base, "--out", str(out), "--backend", "onnxruntime"])
     assert r.exit_code == 2 and "--overwrite" in r.output
     # an unfinished fp32 run is not resumed in another precision
     part = tmp_path / "part"
@@ -265,7 +264,7 @@ def test_no_backend_option_runs_the_fastest_exact_engine_and_says_so(ov, tmp_pat
     base = ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
             str(subset_pairs), "--batch-size", "16", "--quiet"]
     out = tmp_path / "auto"
-    r = runner.invoke(app, [*base, "--out", str(out)])
+    r = run_cli(app, [*base, "--out", str(out)])
     assert r.exit_code == 0, r.output
     why = "auto: OpenVINO, the fastest exact CPU engine for .onnx on x86"
     assert f"backend: openvino fp32 ({why})" in r.output
@@ -274,13 +273,13 @@ def test_no_backend_option_runs_the_fastest_exact_engine_and_says_so(ov, tmp_pat
         ("openvino", "fp32", why)
     assert json.loads((out / "summary.json").read_text())["backend_choice"] == why
     report = tmp_path / "r.md"
-    assert runner.invoke(eval_app, [str(out), "--markdown", str(report)]).exit_code == 0
+    assert run_cli(eval_app, [str(out), "--markdown", str(report)]).exit_code == 0
     assert f"embedded by openvino in fp32 ({why})" in report.read_text()
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     ref = tmp_path / "no-openvino"
-    r = runner.invoke(app, [*base, "--out", str(ref)])
+    r = run_cli(app, [*base, "--out", str(ref)])
     assert r.exit_code == 0, r.output
     assert "backend: onnxruntime fp32 (auto: onnxruntime (OpenVINO is not installed" in r.output
     got, want = read_embedding_dir(out), read_embedding_dir(ref)

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.formats.embedding_dir import read_embedding_dir
 from massface.infer.cli import app
 from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.cli import run_cli
 
 pytest.importorskip("ray.data", reason="--engine ray needs the 'ray' extra (pip install "
                                        "'massface[ray]')")
@@ -83,7 +83,7 @@ def _same(a: Path, b: Path) -> None:
 def _eval(out: Path) -> dict:
     from massface.evaluate.cli import app as eval_app
 
-    r = CliRunner().invoke(eval_app, [str(out), "--json", str(out.parent / "eval.json")])
+    r = run_cli(eval_app, [str(out), "--json", str(out.parent / "eval.json")])
     assert r.exit_code == 0, r.output
     return json.loads((out.parent / "eval.json").read_text())
 
@@ -153,7 +153,7 @@ def test_a_bad_image_follows_skip_bad_in_msame_format_too(ray_session, tmp_path,
                                                           pretrained_onnx, lfw_dir, photos):
     base = ["--model", pretrained_onnx, "--list", photos / "with-bad.txt", "--root", lfw_dir,
             *CHUNK, "--quiet"]
-    r = CliRunner().invoke(app, [str(a) for a in [*base, "--out", tmp_path / "refused",
+    r = run_cli(app, [str(a) for a in [*base, "--out", tmp_path / "refused",
                                                   "--engine", "ray"]])
     assert r.exit_code == 2, r.output
     assert "broken.jpg" in r.output and "Traceback" not in r.output

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.formats.embedding_dir import read_embedding_dir
@@ -21,10 +20,10 @@ from massface.infer.cli import app
 from massface.runtime import open_backend
 from massface.runtime.sources import lfw_dataset
 from tests.helpers.cli import invoke_ok as invoke
+from tests.helpers.cli import run_cli
 from tests.helpers.faults import failing_backend
 from tests.helpers.scoring import lfw_accuracy_of
 
-runner = CliRunner()
 # These tests interrupt runs at a model call and resume them: ONNX Runtime, named, so each
 # call is synchronous (OpenVINO, --backend auto's CPU choice, keeps requests in flight).
 ORT = "onnxruntime"
@@ -98,7 +97,7 @@ def test_injected_failure_then_rerun_and_rerun_rules(tmp_path, clean, pretrained
     # finished: the same command again does nothing; other settings are refused
     again = run_inference(pretrained_onnx, ds, opts)
     assert again.summary.already_complete
-    r = runner.invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
+    r = run_cli(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir), "--pairs",
                             str(subset_pairs), "--out", str(out), "--batch-size", "16",
                             "--backend", ORT])
     assert r.exit_code == 2 and "--overwrite" in r.output
@@ -143,17 +142,17 @@ def test_shards_merge_to_the_unsharded_folder(tmp_path, clean, pretrained_onnx, 
     invoke("merge", *shards, "--out", ms, "--format", "msame")
     assert len(list((ms / "outputs").glob("*_output_0.bin"))) == 120
 
-    r = runner.invoke(app, ["merge", str(shards[0]), str(shards[2]), "--out",
+    r = run_cli(app, ["merge", str(shards[0]), str(shards[2]), "--out",
                             str(tmp_path / "x")])
     assert r.exit_code == 2 and "missing [1]" in r.output
-    r = runner.invoke(app, ["merge", str(shards[0]), str(shards[0]), str(shards[1]),
+    r = run_cli(app, ["merge", str(shards[0]), str(shards[0]), str(shards[1]),
                             "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "repeated [0]" in r.output
     other = tmp_path / "other1"
     invoke(*base[:6], "--backend", ORT, "--batch-size", 4, "--shard", "1/3", "--out", other,
            "--quiet")
-    r = runner.invoke(app, ["merge", str(shards[0]), str(other), str(shards[2]), "--out",
+    r = run_cli(app, ["merge", str(shards[0]), str(other), str(shards[2]), "--out",
                             str(tmp_path / "x")])
     assert r.exit_code == 2 and "batch_size" in r.output
-    r = runner.invoke(app, ["merge", str(clean), "--out", str(tmp_path / "x")])
+    r = run_cli(app, ["merge", str(clean), "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "not a shard" in r.output

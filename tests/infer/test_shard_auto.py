@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.infer.cli import app
 from massface.infer.runner import parse_shard, shard_from_env
+from tests.helpers.cli import run_cli
 
 SCHEDULER_VARS = ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX",
                   "SLURM_ARRAY_TASK_COUNT", "JOB_COMPLETION_INDEX"]
@@ -59,7 +59,7 @@ def test_cli_takes_the_shard_from_a_kubernetes_indexed_job(tmp_path, monkeypatch
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
     out = tmp_path / "part1"
-    r = CliRunner().invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir),
+    r = run_cli(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir),
                                  "--pairs", str(subset_pairs), "--out", str(out), "--quiet",
                                  "--shard", "auto/3"])
     assert r.exit_code == 0, r.output
@@ -68,7 +68,7 @@ def test_cli_takes_the_shard_from_a_kubernetes_indexed_job(tmp_path, monkeypatch
     assert (shard["index"], shard["count"]) == (1, 3)
     assert (shard["start"], shard["stop"]) == (shard["total"] // 3, 2 * shard["total"] // 3)
     monkeypatch.delenv("JOB_COMPLETION_INDEX")
-    r = CliRunner().invoke(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir),
+    r = run_cli(app, ["--model", str(pretrained_onnx), "--lfw", str(lfw_dir),
                                  "--pairs", str(subset_pairs), "--out", str(tmp_path / "x"),
                                  "--shard", "auto"])
     assert r.exit_code == 2 and "neither SLURM_ARRAY_TASK_ID" in r.output

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.model_selection import KFold
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app
 from massface.evaluate.inputs import LoadOptions, load_input
@@ -34,6 +33,7 @@ from massface.report.pairs import (
 from massface.report.plots import render_svg
 from massface.report.thumbs import THUMB_SIZE, ImageSource
 from massface.scoring.verification import verify
+from tests.helpers.cli import run_cli
 from tests.helpers.naive_reference import naive_distance, naive_evaluate, naive_prepare
 from tests.helpers.report_world import pairs_world
 
@@ -231,7 +231,7 @@ def test_short_names_lengthen_only_where_they_clash():
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def test_cli_writes_the_page_for_several_inputs(tmp_path):

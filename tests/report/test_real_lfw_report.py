@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from massface.evaluate.cli import app as eval_app
 from massface.evaluate.inputs import LoadOptions, load_input
@@ -19,7 +18,7 @@ from massface.evaluate.report import Run
 from massface.report.pairs import error_counts
 from massface.scoring.verification import verify
 from tests.helpers.browser import chromium, find_chromium, inspect_page, is_blank
-from tests.helpers.cli import invoke_ok
+from tests.helpers.cli import invoke_ok, run_cli
 
 pytestmark = pytest.mark.slow
 PER_SET = 30
@@ -45,7 +44,7 @@ def test_lfw_report_shows_the_failed_pairs_faces(tmp_path, pretrained_onnx, lfw_
     invoke_ok("--model", pretrained_onnx, "--lfw", lfw_dir, "--pairs", pairs, "--out", emb,
               "--quiet")
     page = tmp_path / "report.html"
-    r = CliRunner().invoke(eval_app, [str(emb), "--html", str(page), "--html-worst", "12"])
+    r = run_cli(eval_app, [str(emb), "--html", str(page), "--html-worst", "12"])
     assert r.exit_code == 0, r.output
     data = load_input(emb, LoadOptions())
     run = Run(data, verify(data.embeddings, data.issame))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from massface.errors import InputError
 from massface.leakage import reference_identities
@@ -17,6 +16,7 @@ from massface.tools.blufr_split import MANIFEST, write_split_tree
 from massface.tools.pairs_generate import app
 from tests.helpers import shared
 from tests.helpers.blufr_reference import lfw_like_names, random_trials, write_config
+from tests.helpers.cli import run_cli
 
 
 def world(tmp_path, seed=0, n_ids=30):
@@ -38,7 +38,7 @@ def tree_files(tree: Path) -> list[str]:
 
 
 def run(*args):
-    result = CliRunner().invoke(app, ["blufr-split", *(str(a) for a in args)])
+    result = run_cli(app, ["blufr-split", *(str(a) for a in args)])
     return result.exit_code, " ".join(result.output.split())
 
 

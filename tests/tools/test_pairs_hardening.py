@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from typer.testing import CliRunner
 
 from massface.tools.pairs_generate import app
+from tests.helpers.cli import run_cli
 
 
 def _tree(root, sizes: list[int]):
@@ -19,7 +19,7 @@ def _tree(root, sizes: list[int]):
 
 
 def _refused(*args: object) -> str:
-    r = CliRunner().invoke(app, [str(a) for a in args])
+    r = run_cli(app, [str(a) for a in args])
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     text = " ".join(r.output.split())
     assert "at most 0" not in text and "asked for 0" not in text, text

@@ -5,16 +5,14 @@ from __future__ import annotations
 import typing
 
 import yaml
-from typer.testing import CliRunner
 
 from massface.train.cli import app
 from massface.train.config import DEFAULTS, ExperimentConfig, OptimizerConfig, load_config
-
-runner = CliRunner()
+from tests.helpers.cli import run_cli
 
 
 def _run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+    return run_cli(app, [str(a) for a in args])
 
 
 def test_base_yaml_lists_every_default(tmp_path):

@@ -137,7 +137,7 @@ def _install_npu(monkeypatch):
     (["train.distribute=multi_worker"], {}, "HCCL"),
     ([], {"RANK_SIZE": "8", "RANK_TABLE_FILE": "/r.json", "RANK_ID": "0"}, "RANK_SIZE=8"),
     (["train.precision=mixed_float16"], {}, "npu_precision_mode"),
-    (["train.npu_precision_mode=fp8"], {}, "not one of the npu_device plugin's"),
+    (["train.npu_precision_mode=fp8"], {}, "unknown npu_device precision mode 'fp8'"),
 ])
 def test_npu_refuses_what_the_plugin_would_run_wrongly(monkeypatch, overrides, env, why):
     """Several Ascend devices are HCCL processes (rank table), not a tf.distribute

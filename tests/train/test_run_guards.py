@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 
-from typer.testing import CliRunner
-
 from massface.lock import LOCK_FILE, folder_lock
 from massface.train.cli import app
+from tests.helpers.cli import run_cli
 
-runner = CliRunner()
 TINY = ["model.embedding_size=8", "data.batch_size=8", "data.identities=[s1, s2]",
         "train.progress=false", "train.log_every=1", "validation.pairs=null"]
 
@@ -20,7 +18,7 @@ def train(orl_dir, work, *extra: str):
     args = []
     for item in [f"data.train_dir={orl_dir}", f"work_dir={work}", "name=run", *TINY, *extra]:
         args += ["--set", item]
-    return runner.invoke(app, args)
+    return run_cli(app, args)
 
 
 def one_line_error(result, *fragments: str) -> None:

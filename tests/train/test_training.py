@@ -152,17 +152,15 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues(orl_dir, tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(orl_dir, tmp_path):
-    from typer.testing import CliRunner
-
     from massface.train.cli import app
+    from tests.helpers.cli import run_cli
 
     base = ["--set", f"data.train_dir={orl_dir}", "--work-dir", str(tmp_path), "--name", "nan",
             "--no-progress", *[a for s in SMALL for a in ("--set", s)]]
-    runner = CliRunner()
-    res = runner.invoke(app, [*base, "--max-steps", "2", "--set", "train.checkpoint_every=1"])
+    res = run_cli(app, [*base, "--max-steps", "2", "--set", "train.checkpoint_every=1"])
     assert res.exit_code == 0, res.output
     # an input scaling that overflows float32 makes the loss non-finite at the next step
-    res = runner.invoke(app, [*base, "--max-steps", "4", "--set", "data.mean=1e38"])
+    res = run_cli(app, [*base, "--max-steps", "4", "--set", "data.mean=1e38"])
     assert res.exit_code == 3, res.output
     assert "loss is nan at step 2" in res.output.replace("\n", " ")
     assert tf.train.latest_checkpoint(str(tmp_path / "nan" / "checkpoints")).endswith("ckpt-2")

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from massface.errors import InputError
 from massface.evaluate.inputs import PairInput
@@ -52,7 +53,9 @@ from massface.evaluate.protocols.search import SearchOptions
 from massface.evaluate.protocols.sphereface import evaluate_sphereface
 from massface.progress import ProgressBar
 from massface.registry import Registry
-from massface.tools.shared_data import ENV_VAR
+from massface.scoring.result import VerificationResult
+from massface.scoring.verification import verify
+from massface.shared_data import ENV_VAR
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,33 @@ Evaluate = Callable[[FeatureSet, ScaleOptions], ProtocolResult]
 
 
 @dataclass(frozen=True)
+class PairOptions:
+    """What the LFW pair protocol takes from the command line (``verify``'s options)."""
+
+    flip: str = "none"
+    normalization: str = "l2"
+    distance: str = "euclidean"
+    subtract_mean: bool = False
+    n_folds: int = 10
+    threshold_step: float = 0.01
+    far_target: float = 1e-3
+    folds_by: str = "position"
+
+
+ScorePairs = Callable[[PairInput, PairOptions], Any]
+
+
+@dataclass(frozen=True)
 class ProtocolEntry:
-    """A protocol: how it evaluates one feature set (None: the LFW pair protocol), and
-    which command-line options apply to it beyond the feature options."""
+    """A protocol: how it scores one labelled feature set (``evaluate``) or one input of
+    pairs (``pairs``), which command-line options apply to it beyond the feature options,
+    and how its runs are reported: ``"pairs"`` (the LFW report: per-fold table, ROC,
+    failed pairs) or ``"protocol"`` (a result's headline, tables and notes)."""
 
     evaluate: Evaluate | None
     options: frozenset[str] = frozenset()
-    #: a protocol of pair inputs other than the LFW default (``sphereface``)
-    pairs: Callable[[PairInput], ProtocolResult] | None = None
+    pairs: ScorePairs | None = None
+    report: str = "protocol"
 
 
 def default_blufr_config() -> Path:
@@ -139,16 +161,28 @@ def _all_pairs(fs: FeatureSet, opts: ScaleOptions) -> ProtocolResult:
     return evaluate_all_pairs(fs, set_labels(fs, opts.image_labels), opts.features)
 
 
+def _lfw(data: PairInput, opts: PairOptions) -> VerificationResult:
+    # --folds-by label folds the pairs scored (with --allow-missing: the survivors)
+    kept_folds = data.fold_ids if opts.folds_by != "label" else None
+    return verify(data.embeddings, data.issame, flip_embeddings=data.flip_embeddings,
+                  fold_ids=kept_folds, **asdict(opts))
+
+
+def _sphereface(data: PairInput, opts: PairOptions) -> ProtocolResult:
+    return evaluate_sphereface(data)  # it fixes every option itself
+
+
 #: Options of the LFW pair protocol only.
 PAIR_OPTIONS = frozenset({"labels", "kind", "dtype", "dim", "output_index", "distance",
-                          "subtract_mean", "folds", "step", "far", "roc"})
+                          "subtract_mean", "folds", "folds_by", "step", "far", "roc"})
 
 PROTOCOLS: Registry[ProtocolEntry] = Registry("protocol")
-PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}),
+PROTOCOLS.register("lfw", ProtocolEntry(None, PAIR_OPTIONS | {"allow_missing"}, pairs=_lfw,
+                                        report="pairs"),
                    description="LFW 10-fold pairs, the default")
 PROTOCOLS.register("sphereface", ProtocolEntry(
     None, frozenset({"labels", "kind", "dtype", "dim", "output_index", "allow_missing"}),
-    pairs=evaluate_sphereface),
+    pairs=_sphereface),
     description="SphereFace/CosFace LFW: image + mirror features concatenated, training "
                 "folds' mean subtracted, cosine, thresholds -1..1 by 1e-4 (needs --flip "
                 "embeddings)")
@@ -187,5 +221,5 @@ def evaluate_path(path: Path, name: str, opts: ScaleOptions) -> tuple[FeatureSet
         raise InputError(f"{path}: {exc}") from exc
 
 
-__all__ = ["PROTOCOLS", "ProtocolEntry", "ScaleOptions", "SearchOptions", "SplitOptions",
-           "check_options", "default_blufr_config", "evaluate_path"]
+__all__ = ["PROTOCOLS", "PairOptions", "ProtocolEntry", "ScaleOptions", "SearchOptions",
+           "SplitOptions", "check_options", "default_blufr_config", "evaluate_path"]

@@ -59,10 +59,9 @@ def test_export_json_then_options(tmp_path):
 def test_exif_orientation_is_applied_by_massface_infer(tmp_path):
     """A JPEG stored sideways with EXIF orientation 6 or 8 embeds like the upright image:
     the upright reference is the stored pixels rotated by hand, saved without EXIF."""
-    from typer.testing import CliRunner
-
     from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
     from tests.helpers.models import make_linear_onnx
 
     model = tmp_path / "m.onnx"
@@ -81,7 +80,7 @@ def test_exif_orientation_is_applied_by_massface_infer(tmp_path):
         Image.fromarray(np.ascontiguousarray(np.rot90(raw, turns))).save(
             ds / f"o{tag}" / "upright.png")
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
+    r = run_cli(app, ["--model", str(model), "--images", str(ds), "--out", str(out),
                                  "--quiet"])
     assert r.exit_code == 0, r.output
     es = read_embedding_dir(out)

@@ -133,10 +133,9 @@ def test_acl_absent_gives_a_clear_error(monkeypatch, tmp_path):
 
 def test_cli_runs_om_end_to_end(monkeypatch, tmp_path, pretrained_onnx, lfw_dir):
     """massface-infer on an .om (the double runs the shared model) == on the ONNX."""
-    from typer.testing import CliRunner
-
     from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
     install(monkeypatch, FakeAcl(pretrained_onnx, gears=(1, 8), output_dtype="float32"))
     om = write_fake_om(tmp_path / "m.om")
@@ -145,9 +144,8 @@ def test_cli_runs_om_end_to_end(monkeypatch, tmp_path, pretrained_onnx, lfw_dir)
                    (lfw_dir / "Aaron_Peirsol").glob("*.jpg"))[:3] + \
         sorted(p.relative_to(lfw_dir).as_posix() for p in (lfw_dir / "Abdullah").glob("*.jpg"))
     lst.write_text("\n".join(names) + "\n")
-    runner = CliRunner()
     for model, out in ((om, tmp_path / "om"), (pretrained_onnx, tmp_path / "onnx")):
-        r = runner.invoke(app, ["--model", str(model), "--list", str(lst), "--root",
+        r = run_cli(app, ["--model", str(model), "--list", str(lst), "--root",
                                 str(lfw_dir), "--out", str(out), "--quiet", "--batch-size", "4"])
         assert r.exit_code == 0, r.output
     a, b = read_embedding_dir(tmp_path / "om"), read_embedding_dir(tmp_path / "onnx")
@@ -251,11 +249,10 @@ def test_om_spelling_lfw_alone_and_aipp_end_to_end(monkeypatch, tmp_path, pretra
     """`massface-infer --om m.om --lfw DIR` (pairs.txt found beside DIR) on an AIPP .om
     gives the float model's embeddings; massface-eval reads its outputs, both formats,
     as it reads the float model's."""
-    from typer.testing import CliRunner
-
     from massface.evaluate.cli import app as eval_app
     from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
     models = tmp_path / "export"
     models.mkdir()
@@ -263,11 +260,10 @@ def test_om_spelling_lfw_alone_and_aipp_end_to_end(monkeypatch, tmp_path, pretra
                                  gears=(1, 8), input_dtype="uint8"))
     _aipp_export_json(models)
     om = write_fake_om(models / "m.om")
-    runner = CliRunner()
     runs = {"om": ["--om", om], "onnx": ["--model", pretrained_onnx],
             "om-msame": ["--om", om, "--format", "msame"]}
     for name, model_args in runs.items():
-        r = runner.invoke(app, [*map(str, model_args), "--lfw", str(small_lfw), "--out",
+        r = run_cli(app, [*map(str, model_args), "--lfw", str(small_lfw), "--out",
                                 str(tmp_path / name), "--quiet", "--batch-size", "8"])
         assert r.exit_code == 0, r.output
         assert f"using pairs {small_lfw.parent / 'pairs.txt'}" in r.output
@@ -277,7 +273,7 @@ def test_om_spelling_lfw_alone_and_aipp_end_to_end(monkeypatch, tmp_path, pretra
     assert np.abs(a.embeddings - b.embeddings).max() <= 1e-4
     accuracy = {}
     for name in runs:
-        r = runner.invoke(eval_app, [str(tmp_path / name), "--json",
+        r = run_cli(eval_app, [str(tmp_path / name), "--json",
                                      str(tmp_path / f"{name}.json")])
         assert r.exit_code == 0, r.output
         accuracy[name] = json.loads((tmp_path / f"{name}.json").read_text())["accuracy"]
@@ -285,11 +281,10 @@ def test_om_spelling_lfw_alone_and_aipp_end_to_end(monkeypatch, tmp_path, pretra
 
 
 def test_om_spelling_refuses_other_models(tmp_path, pretrained_onnx):
-    from typer.testing import CliRunner
-
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
 
-    r = CliRunner().invoke(app, ["--om", str(pretrained_onnx), "--images", str(tmp_path),
+    r = run_cli(app, ["--om", str(pretrained_onnx), "--images", str(tmp_path),
                                  "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "not an .om file" in r.output
 
@@ -302,10 +297,10 @@ def test_output_name_matches_the_names_a_real_om_reports(monkeypatch, tmp_path, 
     """A real .om names its output `embeddings:0` (TensorFlow source) or
     `op:0:embeddings` (ONNX); `massface-infer --om M.om --output-name embeddings` works."""
     from PIL import Image
-    from typer.testing import CliRunner
 
     from massface.formats.embedding_dir import read_embedding_dir
     from massface.infer.cli import app
+    from tests.helpers.cli import run_cli
     from tests.helpers.fake_acl import OUTPUT_NAMES
 
     weight = make_linear_onnx(tmp_path / "lin.onnx", size=SIZE, dim=8)
@@ -316,7 +311,7 @@ def test_output_name_matches_the_names_a_real_om_reports(monkeypatch, tmp_path, 
     pixels = np.random.default_rng(3).integers(0, 256, (3, *SIZE, 3), dtype=np.uint8)
     for i, px in enumerate(pixels):
         Image.fromarray(px).save(folder / f"{i}.png")
-    r = CliRunner().invoke(app, ["--om", str(write_fake_om(tmp_path / "m.om")),
+    r = run_cli(app, ["--om", str(write_fake_om(tmp_path / "m.om")),
                                  "--output-name", "embeddings", "--images",
                                  str(tmp_path / "faces"), "--out", str(tmp_path / "out"),
                                  "--quiet"])

@@ -99,7 +99,7 @@ def test_synchronous_backend_embed_many_is_embed(tmp_path):
     model = tmp_path / "m.onnx"
     make_linear_onnx(model, batch=4, size=SIZE, dim=6)
     batches = _batches([5, 0, 4, 11])
-    with open_backend(model) as b:
+    with open_backend(model, backend="onnxruntime") as b:  # a synchronous one (auto: OpenVINO)
         calls = []
         run = b._run
         b._run = lambda arr: calls.append(arr.shape[0]) or run(arr)
