@@ -14,8 +14,12 @@ landmarks converted to 0-based pixel centres:
 4. O-net on all of them in one call (48x48 crops): probability > ``thresholds[2]``,
    landmarks from the box before regression, offsets applied, NMS 0.7 over the smaller box.
 
-``candidate_batch=1`` runs R-/O-net one candidate at a time instead (the benchmark's
-baseline, as simple per-face ports do). Images whose longer side exceeds ``detect_size``
+:meth:`MTCNN.detect_many` runs each stage on many images at once: P-net once per scale
+over the images sharing a pyramid (``pnet_batch`` at a time), R-net and O-net once over
+the candidates of all of them; each image's NMS and regression stay its own, so the
+results equal :meth:`MTCNN.detect` one image at a time. ``candidate_batch=1`` runs R-/O-net
+one candidate at a time instead (as simple per-face ports do). The nets run on ONNX
+Runtime or OpenVINO (:mod:`massface.align.nets`). Images whose longer side exceeds ``detect_size``
 are detected on an area-downscaled copy and the results mapped back to source pixels.
 """
 

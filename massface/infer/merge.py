@@ -22,6 +22,7 @@ from massface.infer.outputs import (
     existing_outputs,
     remove_outputs,
 )
+from massface.infer.resume import add_counts
 from massface.io import check_output_dir, read_json
 from massface.lock import folder_lock
 from massface.runtime.sources import Dataset, slots_for
@@ -131,6 +132,14 @@ def _merged(shard_dirs: list[str | os.PathLike[str]], output_format: str) -> Fin
     fp["format"] = output_format
     result.meta["fingerprint"] = fp
     result.meta["merged_from"] = [str(d) for d, _, _ in sets]
+    fits = [es.meta.get("fit") for _, es, _ in sets]
+    if all(isinstance(f, dict) and "fitted_from" in f for f in fits):  # counts of all shards
+        fitted = add_counts(f["fitted_from"] for f in fits)  # type: ignore[index]
+        result.meta["fit"] = {**fits[0],  # type: ignore[dict-item]
+                              "images_fitted": sum(fitted.values()), "fitted_from": fitted}
+    elif isinstance(fits[0], dict):  # shards of an older massface: no counts to add up
+        result.meta["fit"] = {k: v for k, v in fits[0].items()
+                              if k not in ("images_fitted", "fitted_from")}
     return result
 
 

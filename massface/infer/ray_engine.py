@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from massface.infer.resume import Chunk, PartialStore
+from massface.infer.resume import Chunk, PartialStore, add_counts
 from massface.progress import ProgressBar
 from massface.runtime.backends import BACKENDS, open_backend
 from massface.runtime.loader import LoaderOptions, iter_batches
@@ -95,7 +95,7 @@ class Replica(ChunkActor):
         ds = Dataset(spec.kind, Path(spec.root), work.keys, work.items, tensors=spec.tensors,
                      tensor_dtype=spec.tensor_dtype)
         stats = PipelineStats()
-        embs, flips, good, bad = [], [], [], []
+        embs, flips, good, bad, fitted = [], [], [], [], []
         batches = iter_batches(ds, 0, len(ds.keys), spec.batch_size, spec.loader,
                                workers=1, prefetch=2)
         for item in embedded_batches(self.backend, batches, flip=spec.flip, stats=stats,
@@ -105,11 +105,13 @@ class Replica(ChunkActor):
                 flips.append(item.flip)
             good += [work.start + r for r in item.batch.good]
             bad += [(work.start + r, m) for r, m in item.batch.bad]
+            fitted.append(item.batch.fitted)
         dim = self.backend.info.output_dim or 0
         emb = np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)
         flip = (np.concatenate(flips) if flips else np.zeros_like(emb)) if spec.flip else None
         return {"embeddings": emb.astype(np.float32, copy=False), "flip": flip, "good": good,
-                "bad": bad, "latencies": stats.latencies, "input_wait_s": stats.input_wait_s,
+                "bad": bad, "fitted": add_counts(fitted), "latencies": stats.latencies,
+                "input_wait_s": stats.input_wait_s,
                 "ready_at": self.ready_at, "pid": os.getpid()}
 
 
@@ -176,7 +178,7 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
                                  spec.model):
             work = todo[index - todo[0].index]
             chunk = Chunk(index, work.start, work.stop, res["good"],
-                          [tuple(b) for b in res["bad"]])
+                          [tuple(b) for b in res["bad"]], res["fitted"])
             store.save(chunk, res["embeddings"], res["flip"])
             chunks.append(chunk)
             embedded += len(chunk.good)

@@ -13,8 +13,8 @@ Final files are assembled only at the end.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,16 @@ class Chunk:
     stop: int
     good: list[int]
     bad: list[tuple[int, str]]
+    fitted: dict[str, int] = field(default_factory=dict)  # by decoded size (--fit)
+
+
+def add_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The sum of count dictionaries (chunks' or shards' ``fitted``), keys sorted."""
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + int(v)
+    return dict(sorted(total.items()))
 
 
 class PartialStore:
@@ -57,7 +67,7 @@ class PartialStore:
             if not (self.dir / f"chunk_{index:05d}.npy").is_file():
                 break
             chunks.append(Chunk(index, info["start"], info["stop"], info["good"],
-                                [tuple(b) for b in info["bad"]]))
+                                [tuple(b) for b in info["bad"]], info.get("fitted", {})))
             index += 1
         for stale in self.dir.glob("chunk_*"):
             if int(stale.name[6:11]) >= index:
@@ -72,7 +82,7 @@ class PartialStore:
             io.save_npy(stem.with_name(stem.name + ".flip.npy"), flip.astype(np.float32))
         io.write_json(stem.with_suffix(".json"), {
             "start": chunk.start, "stop": chunk.stop, "good": chunk.good,
-            "bad": [list(b) for b in chunk.bad]})
+            "bad": [list(b) for b in chunk.bad], "fitted": chunk.fitted})
 
     def load(self, chunk: Chunk, flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
         stem = self.dir / f"chunk_{chunk.index:05d}"

@@ -26,7 +26,7 @@ from massface.infer.outputs import (
     completed_fingerprint,
     remove_outputs,
 )
-from massface.infer.resume import PARTIAL, Chunk, PartialStore
+from massface.infer.resume import PARTIAL, Chunk, PartialStore, add_counts
 from massface.io import check_output_dir, keys_sha256, sha256_file
 from massface.outdir import COMPLETE, RESUME, ResumableFolder
 from massface.progress import ProgressBar
@@ -50,7 +50,7 @@ class InferOptions:
     prefetch: int = 3  # batches decoded ahead
     device: str = "auto"
     device_id: int = 0
-    backend: str = "auto"  # a BACKENDS name, or auto (by the model's suffix)
+    backend: str = "auto"  # a BACKENDS name, or auto (choose_backend: the fastest exact engine)
     precision: str = "fp32"  # a PRECISIONS name the backend runs
     streams: int | None = None  # OpenVINO request streams (None: the backend's default)
     input_name: str | None = None
@@ -305,7 +305,7 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
         "model": {"path": str(model), "sha256": fingerprint["model_sha256"],
                   **info.to_dict()},
         "preprocessing": choice.to_dict() if not ds.tensors else "input-bins (as stored)",
-        "fit": _fit_record(choice, ds, opts),
+        "fit": _fit_record(choice, ds, opts, chunks),
         "dataset": ds.describe(), "batch_size": opts.batch_size,
         "backend": info.backend, "backend_choice": backend.choice,
         "precision": backend.precision, "engine": engine["name"], "fingerprint": fingerprint,
@@ -317,13 +317,16 @@ def _run(model: Path, ds: Dataset, opts: InferOptions, backend: Backend,
     return InferResult(opts.out, summary, result.skipped, result.meta)
 
 
-def _fit_record(choice: PreprocessingChoice, ds: Dataset, opts: InferOptions) -> dict | str:
+def _fit_record(choice: PreprocessingChoice, ds: Dataset, opts: InferOptions,
+                chunks: list[Chunk]) -> dict | str:
     """What was done to images of another size than the model's, and who chose it."""
     if ds.tensors:
         return "not applied: preprocessed input bins are fed as stored"
     if opts.align is not None:
         return "not applied: --align warps each face straight to the model's size"
-    return choice.fit_record()
+    fitted = add_counts(c.fitted for c in chunks)
+    return {**choice.fit_record(), "images_fitted": sum(fitted.values()),
+            "fitted_from": fitted}
 
 
 def _folder(out: Path) -> ResumableFolder:
@@ -346,6 +349,7 @@ def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
     acc_flip: list[np.ndarray] = []
     good: list[int] = []
     bad: list[tuple[int, str]] = []
+    fitted: list[dict[str, int]] = []
     chunk_start, embedded = resume_row, 0
     t0 = time.perf_counter()
     try:
@@ -360,9 +364,11 @@ def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
                     acc_flip.append(item.flip)
             good += batch.good
             bad += batch.bad
+            fitted.append(batch.fitted)
             embedded += len(batch.good)
             if batch.stop - chunk_start >= chunk_rows or batch.stop == stop:
-                chunk = Chunk(len(chunks), chunk_start, batch.stop, good, bad)
+                chunk = Chunk(len(chunks), chunk_start, batch.stop, good, bad,
+                              add_counts(fitted))
                 dim = backend.info.output_dim or 0
                 emb = np.concatenate(acc) if acc else np.zeros((0, dim), np.float32)
                 flip = None
@@ -370,7 +376,7 @@ def _embed(backend: Backend, model: Path, ds: Dataset, opts: InferOptions,
                     flip = np.concatenate(acc_flip) if acc_flip else np.zeros_like(emb)
                 store.save(chunk, emb, flip)
                 chunks.append(chunk)
-                acc, acc_flip, good, bad = [], [], [], []
+                acc, acc_flip, good, bad, fitted = [], [], [], [], []
                 chunk_start = batch.stop
             progress.update(batch.stop - start)
     finally:

@@ -35,6 +35,8 @@ class LoadedBatch:
     array: np.ndarray  # float32 NHWC [len(good), H, W, C] (uint8 RGB with ``pixels``)
     good: list[int]
     bad: list[tuple[int, str]] = field(default_factory=list)  # (row, message)
+    #: images of another size than the model's, by decoded size ("HxW"), fitted (--fit)
+    fitted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,6 +79,7 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
     good: list[int] = []
     bad: list[tuple[int, str]] = []
     arrays: list[np.ndarray] = []
+    fitted: dict[str, int] = {}
     crops: list[Any] = []
     if opts.align is not None and not ds.tensors:  # detection batched over the batch's photos
         rows = range(start, stop)
@@ -94,7 +97,8 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
                 arrays.append(crop)
             else:
                 arrays.append(decode_image(ds.items[row], item_name(ds, row), (h, w),
-                                           fit=prep.fit, channels=opts.channels))
+                                           fit=prep.fit, channels=opts.channels,
+                                           fitted=fitted))
             good.append(row)
         except InputError as exc:
             if not opts.skip_bad:
@@ -106,7 +110,7 @@ def load_rows(ds: Dataset, start: int, stop: int, opts: LoaderOptions) -> Loaded
         array = np.stack(arrays)
     else:
         array = prep.normalize(np.stack(arrays))
-    return LoadedBatch(start, stop, array, good, bad)
+    return LoadedBatch(start, stop, array, good, bad, fitted)
 
 
 def iter_batches(ds: Dataset, start: int, stop: int, batch_size: int, opts: LoaderOptions, *,

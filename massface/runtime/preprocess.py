@@ -103,13 +103,14 @@ def choose_preprocessing(
 
 def decode_image(
     data: bytes | os.PathLike[str] | str, name: str, size: tuple[int, int], *,
-    fit: str = DEFAULT_FIT, channels: int = 3,
+    fit: str = DEFAULT_FIT, channels: int = 3, fitted: dict[str, int] | None = None,
 ) -> np.ndarray:
     """Decode to uint8 ``[H, W, channels]`` RGB (or grey), upright (EXIF orientation,
     :func:`massface.imaging.open_upright`), brought to ``size`` (H, W) by the fit mode
     ``fit`` (:data:`massface.imaging.FITS`) when it is another size.
 
-    ``name`` is used in error messages (the file, or ``archive#index``).
+    ``name`` is used in error messages (the file, or ``archive#index``). ``fitted``, when
+    given, counts the images that were fitted, by their decoded size (``"HxW"``).
     """
     with open_upright(data, name) as im:
         mode = im.mode
@@ -117,7 +118,11 @@ def decode_image(
             raise InputError(f"{name}: pixel mode {mode!r} cannot feed a model expecting "
                              "8-bit RGB or grey images")
         im = convert_8bit(im, "RGB" if channels == 3 else "L")
+        decoded = f"{im.size[1]}x{im.size[0]}" if im.size != (int(size[1]), int(size[0])) \
+            else None
         im = fit_image(im, (int(size[0]), int(size[1])), fit, name)
+        if fitted is not None and decoded is not None:
+            fitted[decoded] = fitted.get(decoded, 0) + 1
         arr = np.asarray(im, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -17,7 +17,7 @@ their tables the protocol has to be rerun exactly:
 5. the fold's accuracy is that threshold's on the fold; the figure is the mean of the 10.
 
 Vectorised here (sorted scores and ``searchsorted`` count every threshold at once, as in
-:mod:`massface.scoring.verification`); ``tests/evaluate/test_sphereface.py`` pins it to a
+:mod:`massface.scoring.verification`); ``tests/scoring/test_sphereface.py`` pins it to a
 line-by-line transcription.
 """
 

@@ -104,6 +104,9 @@ def test_112x96_nchw_model_sees_the_hand_crop(tmp_path, lfw_dir):
     assert meta["preprocessing"]["layout"] == "NCHW"  # what the model was fed
     assert meta["preprocessing"]["sources"]["layout"] == "model"
     assert meta["model"]["layout"] == "NCHW"
+    assert meta["fit"]["images_fitted"] == 6 and meta["fit"]["fitted_from"] == {"112x112": 6}
+    hand_meta = json.loads((tmp_path / "byhand" / "meta.json").read_text())
+    assert hand_meta["fit"]["images_fitted"] == 0 and hand_meta["fit"]["fitted_from"] == {}
 
     # squash only when asked, and recorded
     invoke_ok("--model", model, "--images", src, "--out", tmp_path / "sq", "--quiet",
@@ -137,3 +140,19 @@ def test_export_json_carries_the_fit(tmp_path, lfw_dir):
     r = run_cli(app, ["--model", str(model), "--images", str(src), "--out",
                                  str(tmp_path / "o3"), "--fit", "border"])
     assert r.exit_code == 2 and "unknown fit mode 'border'" in r.output, r.output
+
+
+def test_shards_add_up_their_fitted_images(tmp_path, lfw_dir):
+    model = tmp_path / "m.onnx"
+    make_linear_onnx(model, layout="NCHW", size=(112, 96), dim=8)
+    src, _ = _images(lfw_dir, tmp_path, n=5)
+    for k in range(2):
+        invoke_ok("--model", model, "--images", src, "--out", tmp_path / f"s{k}", "--quiet",
+                  "--shard", f"{k}/2", "--batch-size", "1", "--chunk-batches", "1")
+    parts = [json.loads((tmp_path / f"s{k}" / "meta.json").read_text())["fit"]
+             for k in range(2)]
+    assert [p["images_fitted"] for p in parts] == [2, 3]
+    invoke_ok("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "all")
+    merged = json.loads((tmp_path / "all" / "meta.json").read_text())["fit"]
+    assert merged["images_fitted"] == 5 and merged["fitted_from"] == {"112x112": 5}
+    assert merged["mode"] == "center"

@@ -132,7 +132,8 @@ def open_backend(
     output_name: str | None = None, precision: str = "fp32", streams: int | None = None,
     batch_size: int | None = None,
 ) -> Backend:
-    """Load ``path`` with the backend ``backend`` names (``auto``: by the file's suffix).
+    """Load ``path`` with the backend ``backend`` names (``auto``: :func:`choose_backend`;
+    ONNX Runtime, the reason in :attr:`Backend.choice`, when OpenVINO refuses the model).
 
     The other arguments are :class:`BackendOptions`' fields: one the backend would not
     honour is refused (:func:`check_options`), never dropped; ``batch_size`` is a hint (the
