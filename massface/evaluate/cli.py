@@ -32,17 +32,7 @@ from massface.evaluate.protocols import (
 )
 from massface.evaluate.protocols.labelled import FeatureOptions
 from massface.evaluate.protocols.search import DENSE_MAX_GALLERY, SEARCHES
-from massface.evaluate.report import (
-    ProtocolRun,
-    Run,
-    print_protocol_report,
-    print_report,
-    write_json,
-    write_markdown,
-    write_protocol_json,
-    write_protocol_markdown,
-    write_roc,
-)
+from massface.evaluate.report import REPORT_KINDS, print_console, write_json, write_markdown
 from massface.formats.msame import DTYPES
 from massface.io import check_output_file
 from massface.report.html import HtmlReport
@@ -168,26 +158,31 @@ def evaluate(
             raise InputError(f"--dtype {dtype!r}: choose auto, {', '.join(DTYPES)}")
         if kind != "auto":
             INPUT_KINDS.get(kind, "--kind")
-        runs = _score_pairs(inputs, entry, LoadOptions(
+        load_opts = LoadOptions(
             labels=labels, kind=kind, dtype=dtype, dim=dim, output_index=output_index,
-            allow_missing=allow_missing, n_folds=folds), PairOptions(
+            allow_missing=allow_missing, n_folds=folds)
+        pair_opts = PairOptions(
             flip=flip, normalization=normalization, distance=distance,
             subtract_mean=subtract_mean, n_folds=folds, threshold_step=step, far_target=far,
-            folds_by=folds_by))
-        if entry.report == "pairs":
-            _write_pairs([Run(*run) for run in runs], json_path, markdown, roc, report)
-        else:
-            _write_protocol([ProtocolRun(*run) for run in runs], json_path, markdown, report)
-        return
-    if search != "auto":
-        SEARCHES.get(search, "--search")
-    opts = ScaleOptions(
-        FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
-        SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
-        SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
-        progress=True, trials=trials, trained_on=trained_on)
-    runs = [ProtocolRun(*evaluate_path(path, protocol, opts)) for path in inputs]
-    _write_protocol(runs, json_path, markdown, report)
+            folds_by=folds_by)
+
+        def score(path: Path) -> tuple[Any, Any]:
+            return _score_pairs(path, entry, load_opts, pair_opts)
+    else:
+        if search != "auto":
+            SEARCHES.get(search, "--search")
+        opts = ScaleOptions(
+            FeatureOptions(normalization, flip), image_labels, blufr_config, allow_missing,
+            SplitOptions(gallery, probe, seed, gallery_identities, gallery_images),
+            SearchOptions(search, max_rank, dense_max_gallery, ivf_nlist, ivf_nprobe, seed),
+            progress=True, trials=trials, trained_on=trained_on)
+
+        def score(path: Path) -> tuple[Any, Any]:
+            return evaluate_path(path, protocol, opts)
+    # the one evaluation path: every input scored by its protocol, then one report writer
+    run_type = REPORT_KINDS.get(entry.report, "report kind").run
+    _write(entry.report, [run_type(*score(path)) for path in inputs], json_path, markdown,
+           roc, report)
 
 
 def _check_fixed_preparation(ctx: typer.Context, protocol: str) -> None:
@@ -198,17 +193,14 @@ def _check_fixed_preparation(ctx: typer.Context, protocol: str) -> None:
                              "fixes how features are prepared, and has no HTML page)")
 
 
-def _score_pairs(inputs: list[Path], entry: ProtocolEntry, opts: LoadOptions,
-                 pair_opts: PairOptions) -> list[tuple[Any, Any]]:
-    """Each input's pairs scored by the protocol: the one scoring path of pair inputs."""
-    runs = []
-    for path in inputs:
-        data = load_input(path, opts)
-        try:
-            runs.append((data, entry.pairs(data, pair_opts)))  # type: ignore[misc]
-        except InputError as exc:
-            raise InputError(f"{path}: {exc}") from exc
-    return runs
+def _score_pairs(path: Path, entry: ProtocolEntry, opts: LoadOptions,
+                 pair_opts: PairOptions) -> tuple[Any, Any]:
+    """One input's pairs scored by the protocol: the one scoring path of pair inputs."""
+    data = load_input(path, opts)
+    try:
+        return data, entry.pairs(data, pair_opts)  # type: ignore[misc]
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from exc
 
 
 def _source(ctx: typer.Context, name: str) -> str:
@@ -217,32 +209,22 @@ def _source(ctx: typer.Context, name: str) -> str:
     return "DEFAULT" if source is None else source.name
 
 
-def _write_pairs(runs: list[Run], json_path: Path | None, markdown: Path | None,
-                 roc: Path | None, html: HtmlReport | None) -> None:
-    """The LFW report of ``runs``: console, then each file asked for."""
+def _write(kind: str, runs: list[Any], json_path: Path | None, markdown: Path | None,
+           roc: Path | None, html: HtmlReport | None) -> None:
+    """The report of ``runs`` (report kind ``kind``, :data:`REPORT_KINDS`): console, then
+    each file asked for. ``--roc`` is an option of the pair protocols with curves of their
+    own only (``check_options`` refuses it elsewhere)."""
     console = Console()
-    print_report(runs, console)
+    print_console(kind, runs, console)
     if json_path is not None:
-        write_json(json_path, runs)
+        write_json(json_path, kind, runs)
     if markdown is not None:
-        write_markdown(markdown, runs)
-    if roc is not None:
-        write_roc(roc, runs)
+        write_markdown(markdown, kind, runs)
+    plot_roc = REPORT_KINDS.get(kind, "report kind").roc
+    if roc is not None and plot_roc is not None:
+        plot_roc(roc, runs)
     if html is not None:
-        html.write_pairs(runs, console)
-
-
-def _write_protocol(runs: list[ProtocolRun], json_path: Path | None, markdown: Path | None,
-                    html: HtmlReport | None) -> None:
-    """A protocol result's report of ``runs``: console, then each file asked for."""
-    console = Console()
-    print_protocol_report(runs, console)
-    if json_path is not None:
-        write_protocol_json(json_path, runs)
-    if markdown is not None:
-        write_protocol_markdown(markdown, runs)
-    if html is not None:
-        html.write_protocol(runs, console)
+        html.write(kind, runs, console)
 
 
 app.command("compare", no_args_is_help=True, epilog=exit_help(

@@ -6,6 +6,7 @@ its :class:`VerificationResult`. Every report names the protocol that produced i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from massface.evaluate.inputs import PairInput
 from massface.evaluate.protocols.base import ProtocolResult
 from massface.evaluate.protocols.labelled import FeatureSet
 from massface.optional import require
+from massface.registry import Registry
 from massface.scoring.result import VerificationResult
 
 REPORT_FORMAT = "massface-eval"
@@ -164,14 +166,6 @@ def report_dict(runs: list[Run]) -> dict[str, Any]:
     return out
 
 
-def write_json(path: Path, runs: list[Run]) -> None:
-    io.write_json(path, report_dict(runs))
-
-
-def write_markdown(path: Path, runs: list[Run]) -> None:
-    io.write_text(path, markdown_report(runs))
-
-
 def write_roc(path: Path, runs: list[Run]) -> None:
     """ROC curves of every run, TPR against log-scale FAR (Agg backend, no display)."""
     require("matplotlib", extra="report", purpose="--roc (plots)")
@@ -288,9 +282,39 @@ def protocol_report_dict(runs: list[ProtocolRun]) -> dict[str, Any]:
     return out
 
 
-def write_protocol_json(path: Path, runs: list[ProtocolRun]) -> None:
-    io.write_json(path, protocol_report_dict(runs))
+# --- the one set of writers: every protocol's runs, by the report kind it names ----------
 
 
-def write_protocol_markdown(path: Path, runs: list[ProtocolRun]) -> None:
-    io.write_text(path, protocol_markdown(runs))
+@dataclass(frozen=True)
+class ReportKind:
+    """How the runs of a protocol's report kind (``ProtocolEntry.report``) are rendered:
+    the run type, the console tables, the Markdown text, the JSON dict and, for kinds
+    with curves of their own, the ``--roc`` plot. Its HTML page is the entry of the same
+    name in :data:`massface.report.PAGES`."""
+
+    run: type
+    console: Callable[[list[Any], Any], None]
+    markdown: Callable[[list[Any]], str]
+    json: Callable[[list[Any]], dict[str, Any]]
+    roc: Callable[[Path, list[Any]], None] | None = None
+
+
+REPORT_KINDS: Registry[ReportKind] = Registry("report kind")
+REPORT_KINDS.register("pairs", ReportKind(Run, print_report, markdown_report, report_dict,
+                                          write_roc),
+                      description="LFW pairs: per-fold table, ROC, failed pairs")
+REPORT_KINDS.register("protocol", ReportKind(ProtocolRun, print_protocol_report,
+                                             protocol_markdown, protocol_report_dict),
+                      description="a protocol result's headline, tables and notes")
+
+
+def print_console(kind: str, runs: list[Any], console: Any) -> None:
+    REPORT_KINDS.get(kind, "report kind").console(runs, console)
+
+
+def write_json(path: Path, kind: str, runs: list[Any]) -> None:
+    io.write_json(path, REPORT_KINDS.get(kind, "report kind").json(runs))
+
+
+def write_markdown(path: Path, kind: str, runs: list[Any]) -> None:
+    io.write_text(path, REPORT_KINDS.get(kind, "report kind").markdown(runs))

@@ -13,6 +13,7 @@ when a page is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,20 +21,30 @@ if TYPE_CHECKING:
     from massface.evaluate.report import ProtocolRun, Run
 
 
-def write_pairs_report(path: str | Path, runs: list[Run], worst: int = 12) -> int:
-    """The LFW-protocol page of ``runs`` at ``path``; returns its size in bytes."""
-    from massface.report.page import write_page
+def _pairs_page(runs: list[Run], worst: int) -> Any:
     from massface.report.pairs import pairs_page
 
-    return write_page(path, pairs_page(runs, worst))
+    return pairs_page(runs, worst)
 
 
-def write_protocol_report(path: str | Path, runs: list[ProtocolRun], worst: int = 12) -> int:
-    """The page of a labelled-set protocol (blufr, identification, all-pairs)."""
+def _labelled_page(runs: list[ProtocolRun], worst: int) -> Any:
     from massface.report.labelled import labelled_page
+
+    return labelled_page(runs, worst)
+
+
+#: The page builder of each evaluation report kind (``massface.evaluate.report.REPORT_KINDS``):
+#: ``pairs`` (LFW: curves, folds, failed pairs) and ``protocol`` (labelled sets, sphereface).
+PAGES: dict[str, Callable[[list[Any], int], Any]] = {"pairs": _pairs_page,
+                                                     "protocol": _labelled_page}
+
+
+def write_eval_report(kind: str, path: str | Path, runs: list[Any], worst: int = 12) -> int:
+    """The ``massface-eval --html`` page of ``runs`` of report kind ``kind`` at ``path``
+    (every protocol's page goes through here); returns its size in bytes."""
     from massface.report.page import write_page
 
-    return write_page(path, labelled_page(runs, worst))
+    return write_page(path, PAGES[kind](runs, worst))
 
 
 def write_training_report(run_dir: str | Path, path: str | Path) -> int:

@@ -37,17 +37,11 @@ class HtmlReport:
     def __post_init__(self) -> None:
         require_report_packages("--html")
 
-    def write_pairs(self, runs: list[Any], console: Any) -> int:
-        from massface.report import write_pairs_report
+    def write(self, kind: str, runs: list[Any], console: Any) -> int:
+        """The page of an evaluation's ``runs`` of report kind ``kind``."""
+        from massface.report import write_eval_report
 
-        size = write_pairs_report(self.path, runs, self.worst)
-        say_written(console, self.path, size)
-        return size
-
-    def write_protocol(self, runs: list[Any], console: Any) -> int:
-        from massface.report import write_protocol_report
-
-        size = write_protocol_report(self.path, runs, self.worst)
+        size = write_eval_report(kind, self.path, runs, self.worst)
         say_written(console, self.path, size)
         return size
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from massface.evaluate.inputs import LoadOptions, load_input
 from massface.evaluate.report import Run
-from massface.report import write_compare_report, write_pairs_report, write_training_report
+from massface.report import write_compare_report, write_eval_report, write_training_report
 from massface.report.pairs import error_counts
 from massface.scoring.verification import verify
 from tests.helpers.browser import PageCheck, chromium, find_chromium, inspect_page, is_blank
@@ -67,7 +67,7 @@ def test_the_pages_policy_blocks_what_slips_in(tmp_path, browser):
     data = load_input(folder, LoadOptions())
     run = Run(data, verify(data.embeddings, data.issame))
     page = tmp_path / "r.html"
-    write_pairs_report(page, [run], worst=0)
+    write_eval_report("pairs", page, [run], worst=0)
     html = page.read_text().replace("</footer>",
                                     '<img src="https://example.invalid/x.png"></footer>')
     page.write_text(html)
@@ -82,7 +82,7 @@ def test_pairs_page_for_two_inputs(tmp_path, browser):
         data = load_input(folder, LoadOptions())
         runs.append(Run(data, verify(data.embeddings, data.issame)))
     page = tmp_path / "report.html"
-    write_pairs_report(page, runs, worst=3)
+    write_eval_report("pairs", page, runs, worst=3)
     cards = sum(min(3, int(c.sum())) for run in runs for c in error_counts(run))
     check = inspect_page(browser, page, pdf=True)
     assert_clean(check, 2 * cards, n_svgs=2 + 2)  # ROC + DET, a histogram per input
@@ -118,13 +118,13 @@ def test_compare_page(tmp_path, browser):
 def test_identification_page_with_probe_faces(tmp_path, browser):
     from massface.evaluate.protocols import ScaleOptions, evaluate_path
     from massface.evaluate.report import ProtocolRun
-    from massface.report import write_protocol_report
+    from massface.report import write_eval_report
     from massface.report.probes import probe_failures
 
     folder = pairs_world(tmp_path, n_ids=40, per_id=3, noise=1.2)["folder"]
     run = ProtocolRun(*evaluate_path(folder, "identification", ScaleOptions()))
     alarms, misses = probe_failures(run.result, 4)
     assert alarms and misses
-    write_protocol_report(tmp_path / "id.html", [run], worst=4)
+    write_eval_report("protocol", tmp_path / "id.html", [run], worst=4)
     check = inspect_page(browser, tmp_path / "id.html")
     assert_clean(check, 2 * (len(alarms) + len(misses)), n_svgs=2 + 1)  # CMC, DIR; scores

@@ -12,7 +12,7 @@ import pytest
 from massface.evaluate.cli import app as eval_app
 from massface.evaluate.protocols import PROTOCOLS, ScaleOptions, evaluate_path
 from massface.evaluate.report import ProtocolRun
-from massface.report import write_compare_report, write_protocol_report
+from massface.report import write_compare_report, write_eval_report
 from massface.report.compare import GAP_FLOOR, compare_page, cosine_gap_chart
 from massface.report.labelled import CURVES, labelled_page
 from massface.report.training import read_run, training_page
@@ -43,7 +43,7 @@ def test_labelled_protocol_pages_overlay_inputs(tmp_path, protocol):
     assert curves.blocks
     for fig in curves.blocks:
         assert "model_a" in fig.svg and "model_b" in fig.svg
-    size = write_protocol_report(tmp_path / "p.html", runs)
+    size = write_eval_report("protocol", tmp_path / "p.html", runs)
     html = (tmp_path / "p.html").read_text()
     assert size == len(html.encode())
     for run in runs:  # every table of the result is on the page

@@ -19,7 +19,7 @@ from massface.evaluate.inputs import LoadOptions, load_input
 from massface.evaluate.report import Run
 from massface.formats import embedding_dir
 from massface.formats.insightface_bin import write_insightface_bin
-from massface.report import write_pairs_report
+from massface.report import write_eval_report
 from massface.report.page import CONTENT_SECURITY_POLICY
 from massface.report.pairs import (
     error_counts,
@@ -143,7 +143,7 @@ def test_roc_and_histogram_charts_carry_the_results_data(tmp_path):
 def test_two_inputs_are_overlaid_with_two_legend_entries(tmp_path):
     a = scored(pairs_world(tmp_path / "a", name="fp32")["folder"])
     b = scored(pairs_world(tmp_path / "b", name="fp16", noise=1.1)["folder"])
-    size = write_pairs_report(tmp_path / "two.html", [a, b])
+    size = write_eval_report("pairs", tmp_path / "two.html", [a, b])
     html = (tmp_path / "two.html").read_text()
     assert size == len(html.encode())
     for chart in ("roc", "det"):
@@ -156,7 +156,7 @@ def test_two_inputs_are_overlaid_with_two_legend_entries(tmp_path):
 
 def test_page_is_self_contained_and_faces_are_small_jpegs(tmp_path):
     run = scored(pairs_world(tmp_path)["folder"])
-    write_pairs_report(tmp_path / "r.html", [run], worst=3)
+    write_eval_report("pairs", tmp_path / "r.html", [run], worst=3)
     html = (tmp_path / "r.html").read_text()
     assert CONTENT_SECURITY_POLICY in unescape(html)
     assert "<script" not in html and "<link" not in html
@@ -266,7 +266,7 @@ def test_cli_says_how_to_install_a_missing_report_package(tmp_path, monkeypatch)
 def test_page_ids_are_unique_and_charts_deterministic(tmp_path):
     a = scored(pairs_world(tmp_path / "a", name="a", with_images=False)["folder"])
     b = scored(pairs_world(tmp_path / "b", name="b", with_images=False, seed=2)["folder"])
-    write_pairs_report(tmp_path / "r.html", [a, b], worst=0)
+    write_eval_report("pairs", tmp_path / "r.html", [a, b], worst=0)
     ids = re.findall(r'\sid="([^"]+)"', (tmp_path / "r.html").read_text())
     assert len(ids) == len(set(ids)) and len(ids) > 10
     chart = roc_chart([a, b])
