@@ -21,10 +21,14 @@ training scripts (github.com/Ascend/tensorflow ``tf_adapter_2.x/python/npu_devic
 * modes in which the NPU computes in float16 (``allow_mix_precision``, massface's
   default, ``allow_fp32_to_fp16``, ``force_fp16``) need loss scaling: the plugin's
   ``NpuLossScaleOptimizer`` is what its scripts use. massface turns its own dynamic loss
-  scaling on for those modes (see ``npu_needs_loss_scaling``); its overflow test is
-  ``tf.math.is_finite``, which sees an overflow only where the chip reports inf/NaN
-  (INF_NAN mode, the default on Ascend 910B), not in the saturation mode of the first
-  Ascend 910, where only the plugin's float-status ops would.
+  scaling on for those modes (see ``npu_needs_loss_scaling``). Its overflow test is the
+  plugin's own (``npu_overflow_check``): where ``npu_device.is_inf_nan_enabled()`` (INF_NAN
+  mode, the default on Ascend 910B) overflow shows as inf/NaN and ``tf.math.is_finite``
+  sees it; otherwise (saturation mode, the first Ascend 910) overflowed values are
+  clamped to finite maxima and only the NPU's float status tells, read after the
+  gradients with ``gen_npu_ops.npu_get_float_status_v2()`` (int32[8], all zero when no
+  overflow) and then cleared with ``npu_clear_float_status_v2()``, as
+  ``NpuLossScaleOptimizer.apply_gradients`` does (single device: no all-reduce of it).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import contextlib
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from massface.errors import InputError
@@ -52,6 +57,37 @@ for _mode, _fp16 in (("allow_mix_precision", True), ("allow_fp32_to_fp16", True)
 def npu_needs_loss_scaling(cfg: ExperimentConfig, npu: Any) -> bool:
     """Whether an opened NPU computes in float16 under ``cfg`` (loss scaling needed)."""
     return npu is not None and NPU_PRECISION_MODES.get(cfg.train.npu_precision_mode)
+
+
+def npu_overflow_check(npu: Any) -> Callable[[Sequence[Any]], Any] | None:
+    """The plugin's overflow test for an opened NPU in saturation mode, else None.
+
+    None means ``tf.math.is_finite`` is right (CPU/GPU, or the NPU's INF_NAN mode). The
+    returned ``check(grads)`` -> scalar bool (True: no overflow) reads the NPU's float
+    status once the gradients exist, then clears it for the next step. Mode and ops are
+    the plugin's (github.com/Ascend/tensorflow tf_adapter_2.x/python/npu_device/
+    npu_device.py ``is_inf_nan_enabled``, train/optimizer/npu_loss_scale_optimizer.py
+    ``_npu_finite_status_after_executed``; op shapes in tf_adapter/ops/aicore/
+    npu_mixed_precesion_ops.cc).
+    """
+    if npu is None:
+        return None
+    npu_device = importlib.import_module("npu_device")
+    if npu_device.is_inf_nan_enabled():
+        return None
+    ops = npu_device.gen_npu_ops
+
+    def check(grads: Sequence[Any]) -> Any:
+        import tensorflow as tf
+
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            status = ops.npu_get_float_status_v2()
+        with tf.control_dependencies([status]):
+            cleared = ops.npu_clear_float_status_v2()
+        with tf.control_dependencies([cleared]):
+            return tf.reduce_all(tf.equal(status, 0))
+
+    return check
 
 
 def check_npu_config(cfg: ExperimentConfig) -> None:

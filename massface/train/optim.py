@@ -47,17 +47,24 @@ class Optimizer(tf.Module):
         raise NotImplementedError
 
     def apply_gradients(self, grads: Sequence[tf.Tensor], variables: Sequence[tf.Variable],
-                        lr: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+                        lr: tf.Tensor, step: tf.Tensor,
+                        overflow_check: Callable[[Sequence[tf.Tensor]], tf.Tensor] | None = None
+                        ) -> tf.Tensor:
         """Sum gradients over replicas and update (in replica context, or plain eager).
 
         ``step`` is the 0-based global step (Adam's bias correction uses ``step + 1``).
+        ``overflow_check(grads)`` replaces the ``tf.math.is_finite`` test where overflow
+        does not show as inf/NaN (an NPU in saturation mode, see devices.py).
         Returns whether the gradients were finite (when not, nothing changes).
         """
         ctx = tf.distribute.get_replica_context()
         grads = [tf.convert_to_tensor(g) for g in grads]
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        if overflow_check is not None:
+            ok = overflow_check(grads)
+        else:
+            ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
         t = tf.cast(step, tf.float32) + 1.0
         lr = tf.cast(lr, tf.float32)
 

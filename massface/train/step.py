@@ -9,7 +9,7 @@ for bit. The variables here are checkpointed beside the model (``step``, ``loss_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 #: float16 loss scaling: the first scale, and how many finite steps double it.
@@ -26,13 +26,16 @@ class TrainStep:
 
     def __init__(self, strategy: Any, model: Any, head: Any, objective: Any, optimizer: Any,
                  *, variables: Sequence[Any], decayed: Sequence[Any], weight_decay: float,
-                 seed: int, loss_scaling: bool) -> None:
+                 seed: int, loss_scaling: bool,
+                 overflow_check: Callable[[Sequence[Any]], Any] | None = None) -> None:
         import tensorflow as tf
 
         self.strategy, self.model, self.head = strategy, model, head
         self.objective, self.optimizer = objective, optimizer
         self.variables, self.decayed = list(variables), list(decayed)
         self.weight_decay, self.seed, self.loss_scaling = weight_decay, seed, loss_scaling
+        # None: tf.math.is_finite; an NPU in saturation mode passes the plugin's float status
+        self.overflow_check = overflow_check
         with strategy.scope():
             agg = tf.VariableAggregation.ONLY_FIRST_REPLICA
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
@@ -69,7 +72,8 @@ class TrainStep:
             scaled = total * self.loss_scale / replicas
         grads = tape.gradient(scaled, self.variables)
         grads = [g / self.loss_scale for g in grads]
-        ok = self.optimizer.apply_gradients(grads, self.variables, lr, step)
+        ok = self.optimizer.apply_gradients(grads, self.variables, lr, step,
+                                            overflow_check=self.overflow_check)
         if self.loss_scaling:
             self._update_loss_scale(ok)
         out = dict(metrics)

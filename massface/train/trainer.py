@@ -41,6 +41,7 @@ from massface.train.devices import (
     is_chief,
     make_strategy,
     npu_needs_loss_scaling,
+    npu_overflow_check,
     setup_devices,
 )
 
@@ -149,7 +150,8 @@ class Trainer:
             variables=self.variables, decayed=self.decayed,
             weight_decay=float(cfg.optimizer.weight_decay), seed=seed,
             loss_scaling=cfg.train.precision == "mixed_float16"
-            or npu_needs_loss_scaling(cfg, self.npu))
+            or npu_needs_loss_scaling(cfg, self.npu),
+            overflow_check=npu_overflow_check(self.npu))
 
     def _checkpoint_parts(self) -> dict[str, Any]:
         parts: dict[str, Any] = {"backbone": self.model, "optimizer": self.optimizer,

@@ -82,18 +82,65 @@ class _FakeNPU:
     """Test double of the TF2 ``npu_device`` module, as strict as the plugin
     (github.com/Ascend/tensorflow tf_adapter_2.x/python/npu_device/npu_device.py):
     options are read when the device opens, so they must be set before ``open()``; the
-    precision mode must be one the plugin knows; the device opens once per process."""
+    precision mode must be one the plugin knows; the device opens once per process.
+
+    Overflow, as the chip reports it: ``is_inf_nan_enabled()`` is the plugin's test of the
+    device's saturation mode (npu_device.py, ``GetDeviceSatMode() == 1``). In saturation
+    mode (``inf_nan=False``, the first Ascend 910) an overflowing float16 result is clamped
+    to +-65504 and a bit is set in the NPU's float status; ``gen_npu_ops`` has the
+    plugin's two ops for it (tf_adapter/ops/aicore/npu_mixed_precesion_ops.cc):
+    ``npu_get_float_status_v2()`` takes no input and returns int32[8], all zero when no
+    overflow happened; ``npu_clear_float_status_v2()`` takes no input and has no output.
+    ``chip_fp16(x)`` stands for an NPU operator computing ``x`` in float16."""
 
     MODES = ("allow_mix_precision", "allow_fp32_to_fp16", "force_fp16",
              "must_keep_origin_dtype", "force_fp32", "allow_mix_precision_fp16",
              "allow_mix_precision_bf16", "allow_fp32_to_bf16")
+    FP16_MAX = 65504.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, inf_nan: bool = True) -> None:
+        import tensorflow as tf
+
         self.options = types.SimpleNamespace(precision_mode=None)
         self.calls: list[str] = []
+        self.inf_nan = inf_nan
+        self.status = tf.Variable(tf.zeros([8], tf.int32), trainable=False)
+        outer = self
+
+        class GenNpuOps:
+            @staticmethod
+            def npu_get_float_status_v2(name=None):
+                outer._require_open("npu_get_float_status_v2")
+                return tf.identity(outer.status.read_value())
+
+            @staticmethod
+            def npu_clear_float_status_v2(name=None):
+                outer._require_open("npu_clear_float_status_v2")
+                return tf.group(outer.status.assign(tf.zeros([8], tf.int32)))
+
+        self.gen_npu_ops = GenNpuOps()
+
+    def _require_open(self, what: str) -> None:
+        if not any(c.startswith("open") for c in self.calls):
+            raise AssertionError(f"{what} before npu_device.open()")
 
     def global_options(self):
         return self.options
+
+    def is_inf_nan_enabled(self) -> bool:
+        return self.inf_nan
+
+    def chip_fp16(self, x):
+        """``x`` as an NPU float16 operator returns it: inf where INF_NAN mode is on,
+        else clamped to the float16 range with the overflow bit set."""
+        import tensorflow as tf
+
+        over = tf.reduce_any(tf.abs(x) > self.FP16_MAX)
+        if self.inf_nan:
+            return tf.where(tf.abs(x) > self.FP16_MAX, x * np.inf, x)
+        flag = self.status.assign(tf.maximum(self.status, tf.fill([8], tf.cast(over, tf.int32))))
+        with tf.control_dependencies([flag]):
+            return tf.clip_by_value(x, -self.FP16_MAX, self.FP16_MAX)
 
     def open(self):
         if any(c.startswith("open") for c in self.calls):
@@ -112,24 +159,22 @@ class _FakeNPU:
         return Device()
 
 
+def _install_npu(monkeypatch, **kwargs):
+    fake = _FakeNPU(**kwargs)
+    module = types.ModuleType("npu_device")
+    for name in ("global_options", "open", "is_inf_nan_enabled", "gen_npu_ops"):
+        setattr(module, name, getattr(fake, name))
+    monkeypatch.setitem(sys.modules, "npu_device", module)
+    return fake
+
+
 def test_npu_hook_sets_precision_before_open(monkeypatch):
     from massface.train.devices import setup_devices
 
-    fake = _FakeNPU()
-    module = types.ModuleType("npu_device")
-    module.global_options, module.open = fake.global_options, fake.open
-    monkeypatch.setitem(sys.modules, "npu_device", module)
+    fake = _install_npu(monkeypatch)
     cfg = load_config(None, ["train.device=npu", "train.npu_precision_mode=must_keep_origin_dtype"])
     assert setup_devices(cfg) is not None
     assert fake.calls == ["open(precision_mode=must_keep_origin_dtype)", "as_default"]
-
-
-def _install_npu(monkeypatch):
-    fake = _FakeNPU()
-    module = types.ModuleType("npu_device")
-    module.global_options, module.open = fake.global_options, fake.open
-    monkeypatch.setitem(sys.modules, "npu_device", module)
-    return fake
 
 
 @pytest.mark.parametrize("overrides, env, why", [
@@ -168,6 +213,78 @@ def test_npu_fp16_modes_turn_loss_scaling_on(monkeypatch, mode, scaled):
     npu = setup_devices(cfg)
     assert npu_needs_loss_scaling(cfg, npu) is scaled
     assert npu_needs_loss_scaling(load_config(None, ["train.device=cpu"]), None) is False
+
+
+def _saturating_step(fake, overflow_check):
+    """A one-weight TrainStep whose backward runs through the chip in float16: with the
+    initial loss scale 2**15 the gradient (2.5 x scale) overflows float16, at 2**14 not."""
+    import tensorflow as tf
+
+    from massface.train.optim import Momentum
+    from massface.train.step import TrainStep
+
+    w = tf.Variable([1.0, 2.0])
+
+    @tf.custom_gradient
+    def on_chip(x):
+        return x, lambda g: fake.chip_fp16(g * 2.5) / 2.5
+
+    def model(images, training):
+        return on_chip(images * w)
+
+    def objective(emb, labels, head, seed):
+        return tf.reduce_sum(emb), {}
+
+    step = TrainStep(tf.distribute.get_strategy(), model, None, objective,
+                     Momentum([w], momentum=0.0), variables=[w], decayed=[],
+                     weight_decay=0.0, seed=0, loss_scaling=True,
+                     overflow_check=overflow_check)
+    return step, w
+
+
+def test_npu_saturation_mode_overflow_skips_step_and_halves_scale(monkeypatch):
+    """Saturation mode (first Ascend 910): an overflowed gradient comes back clamped to
+    65504, finite, so tf.math.is_finite passes it; the plugin's float status must flag it,
+    the step must be skipped, the scale halved and the status cleared for the next step."""
+    import tensorflow as tf
+
+    from massface.train.devices import npu_overflow_check, setup_devices
+
+    fake = _install_npu(monkeypatch, inf_nan=False)
+    monkeypatch.delenv("RANK_SIZE", raising=False)
+    npu = setup_devices(load_config(None, ["train.device=npu"]))
+    check = npu_overflow_check(npu)
+    assert check is not None
+    step, w = _saturating_step(fake, check)
+    images, labels = tf.ones([2]), tf.zeros([2], tf.int64)
+    first = step(images, labels, 0.1, 0)
+    assert first["finite_grads"] == 0.0
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    assert float(step.loss_scale.numpy()) == 2.0**14
+    second = step(images, labels, 0.1, 1)  # 2.5 x 2**14 fits: applied, status was cleared
+    assert second["finite_grads"] == 1.0
+    np.testing.assert_allclose(w.numpy(), [1.0 - 0.1, 2.0 - 0.1], rtol=1e-6)
+    assert float(step.loss_scale.numpy()) == 2.0**14
+    np.testing.assert_array_equal(fake.status.numpy(), np.zeros(8))
+
+
+def test_npu_inf_nan_mode_and_cpu_keep_is_finite(monkeypatch):
+    """INF_NAN mode (Ascend 910B) reports overflow as inf, so tf.math.is_finite is the
+    plugin's test there too (no float-status ops); CPU/GPU never touch the plugin."""
+    import tensorflow as tf
+
+    from massface.train.devices import npu_overflow_check, setup_devices
+
+    assert npu_overflow_check(None) is None
+    fake = _install_npu(monkeypatch, inf_nan=True)
+    monkeypatch.delenv("RANK_SIZE", raising=False)
+    npu = setup_devices(load_config(None, ["train.device=npu"]))
+    assert npu_overflow_check(npu) is None
+    step, w = _saturating_step(fake, None)
+    out = step(tf.ones([2]), tf.zeros([2], tf.int64), 0.1, 0)
+    assert out["finite_grads"] == 0.0
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    assert float(step.loss_scale.numpy()) == 2.0**14
 
 
 def test_npu_not_imported_unless_present(monkeypatch):
