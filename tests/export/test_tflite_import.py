@@ -162,7 +162,12 @@ def test_truncated_tflite_is_a_clear_error_not_a_crash(tmp_path, pretrained_tfli
          str(tmp_path / "o"), "--parity-images", str(tmp_path), "--no-om"],
         capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "cut.tflite" in proc.stderr and "truncated or damaged" in proc.stderr
+    # The interpreter either crashes on the cut file (a signal in the child) or raises
+    # (seen on CI: "Did not get tensors in subgraph 0"); which one varies from run to run.
+    # Both must end as one line naming the file, never a traceback.
+    assert "cut.tflite" in proc.stderr and "Traceback" not in proc.stderr
+    assert ("truncated or damaged" in proc.stderr
+            or "not a readable TFLite model" in proc.stderr), proc.stderr[-2000:]
     assert not (tmp_path / "o").exists()
 
 
