@@ -38,8 +38,9 @@ test-fast: $(STAMP)
 
 # Ray Data is not in [all] (its tests start Ray and take about a minute); where it is
 # installed, `make test` runs these tests too, else they skip saying why.
-# Not in [all] also because, in one full `make test` run on 2026-12-04 (2 xdist workers),
-# a Ray engine test hung in a futex wait; until that is understood, CI does not install Ray.
+# Not in [all] also because, in one full `make test` run on 2026-12-04 with Ray installed,
+# the xdist worker that held the tests' Ray instance later hung in a Chromium report test
+# (futex wait, 10+ min); until that is understood, CI does not install Ray.
 test-ray: $(STAMP)
 	$(BIN)/pip install -e '.[ray]'
 	MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 0 --durations=10 \
