@@ -28,7 +28,10 @@ demo: $(STAMP)
 		--html $(OUT)/report.html
 	@echo "Report: $(abspath $(OUT))/report.html (open it in a browser; it works offline)"
 
-PYTEST := MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+# --max-worker-restart=0: a worker that dies fails the run at once, naming its test;
+# replacing it under --dist loadfile can hang the whole session (pytest-xdist #784)
+PYTEST := MASSFACE_SHARED=$(SHARED) $(BIN)/python -m pytest -n 2 --dist loadfile \
+	--max-worker-restart=0 --durations=25
 
 test: $(STAMP)
 	$(PYTEST)
