@@ -69,7 +69,7 @@ def cli(name: str, *args: object) -> None:
     back when it ends; a SIGTERM to the study reaches it and it saves a checkpoint)."""
     exe = Path(sys.executable).parent / name
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_ENABLE_ONEDNN_OPTS="1",
-               TF_CPP_MIN_LOG_LEVEL="2")
+               TF_CPP_MIN_LOG_LEVEL="2", MASSFACE_SHARED=str(shared_root()))
     subprocess.run([str(exe), *map(str, args)], check=True, env=env, cwd=ROOT)
 
 
