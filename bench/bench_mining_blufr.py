@@ -12,7 +12,9 @@ fine-tune with ``configs/massface_finetune.yaml`` on trial K's training split on
 baseline is the imported model itself, embedded and scored the same way. Reported per
 trial: VR@FAR=0.1%, DIR@FAR=1% rank 1, triplets mined per batch, fraction of them with a
 positive loss, wall times; and per strategy the difference to the baseline paired by
-trial (mean, sample std, n, t = mean / (std / sqrt n)).
+trial (mean, sample std, n, t = mean / (std / sqrt n), two-sided p with n - 1 degrees
+of freedom), and, when the ``bn_only`` control ran on two or more trials, the same
+paired against the control (what the weight updates did beyond BatchNorm's drift).
 
 ``bn_only`` (a control, ``--strategies ...,bn_only``) runs the same fine-tune at learning
 rate 0: only BatchNorm's moving statistics change. ``batch_min_min`` is not run: it
@@ -189,12 +191,16 @@ def finetune_row(study: Path, settings: dict[str, Any], model: Path, trial: int,
 
 
 def paired(rows: list[dict], base: dict[int, dict], key: str) -> dict[str, float]:
-    """Per-trial differences to the baseline: mean, sample std, n, t (NaN below n=2)."""
+    """Per-trial differences to the baseline (points): mean, sample std, n, paired t and
+    its two-sided p (Student's t, n - 1 degrees of freedom; NaN below n=2)."""
+    from scipy.stats import t as student
+
     d = np.array([r[key] - base[r["trial"]][key] for r in rows if r["trial"] in base]) * 100
     n = len(d)
     sd = float(d.std(ddof=1)) if n > 1 else math.nan
     t = float(d.mean() / (sd / math.sqrt(n))) if n > 1 and sd > 0 else math.nan
-    return {"mean": float(d.mean()) if n else math.nan, "std": sd, "n": n, "t": t}
+    p = float(2 * student.sf(abs(t), n - 1)) if not math.isnan(t) else math.nan
+    return {"mean": float(d.mean()) if n else math.nan, "std": sd, "n": n, "t": t, "p": p}
 
 
 def _with_resume(result: Path) -> dict[str, Any]:
@@ -243,18 +249,25 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
                 f"{r['active_fraction']:.2f} | {_train_time(r)} | "
                 f"{r['embed_wall_s']:.0f} | {r['before']['load_average'][0]:.1f}-"
                 f"{r['after']['load_average'][0]:.1f} |")
-    lines += ["", "Paired by trial against the baseline (points; t = mean / (std / √n)):", "",
-              "| miner | n | Δ VR mean ± std | t | Δ DIR mean ± std | t |",
-              "|---|---:|---:|---:|---:|---:|"]
     summary = {}
-    for s in strategies:
-        mine = [r for r in rows if r["strategy"] == s]
-        if not mine:
+    control = {r["trial"]: r for r in rows if r["strategy"] == BN_ONLY}
+    for against, ref in (("the baseline", base), ("the lr-0 control", control)):
+        if not ref or (ref is control and len(control) < 2):
             continue
-        v, d = paired(mine, base, "vr"), paired(mine, base, "dir")
-        summary[s] = {"vr": v, "dir": d}
-        lines.append(f"| {_label(s)} | {v['n']} | {v['mean']:+.2f} ± {v['std']:.2f} | "
-                     f"{v['t']:.1f} | {d['mean']:+.2f} ± {d['std']:.2f} | {d['t']:.1f} |")
+        lines += ["", f"Paired by trial against {against} (points; t = mean / (std / √n), "
+                  "p two-sided, n - 1 degrees of freedom):", "",
+                  "| miner | n | Δ VR mean ± std | t | p | Δ DIR mean ± std | t | p |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in strategies:
+            mine = [r for r in rows if r["strategy"] == s]
+            if not mine or (ref is control and s == BN_ONLY):
+                continue
+            v, d = paired(mine, ref, "vr"), paired(mine, ref, "dir")
+            summary.setdefault(s, {})["vr" if ref is base else "vr_vs_control"] = v
+            summary[s]["dir" if ref is base else "dir_vs_control"] = d
+            lines.append(f"| {_label(s)} | {v['n']} | {v['mean']:+.2f} ± {v['std']:.2f} | "
+                         f"{v['t']:.1f} | {v['p']:.3f} | {d['mean']:+.2f} ± {d['std']:.2f} | "
+                         f"{d['t']:.1f} | {d['p']:.3f} |")
     text = "\n".join(lines) + "\n"
     write_text(study / settings["tag"] / "table.md", text)
     write_json(study / settings["tag"] / "table.json",

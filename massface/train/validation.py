@@ -1,7 +1,7 @@
 """Periodic verification during training: a pairs file scored by ``massface.evaluate``.
 
 The pair images are decoded once (same loader and preprocessing as training: resize,
-grey -> RGB, ``(x - mean) / std``), embedded with the model in inference mode (BN moving
+grey -> RGB, ``Preprocessing.normalize``), embedded with the model in inference mode (BN moving
 statistics) together with their mirror images, and scored with the LFW 10-fold protocol
 (L2-normalised, squared L2): plain, and mirror-averaged (``flip="sum"``).
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from massface.formats.preprocessing import Preprocessing
 from massface.train.data import ImageFolder, load_images
 
 
@@ -47,6 +48,11 @@ class PairsValidation:
     std: float = 128.0
     batch_size: int = 64
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The record whose :meth:`normalize` training's input pipeline uses too (RGB)."""
+        return Preprocessing(mean=self.mean, std=self.std)
+
     @classmethod
     def load(cls, pairs: str | os.PathLike[str], root: str | os.PathLike[str],
              size: tuple[int, int] = (112, 112), **kw: Any) -> PairsValidation:
@@ -72,10 +78,11 @@ class PairsValidation:
         cache = self.__dict__.setdefault("_compiled", {})
         if id(model) not in cache:
             h, w = self.images.shape[1:3]
+            prep = self.preprocessing
 
             @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.uint8)])
             def forward(x: tf.Tensor) -> tf.Tensor:
-                return model((tf.cast(x, tf.float32) - self.mean) / self.std, training=False)
+                return model(prep.normalize(tf.cast(x, tf.float32)), training=False)
 
             cache[id(model)] = (model, forward)
         return cache[id(model)][1]
