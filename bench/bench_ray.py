@@ -64,7 +64,9 @@ def run_one(base: list[str], extra: list[str], out: Path) -> dict:
     return {"images": summary["images"], "pipeline_img_s": summary["images_per_s"],
             "end_to_end_img_s": round(summary["images"] / wall, 2),
             "process_wall_s": round(wall, 2), "startup_s": engine.get("startup_s"),
-            "ray_init_s": engine.get("init_s")}
+            "ray_init_s": engine.get("init_s"),
+            "first_chunk_after_ready_s": engine.get("first_chunk_after_ready_s"),
+            "replica_busy_s": engine.get("replica_busy_s")}
 
 
 def load() -> str:

@@ -91,6 +91,7 @@ class Replica(ChunkActor):
         self.ready_at = time.time()
 
     def process(self, work: _Work) -> dict[str, Any]:
+        started_at = time.time()
         spec = self.spec
         ds = Dataset(spec.kind, Path(spec.root), work.keys, work.items, tensors=spec.tensors,
                      tensor_dtype=spec.tensor_dtype)
@@ -112,7 +113,8 @@ class Replica(ChunkActor):
         return {"embeddings": emb.astype(np.float32, copy=False), "flip": flip, "good": good,
                 "bad": bad, "fitted": add_counts(fitted), "latencies": stats.latencies,
                 "input_wait_s": stats.input_wait_s,
-                "ready_at": self.ready_at, "pid": os.getpid()}
+                "ready_at": self.ready_at, "pid": os.getpid(), "started_at": started_at,
+                "finished_at": time.time()}
 
 
 def embed_chunks(model: Path, ds: Dataset, opts: Any, loader_opts: LoaderOptions,
@@ -171,6 +173,7 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     summary.resumed_rows = resume_row - start
     t0 = time.perf_counter()
     stats, embedded, first_ready, pids = PipelineStats(), 0, None, set()
+    spans: list[tuple[float, float]] = []  # (start, end) of each chunk in its replica
     progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
                            enabled=opts.progress)
     try:
@@ -186,6 +189,7 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
             stats.input_wait_s += res["input_wait_s"]
             first_ready = min(first_ready or res["ready_at"], res["ready_at"])
             pids.add(res["pid"])
+            spans.append((res["started_at"], res["finished_at"]))
             progress.update(work.stop - start)
     finally:
         progress.close()
@@ -199,6 +203,10 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     summary.images_per_s = round(embedded / summary.wall_s, 2) if embedded else 0.0
     summary.latency_ms = latency_percentiles(stats.latencies)
     summary.input_wait_s = round(stats.input_wait_s, 3)
+    if spans:  # where a pipeline second went: replicas working, or waiting for Ray Data
+        engine.update(first_chunk_after_ready_s=round(min(a for a, _ in spans)
+                                                      - (first_ready or 0.0), 3),
+                      replica_busy_s=round(sum(b - a for a, b in spans), 3))
     engine.update(startup_s=round(session.init_s + startup, 3),
                   total_s=round(session.init_s + t_end - t0, 3), replica_processes=len(pids))
     return engine

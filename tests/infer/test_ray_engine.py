@@ -102,6 +102,9 @@ def test_local_default_gives_the_local_engines_folder(ray_session, tmp_path, loc
     engine = json.loads((out / "summary.json").read_text())["engine"]
     assert engine["replicas"] == 2 and engine["cpus_per_replica"] == 1
     assert engine["chunks"] == -(-_rows(out) // 8) and engine["startup_s"] > 0
+    # where the pipeline's seconds went: replicas working on chunks (two replicas can be
+    # busy longer than the pipeline's wall time), and the wait for the first chunk
+    assert 0 < engine["replica_busy_s"] and engine["first_chunk_after_ready_s"] >= 0
     assert not (out / ".partial").exists()
     ray_eval, local_eval = _eval(out), _eval(local_run)  # massface-eval reads it unchanged
     assert ray_eval["accuracy"] == local_eval["accuracy"]
