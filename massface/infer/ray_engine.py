@@ -114,7 +114,7 @@ class Replica(ChunkActor):
                 "bad": bad, "fitted": add_counts(fitted), "latencies": stats.latencies,
                 "input_wait_s": stats.input_wait_s,
                 "ready_at": self.ready_at, "pid": os.getpid(), "started_at": started_at,
-                "finished_at": time.time()}
+                "finished_at": time.time(), "niceness": os.nice(0)}
 
 
 def embed_chunks(model: Path, ds: Dataset, opts: Any, loader_opts: LoaderOptions,
@@ -172,7 +172,7 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     resume_row = todo[0].start if todo else stop
     summary.resumed_rows = resume_row - start
     t0 = time.perf_counter()
-    stats, embedded, first_ready, pids = PipelineStats(), 0, None, set()
+    stats, embedded, first_ready, pids, nice = PipelineStats(), 0, None, set(), set()
     spans: list[tuple[float, float]] = []  # (start, end) of each chunk in its replica
     progress = ProgressBar("embedding", stop - start, completed=resume_row - start,
                            enabled=opts.progress)
@@ -189,6 +189,7 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
             stats.input_wait_s += res["input_wait_s"]
             first_ready = min(first_ready or res["ready_at"], res["ready_at"])
             pids.add(res["pid"])
+            nice.add(res["niceness"])
             spans.append((res["started_at"], res["finished_at"]))
             progress.update(work.stop - start)
     finally:
@@ -208,5 +209,6 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
                                                       - (first_ready or 0.0), 3),
                       replica_busy_s=round(sum(b - a for a, b in spans), 3))
     engine.update(startup_s=round(session.init_s + startup, 3),
-                  total_s=round(session.init_s + t_end - t0, 3), replica_processes=len(pids))
+                  total_s=round(session.init_s + t_end - t0, 3), replica_processes=len(pids),
+                  replica_niceness=sorted(nice))
     return engine

@@ -105,6 +105,8 @@ def test_local_default_gives_the_local_engines_folder(ray_session, tmp_path, loc
     # where the pipeline's seconds went: replicas working on chunks (two replicas can be
     # busy longer than the pipeline's wall time), and the wait for the first chunk
     assert engine["replica_busy_s"] > 0 and engine["first_chunk_after_ready_s"] >= 0
+    # the local instance runs its replicas at the driver's priority, not Ray's nice 15
+    assert engine["replica_niceness"] == [os.nice(0)]
     assert not (out / ".partial").exists()
     ray_eval, local_eval = _eval(out), _eval(local_run)  # massface-eval reads it unchanged
     assert ray_eval["accuracy"] == local_eval["accuracy"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from massface.errors import InputError
-from massface.runtime.ray_pool import RaySession, replica_resources
+from massface.runtime.ray_pool import RaySession, local_system_config, replica_resources
 
 
 def _session(cpus: float, gpus: float = 0.0, local: bool = True) -> RaySession:
@@ -32,3 +32,10 @@ def test_replica_resources():
 def test_a_pool_that_cannot_be_placed_is_refused(session, replicas, threads, device, says):
     with pytest.raises(InputError, match=says):
         replica_resources(session, replicas, threads, device)
+
+
+def test_local_instance_runs_replicas_at_the_drivers_priority(monkeypatch):
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    assert local_system_config() == {"worker_niceness": 0}
+    monkeypatch.setenv("RAY_worker_niceness", "15")  # the user's own choice wins
+    assert local_system_config() == {}
