@@ -251,8 +251,9 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
                 f"{r['after']['load_average'][0]:.1f} |")
     summary = {}
     control = {r["trial"]: r for r in rows if r["strategy"] == BN_ONLY}
-    for against, ref in (("the baseline", base), ("the lr-0 control", control)):
-        if not ref or (ref is control and len(control) < 2):
+    for against, ref, suffix in (("the baseline", base, ""),
+                                 ("the lr-0 control", control, "_vs_control")):
+        if not ref or (suffix and len(ref) < 2):
             continue
         lines += ["", f"Paired by trial against {against} (points; t = mean / (std / √n), "
                   "p two-sided, n - 1 degrees of freedom):", "",
@@ -260,11 +261,10 @@ def table(study: Path, settings: dict[str, Any], strategies: list[str]) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for s in strategies:
             mine = [r for r in rows if r["strategy"] == s]
-            if not mine or (ref is control and s == BN_ONLY):
+            if not mine or (suffix and s == BN_ONLY):
                 continue
             v, d = paired(mine, ref, "vr"), paired(mine, ref, "dir")
-            summary.setdefault(s, {})["vr" if ref is base else "vr_vs_control"] = v
-            summary[s]["dir" if ref is base else "dir_vs_control"] = d
+            summary.setdefault(s, {}).update({f"vr{suffix}": v, f"dir{suffix}": d})
             lines.append(f"| {_label(s)} | {v['n']} | {v['mean']:+.2f} ± {v['std']:.2f} | "
                          f"{v['t']:.1f} | {v['p']:.3f} | {d['mean']:+.2f} ± {d['std']:.2f} | "
                          f"{d['t']:.1f} | {d['p']:.3f} |")

@@ -204,9 +204,9 @@ def _embed(ray: Any, session: RaySession, model: Path, ds: Dataset, opts: Any,
     summary.images_per_s = round(embedded / summary.wall_s, 2) if embedded else 0.0
     summary.latency_ms = latency_percentiles(stats.latencies)
     summary.input_wait_s = round(stats.input_wait_s, 3)
-    if spans:  # where a pipeline second went: replicas working, or waiting for Ray Data
-        engine.update(first_chunk_after_ready_s=round(min(a for a, _ in spans)
-                                                      - (first_ready or 0.0), 3),
+    if spans and first_ready is not None:  # replicas working, or waiting for Ray Data
+        engine.update(first_chunk_after_ready_s=round(min(a for a, _ in spans) - first_ready,
+                                                      3),
                       replica_busy_s=round(sum(b - a for a, b in spans), 3))
     engine.update(startup_s=round(session.init_s + startup, 3),
                   total_s=round(session.init_s + t_end - t0, 3), replica_processes=len(pids),

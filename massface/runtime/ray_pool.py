@@ -100,8 +100,8 @@ def local_system_config() -> dict[str, Any]:
     Ray starts its workers at niceness 15 (``worker_niceness``) so that a node's raylet
     stays responsive; on one machine whose job is this pool, that hands CPU from the
     replicas to the driver's Ray Data scheduling loop (about 10% of a core, at niceness 0).
-    Measured on 2 cores (``bench/bench_ray.py``): the pipeline rose from 0.82-0.84x to
-    0.87-0.92x the local engine's with the replicas at the driver's priority. A
+    Measured on 2 cores (``bench/bench_ray.py``, quiet, 3 rounds): the pipeline rose from
+    0.82-0.84x to 0.97-0.98x the local engine's with the replicas at the driver's priority. A
     ``RAY_worker_niceness`` in the environment is the user's and wins."""
     if os.environ.get(WORKER_NICENESS_ENV) is not None:
         return {}

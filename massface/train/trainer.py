@@ -164,13 +164,15 @@ class Trainer:
         v, d = self.cfg.validation, self.cfg.data
         if not v.pairs:
             return None
+        from massface.formats.preprocessing import Preprocessing
         from massface.train.validation import PairsValidation, check_no_leak
 
         check_no_leak(v.pairs, self.folder, allow=bool(v.allow_overlap), warn=self.log.warn)
 
-        return PairsValidation.load(v.pairs, v.root or d.train_dir, d.size,
-                                    mean=float(d.mean), std=float(d.std),
-                                    batch_size=int(v.batch_size))
+        return PairsValidation.load(
+            v.pairs, v.root or d.train_dir, d.size,
+            preprocessing=Preprocessing(mean=float(d.mean), std=float(d.std)),
+            batch_size=int(v.batch_size))
 
     def _callbacks(self) -> list[Callback]:
         """The per-step monitors, in the order they see each step."""

@@ -9,7 +9,7 @@ statistics) together with their mirror images, and scored with the LFW 10-fold p
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,9 @@ class PairsValidation:
     rows: np.ndarray          # [2N] row of each pair side in ``images``
     issame: np.ndarray        # [N] bool
     pairs_path: Path
-    mean: float = 127.5
-    std: float = 128.0
+    #: the record whose :meth:`~Preprocessing.normalize` training's input pipeline uses
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     batch_size: int = 64
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """The record whose :meth:`normalize` training's input pipeline uses too (RGB)."""
-        return Preprocessing(mean=self.mean, std=self.std)
 
     @classmethod
     def load(cls, pairs: str | os.PathLike[str], root: str | os.PathLike[str],

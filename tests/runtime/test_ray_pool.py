@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from massface.errors import InputError
-from massface.runtime.ray_pool import RaySession, local_system_config, replica_resources
+from massface.runtime.ray_pool import (
+    WORKER_NICENESS_ENV,
+    RaySession,
+    local_system_config,
+    replica_resources,
+)
 
 
 def _session(cpus: float, gpus: float = 0.0, local: bool = True) -> RaySession:
@@ -35,7 +40,7 @@ def test_a_pool_that_cannot_be_placed_is_refused(session, replicas, threads, dev
 
 
 def test_local_instance_runs_replicas_at_the_drivers_priority(monkeypatch):
-    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    monkeypatch.delenv(WORKER_NICENESS_ENV, raising=False)
     assert local_system_config() == {"worker_niceness": 0}
-    monkeypatch.setenv("RAY_worker_niceness", "15")  # the user's own choice wins
+    monkeypatch.setenv(WORKER_NICENESS_ENV, "15")  # the user's own choice wins
     assert local_system_config() == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from massface.formats.preprocessing import Preprocessing
 from massface.train.validation import PairsValidation
 
 
@@ -14,7 +15,7 @@ def test_validation_feeds_the_model_what_training_feeds_it(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 8, 6, 3), dtype=np.uint8)
     val = PairsValidation(images, np.arange(4), np.array([True, False]), tmp_path / "p.txt",
-                          mean=100.0, std=50.0, batch_size=2)
+                          preprocessing=Preprocessing(mean=100.0, std=50.0), batch_size=2)
 
     def model(x, training):  # the identity, flattened: the embedding is the model's input
         assert training is False
